@@ -1,0 +1,1 @@
+"""Custom TFX components: MovieLens ingestion, history windowing and the TFLite publisher."""

@@ -1,0 +1,1 @@
+"""History windowing: rating events -> (recent history -> next movie) examples + the movie vocabulary."""

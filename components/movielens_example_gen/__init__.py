@@ -1,0 +1,1 @@
+"""MovieLensExampleGen: a FileBasedExampleGen whose executor reads the MovieLens layouts."""

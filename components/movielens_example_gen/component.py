@@ -1,0 +1,27 @@
+"""MovieLensExampleGen: stock FileBasedExampleGen (spans, fingerprints, caching) with a MovieLens executor."""
+
+from typing import Optional
+
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2, range_config_pb2
+
+from ondevice_rec.components.movielens_example_gen import executor
+
+EVENTS_SPLIT = "events"
+
+
+class MovieLensExampleGen(FileBasedExampleGen):
+    """Emits one ``events`` split of rating events; splitting into train/eval/test happens in windowing."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+    def __init__(self, input_base: str, split_pattern: str = "*",
+                 range_config: Optional[range_config_pb2.RangeConfig] = None):
+        super().__init__(
+            input_base=input_base,
+            input_config=example_gen_pb2.Input(splits=[
+                example_gen_pb2.Input.Split(name=EVENTS_SPLIT, pattern=split_pattern)]),
+            output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+                example_gen_pb2.SplitConfig.Split(name=EVENTS_SPLIT, hash_buckets=1)])),
+            range_config=range_config)

@@ -1,0 +1,1 @@
+"""TFLitePusher: converts a blessed model to TFLite, checks parity and publishes it atomically."""

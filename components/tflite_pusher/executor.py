@@ -1,0 +1,147 @@
+"""Executor of TFLitePusher.
+
+Publishes only a model the Evaluator blessed. Before publishing it converts the ``recommend`` signature to a
+builtin-ops TFLite model and checks that the TFLite top-10 matches the SavedModel's on held-out histories.
+Every outcome (published, not blessed, already serving, failed parity) is recorded on the ``pushed_model``
+artifact in MLMD (``pushed``, ``pushed_version``, ``pushed_destination``, ``push_outcome``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import random
+from typing import Any, Dict, List
+
+import tensorflow as tf
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils, standard_artifact_utils
+from tfx.utils import io_utils
+
+from ondevice_rec.components.tflite_pusher import publish
+from ondevice_rec.modules import export, features
+from ondevice_rec.modules.vocabulary import Vocabulary
+
+MODEL_KEY = "model"
+BLESSING_KEY = "model_blessing"
+EVALUATION_KEY = "test_evaluation"
+EXAMPLES_KEY = "examples"
+PUSHED_MODEL_KEY = "pushed_model"
+RECALL_KS = (1, 5, 10)
+
+
+def read_evaluation(evaluation_uri: str) -> Dict[str, float]:
+    """Overall-slice metrics of a TFMA evaluation as ``{name: value}``."""
+    import tensorflow_model_analysis as tfma
+    values: Dict[str, float] = {}
+    for metrics in tfma.load_metrics(evaluation_uri):
+        if metrics.slice_key.single_slice_keys:
+            continue
+        for item in metrics.metric_keys_and_values:
+            if item.key.model_name in ("", "candidate") and not item.key.HasField("sub_key"):
+                if item.value.HasField("double_value"):
+                    values[item.key.name] = item.value.double_value.value
+    return values
+
+
+def eval_report(metrics: Dict[str, float]) -> Dict[str, Any]:
+    report: Dict[str, Any] = {f"recall@{k}": metrics.get(f"recall@{k}") for k in RECALL_KS}
+    report["num_eval_users"] = int(metrics.get("example_count", 0))
+    return report
+
+
+def sample_histories(examples_uri: str, split: str, count: int, seed: int = 0) -> List[List[int]]:
+    """Up to ``count`` context lists from ``split`` of the windowed examples (deterministic sample)."""
+    files = sorted(tf.io.gfile.glob(io_utils.all_files_pattern(os.path.join(examples_uri, f"Split-{split}"))))
+    histories = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        example = tf.train.Example.FromString(record.numpy())
+        histories.append(list(example.features.feature[features.CONTEXT_MOVIE_ID].int64_list.value))
+    random.Random(seed).shuffle(histories)
+    return histories[:count]
+
+
+class Executor(base_executor.BaseExecutor):
+    """Converts, checks and publishes a blessed model."""
+
+    def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
+           exec_properties: Dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        pushed = artifact_utils.get_single_instance(output_dict[PUSHED_MODEL_KEY])
+        serving_dir = exec_properties["serving_dir"]
+
+        def record(outcome: str, published: bool, version: str = "") -> None:
+            pushed.set_int_custom_property("pushed", int(published))
+            pushed.set_string_custom_property("push_outcome", outcome)
+            if version:
+                pushed.set_string_custom_property("pushed_version", version)
+                pushed.set_string_custom_property("pushed_destination", os.path.join(serving_dir, version))
+            logging.info("TFLitePusher: %s", outcome)
+
+        blessing = artifact_utils.get_single_instance(input_dict[BLESSING_KEY])
+        if not blessing.get_int_custom_property("blessed"):
+            record("not published: the Evaluator did not bless this model", False)
+            return
+        serving = publish.current_version(serving_dir)
+        if serving and publish.read_metadata(os.path.join(serving_dir, serving)).get("model_uri") == model.uri:
+            record(f"not published: this model is already serving as {serving}", False, serving)
+            return
+
+        saved_model_dir = os.path.join(model.uri, "Format-Serving")
+        config = export.load_export_config(saved_model_dir)
+        vocab = Vocabulary.load(os.path.join(saved_model_dir, export.ASSETS_EXTRA))
+        tflite_model = publish.convert_to_tflite(saved_model_dir, export.RECOMMEND_SIGNATURE)
+
+        examples = input_dict.get(EXAMPLES_KEY) or []
+        parity = {}
+        if examples:
+            histories = sample_histories(examples[0].uri, "test", int(exec_properties.get("parity_samples") or 500))
+            try:
+                parity = publish.check_parity(tflite_model, saved_model_dir, histories, export.RECOMMEND_SIGNATURE)
+            except publish.ParityError as e:
+                record(f"not published: {e}", False)
+                return
+        evaluations = input_dict.get(EVALUATION_KEY) or []
+        report = eval_report(read_evaluation(evaluations[0].uri)) if evaluations else {}
+
+        runner = publish.TFLiteRecommender(tflite_model, export.RECOMMEND_SIGNATURE)
+        top_k = int(runner.runner.get_output_details()[export.TOP_IDS]["shape"][0])
+        metadata = {
+            "model_file": publish.MODEL_FILE,
+            "encoder": config.encoder,
+            "history_length": config.history_length,
+            "vocabulary_size": vocab.size,
+            "num_recommendable_movies": vocab.size - 1,
+            "max_movie_id": vocab.max_movie_id,
+            "signature": export.RECOMMEND_SIGNATURE,
+            "inputs": [{"name": features.CONTEXT_MOVIE_ID, "dtype": "int32", "shape": [config.history_length],
+                        "padding_value": features.PADDING_ID, "order": "most_recent_first"}],
+            "outputs": [{"name": export.TOP_IDS, "dtype": "int32", "shape": [top_k]},
+                        {"name": export.TOP_SCORES, "dtype": "float32", "shape": [top_k]}],
+            "top_k": top_k,
+            "vocabulary_file": "vocabulary.json",
+            "dataset": exec_properties.get("dataset") or "",
+            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "pipeline_run_id": (self._context.pipeline_run_id if self._context else None) or "",
+            "model_uri": model.uri,
+            "tflite_bytes": len(tflite_model),
+            "parity": parity,
+        }
+        files = {
+            publish.MODEL_FILE: tflite_model,
+            publish.METADATA_FILE: json.dumps(metadata, indent=2).encode("utf-8"),
+            publish.EVAL_FILE: json.dumps(report, indent=2).encode("utf-8"),
+            "vocabulary.json": json.dumps(vocab.to_json(), ensure_ascii=False).encode("utf-8"),
+        }
+        for name, content in files.items():  # the artifact keeps its own copy for lineage
+            with tf.io.gfile.GFile(os.path.join(pushed.uri, name), "wb") as f:
+                f.write(content)
+        final = publish.publish(serving_dir, files, keep_versions=int(exec_properties.get("keep_versions") or 5))
+        version = os.path.basename(final)
+        for name, value in report.items():
+            if value is not None:
+                pushed.set_float_custom_property(name, float(value))
+        record(f"published {version} ({len(tflite_model)} bytes)", True, version)

@@ -1,0 +1,155 @@
+"""Conversion to TFLite, parity checking and atomic publishing of versions (no TFX imports).
+
+Layout of a serving directory::
+
+    serving/
+      20261122T110305/   model.tflite  metadata.json  eval.json  vocabulary.json
+      latest -> 20261122T110305
+
+A version is written into a hidden temporary folder and renamed into place, then ``latest`` is replaced by a
+rename of a fresh symlink, so readers never see a half-written version and a crash leaves the previous
+version serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+LATEST = "latest"
+MODEL_FILE = "model.tflite"
+METADATA_FILE = "metadata.json"
+EVAL_FILE = "eval.json"
+
+
+class ParityError(RuntimeError):
+    """The TFLite model does not rank like the SavedModel it was converted from."""
+
+
+def convert_to_tflite(saved_model_dir: str, signature: str) -> bytes:
+    """Converts one signature with builtin ops only (conversion fails if a Flex op would be needed)."""
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+class TFLiteRecommender:
+    """Runs a published ``model.tflite`` with the TFLite interpreter."""
+
+    def __init__(self, model_path_or_bytes, signature: str = "recommend", num_threads: int = 1):
+        import tensorflow as tf
+        if isinstance(model_path_or_bytes, (bytes, bytearray)):
+            self.interpreter = tf.lite.Interpreter(model_content=bytes(model_path_or_bytes), num_threads=num_threads)
+        else:
+            self.interpreter = tf.lite.Interpreter(model_path=model_path_or_bytes, num_threads=num_threads)
+        self.runner = self.interpreter.get_signature_runner(signature)
+        details = self.runner.get_input_details()
+        self.input_name = next(iter(details))
+        self.history_length = int(details[self.input_name]["shape"][0])
+
+    def __call__(self, history_ids: Sequence[int]) -> Dict[str, np.ndarray]:
+        ids = list(history_ids)[:self.history_length]
+        ids = np.array(ids + [0] * (self.history_length - len(ids)), dtype=np.int32)
+        return self.runner(**{self.input_name: ids})
+
+
+def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
+    return len(set(a[:k].tolist()) & set(b[:k].tolist())) / float(k)
+
+
+def check_parity(tflite_model: bytes, saved_model_dir: str, histories: List[List[int]], signature: str,
+                 min_overlap: float = 0.99, k: int = 10) -> Dict[str, float]:
+    """Mean top-k overlap between TFLite and SavedModel on ``histories``; raises ParityError below the bar."""
+    import tensorflow as tf
+    if not histories:
+        raise ParityError("no held-out histories to check parity on")
+    lite = TFLiteRecommender(tflite_model, signature)
+    reference = tf.saved_model.load(saved_model_dir).signatures[signature]
+    overlaps = []
+    for history in histories:
+        ids = list(history)[:lite.history_length]
+        ids = ids + [0] * (lite.history_length - len(ids))
+        expected = reference(**{lite.input_name: tf.constant(ids, tf.int32)})["top_ids"].numpy()
+        got = lite(ids)["top_ids"]
+        overlaps.append(top_k_overlap(expected, got, k))
+    result = {"parity_histories": len(overlaps), f"parity_top{k}_overlap": float(np.mean(overlaps)),
+              f"parity_top{k}_min_overlap": float(np.min(overlaps))}
+    if result[f"parity_top{k}_overlap"] < min_overlap:
+        raise ParityError(f"TFLite top-{k} overlaps the SavedModel's by {result[f'parity_top{k}_overlap']:.4f} "
+                          f"on {len(overlaps)} histories, below the required {min_overlap}")
+    return result
+
+
+def new_version_name(serving_dir: str) -> str:
+    """A sortable, unique version name: the UTC time, with a suffix if that second is taken."""
+    base = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    name, n = base, 1
+    while os.path.exists(os.path.join(serving_dir, name)):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def current_version(serving_dir: str) -> Optional[str]:
+    link = os.path.join(serving_dir, LATEST)
+    if not os.path.islink(link):
+        return None
+    target = os.readlink(link)
+    return os.path.basename(target) if os.path.isdir(os.path.join(serving_dir, target)) else None
+
+
+def read_metadata(version_dir: str) -> dict:
+    with open(os.path.join(version_dir, METADATA_FILE)) as f:
+        return json.load(f)
+
+
+def publish(serving_dir: str, files: Dict[str, bytes], keep_versions: int = 5,
+            version: Optional[str] = None) -> str:
+    """Writes ``files`` as a new version, points ``latest`` at it and prunes old versions; returns its path."""
+    os.makedirs(serving_dir, exist_ok=True)
+    version = version or new_version_name(serving_dir)
+    staging = os.path.join(serving_dir, f".staging-{version}-{os.getpid()}")
+    final = os.path.join(serving_dir, version)
+    try:
+        os.makedirs(staging)
+        for name, content in files.items():
+            with open(os.path.join(staging, name), "wb") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    link_tmp = os.path.join(serving_dir, f".{LATEST}-{os.getpid()}")
+    if os.path.lexists(link_tmp):
+        os.remove(link_tmp)
+    os.symlink(version, link_tmp)
+    os.replace(link_tmp, os.path.join(serving_dir, LATEST))
+    prune(serving_dir, keep_versions)
+    return final
+
+
+def list_versions(serving_dir: str) -> List[str]:
+    if not os.path.isdir(serving_dir):
+        return []
+    return sorted(d for d in os.listdir(serving_dir)
+                  if not d.startswith(".") and d != LATEST and os.path.isdir(os.path.join(serving_dir, d)))
+
+
+def prune(serving_dir: str, keep_versions: int) -> List[str]:
+    """Removes all but the newest ``keep_versions`` versions (never the one ``latest`` points at)."""
+    serving = current_version(serving_dir)
+    versions = list_versions(serving_dir)
+    removed = []
+    for version in versions[:max(0, len(versions) - max(1, keep_versions))]:
+        if version != serving:
+            shutil.rmtree(os.path.join(serving_dir, version), ignore_errors=True)
+            removed.append(version)
+    return removed

@@ -1,0 +1,1 @@
+"""Trainer module code: features, vocabulary, encoders, model, export. No TFX imports here."""

@@ -1,0 +1,101 @@
+"""Exports a trained model as a SavedModel with two signatures.
+
+* ``serving_default`` takes serialized windowed tf.Examples and returns ``scores`` over *movie ids*
+  (``[batch, max_movie_id + 1]``) with padding, movies unseen in training and movies the user has already seen
+  set to ``MASKED_SCORE``. TFMA uses it, so its label is the raw ``label_movie_id``.
+* ``recommend`` is the on-device function: ``context_movie_id`` int32[N] (most recent first, padded with 0) ->
+  ``top_ids`` int32[K] and ``top_scores`` float32[K], never the padding id, an unseen id or a history item.
+  Batch is fixed at 1 so every encoder converts to builtin TFLite ops.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from . import features  # noqa: E402
+from .model import MASKED_SCORE, ModelConfig  # noqa: E402
+from .vocabulary import Vocabulary  # noqa: E402
+
+SERVING_SIGNATURE = "serving_default"
+RECOMMEND_SIGNATURE = "recommend"
+TOP_IDS = "top_ids"
+TOP_SCORES = "top_scores"
+ASSETS_EXTRA = "assets.extra"
+
+
+class RecommenderModule(tf.Module):
+    """Wraps the Keras model with the two serving functions."""
+
+    def __init__(self, model: keras.Model, vocab: Vocabulary, config: ModelConfig):
+        super().__init__()
+        self.model = model
+        self._history_length = config.history_length
+        self._vocabulary_size = vocab.size
+        # Never ask for more results than there are recommendable movies.
+        self._top_k = max(1, min(config.top_k, vocab.size - 1))
+        self._index_to_id = tf.constant(vocab.index_to_id(), tf.int32)
+        self._id_to_index = tf.constant(vocab.id_to_index(), tf.int32)
+        self._feature_spec = features.example_feature_spec(config.history_length)
+
+    @property
+    def top_k(self) -> int:
+        return self._top_k
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, serialized):
+        parsed = tf.io.parse_example(serialized, self._feature_spec)
+        context = tf.cast(parsed[features.CONTEXT_MOVIE_ID], tf.int32)
+        index_scores = self.model({features.CONTEXT_MOVIE_ID: context}, training=False)
+        # Scores over movie ids: gather each id's index score; ids without an index are masked.
+        id_scores = tf.gather(index_scores, self._id_to_index, axis=1)
+        id_scores = tf.where(self._id_to_index[tf.newaxis, :] > 0, id_scores, MASKED_SCORE)
+        seen = parsed[features.SEEN_MOVIE_IDS]
+        seen_ids = tf.cast(seen.values, tf.int32)
+        # Context ids are always excluded, even where seen_movie_ids is absent (train examples).
+        rows = tf.concat([seen.indices[:, 0], tf.repeat(tf.range(tf.shape(context, out_type=tf.int64)[0]),
+                                                        self._history_length)], axis=0)
+        ids = tf.concat([seen_ids, tf.reshape(context, [-1])], axis=0)
+        valid = tf.logical_and(ids > features.PADDING_ID, ids < tf.shape(self._id_to_index)[0])
+        coordinates = tf.stack([tf.boolean_mask(rows, valid), tf.cast(tf.boolean_mask(ids, valid), tf.int64)], 1)
+        id_scores = tf.tensor_scatter_nd_update(
+            id_scores, coordinates, tf.fill([tf.shape(coordinates)[0]], tf.constant(MASKED_SCORE, tf.float32)))
+        return {"scores": id_scores}
+
+    @tf.function
+    def recommend(self, context_movie_id):
+        context = tf.reshape(context_movie_id, [1, self._history_length])
+        scores = self.model({features.CONTEXT_MOVIE_ID: context}, training=False)[0]
+        # Mask the history: one-hot of the context indices (index 0 is masked by the model already).
+        index = self.model.get_layer("id_to_index")(context)[0]
+        in_history = tf.reduce_max(tf.one_hot(index, self._vocabulary_size, dtype=tf.float32), axis=0)
+        scores = tf.where(in_history > 0, tf.constant(MASKED_SCORE, tf.float32), scores)
+        top_scores, top_index = tf.math.top_k(scores, k=self._top_k)
+        return {TOP_IDS: tf.gather(self._index_to_id, top_index), TOP_SCORES: top_scores}
+
+
+def export_saved_model(model: keras.Model, vocab: Vocabulary, config: ModelConfig, export_dir: str) -> str:
+    """Writes the SavedModel (plus the vocabulary and config in ``assets.extra``) to ``export_dir``."""
+    module = RecommenderModule(model, vocab, config)
+    # The recommend signature is traced with a fixed length N so TFLite sees static shapes.
+    recommend = module.recommend.get_concrete_function(
+        tf.TensorSpec([config.history_length], tf.int32, name=features.CONTEXT_MOVIE_ID))
+    tf.saved_model.save(module, export_dir, signatures={
+        SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
+        RECOMMEND_SIGNATURE: recommend,
+    })
+    extra = os.path.join(export_dir, ASSETS_EXTRA)
+    vocab.save(extra)
+    with tf.io.gfile.GFile(os.path.join(extra, "model_config.json"), "w") as f:
+        f.write(config.to_json())
+    return export_dir
+
+
+def load_export_config(export_dir: str) -> ModelConfig:
+    import json
+    with tf.io.gfile.GFile(os.path.join(export_dir, ASSETS_EXTRA, "model_config.json")) as f:
+        return ModelConfig.from_dict(json.load(f))

@@ -1,0 +1,44 @@
+"""Names and layout of the windowed training examples (the contract between windowing and the Trainer).
+
+Context lists are ordered most recent first and right-padded with ``PADDING_ID`` up to the history length, so
+position 0 always holds the movie seen just before the target. ``seen_movie_ids`` (eval and test examples
+only) lists the user's whole history, used to exclude already-watched movies when ranking.
+"""
+
+PADDING_ID = 0
+
+USER_ID = "user_id"
+CONTEXT_MOVIE_ID = "context_movie_id"
+CONTEXT_MOVIE_RATING = "context_movie_rating"
+CONTEXT_MOVIE_YEAR = "context_movie_year"
+CONTEXT_LENGTH = "context_length"
+LABEL_MOVIE_ID = "label_movie_id"
+LABEL_TIMESTAMP = "label_timestamp"
+SEEN_MOVIE_IDS = "seen_movie_ids"
+
+# Event features written by the MovieLens ExampleGen.
+EVENT_USER_ID = "user_id"
+EVENT_MOVIE_ID = "movie_id"
+EVENT_TIMESTAMP = "timestamp"
+EVENT_RATING = "rating"
+EVENT_GENRES = "genres"
+EVENT_YEAR = "year"
+EVENT_TITLE = "title"
+
+SPLITS = ("train", "eval", "test")
+VOCABULARY_FILE = "vocabulary.json"
+
+
+def example_feature_spec(history_length: int):
+    """tf.io feature spec of a windowed example (TensorFlow imported lazily)."""
+    import tensorflow as tf
+    return {
+        USER_ID: tf.io.FixedLenFeature([], tf.int64),
+        CONTEXT_MOVIE_ID: tf.io.FixedLenFeature([history_length], tf.int64),
+        CONTEXT_MOVIE_RATING: tf.io.FixedLenFeature([history_length], tf.float32),
+        CONTEXT_MOVIE_YEAR: tf.io.FixedLenFeature([history_length], tf.int64),
+        CONTEXT_LENGTH: tf.io.FixedLenFeature([], tf.int64),
+        LABEL_MOVIE_ID: tf.io.FixedLenFeature([], tf.int64),
+        LABEL_TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+        SEEN_MOVIE_IDS: tf.io.VarLenFeature(tf.int64),
+    }

@@ -1,0 +1,1 @@
+"""The pipeline definition (``pipeline.py``), its typed config (``config.py``) and local runners."""

@@ -1,0 +1,102 @@
+"""The ondevice-rec TFX pipeline.
+
+MovieLensExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
+                    -> HistoryWindowing -> Trainer -> Evaluator (eval split: blessing vs latest blessed)
+                                                   -> Evaluator (test split: reported)
+                                                   -> TFLitePusher (blessed models only)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from ondevice_rec.components.history_windowing.component import HistoryWindowing
+from ondevice_rec.components.movielens_example_gen.component import MovieLensExampleGen
+from ondevice_rec.components.tflite_pusher.component import TFLitePusher
+from ondevice_rec.modules import features
+from ondevice_rec.pipeline.config import PipelineConfig
+
+TRAINER_RUN_FN = "ondevice_rec.modules.trainer.run_fn"
+RECALL_KS = (1, 5, 10)
+
+
+def recall_metrics() -> List[tfma.MetricConfig]:
+    """recall@K over the whole catalogue (one target per example, so recall@K = hit rate@K)."""
+    return [tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy", config=f'{{"k": {k}, "name": "recall@{k}"}}')
+            for k in RECALL_KS] + [tfma.MetricConfig(class_name="ExampleCount")]
+
+
+def eval_config(config: PipelineConfig, with_thresholds: bool) -> tfma.EvalConfig:
+    metrics = recall_metrics()
+    if with_thresholds:
+        recall10 = next(m for m in metrics if '"recall@10"' in m.config)
+        recall10.threshold.CopyFrom(tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_recall_at_10}),
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -max(config.max_recall_regression, 1e-9)})))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=features.LABEL_MOVIE_ID,
+                                    prediction_key="scores")],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+    """Builds the pipeline described in the module docstring from one PipelineConfig."""
+    example_gen = MovieLensExampleGen(input_base=config.data_dir)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+
+    windowing = HistoryWindowing(events=example_gen.outputs["examples"],
+                                 history_length=config.model.history_length,
+                                 min_timeline_length=config.min_timeline_length)
+
+    trainer = tfx.components.Trainer(
+        run_fn=TRAINER_RUN_FN,
+        examples=windowing.outputs["examples"],
+        custom_config=dataclasses.asdict(config.model))
+
+    latest_blessed_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=windowing.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=latest_blessed_model.outputs["model"],
+        eval_config=eval_config(config, with_thresholds=True),
+        example_splits=["eval"])
+    test_evaluator = tfx.components.Evaluator(
+        examples=windowing.outputs["examples"],
+        model=trainer.outputs["model"],
+        eval_config=eval_config(config, with_thresholds=False),
+        example_splits=["test"]).with_id("test_evaluator")
+
+    pusher = TFLitePusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        test_evaluation=test_evaluator.outputs["evaluation"],
+        examples=windowing.outputs["examples"],
+        serving_dir=config.serving_dir,
+        dataset=config.dataset_name,
+        keep_versions=config.keep_versions,
+        parity_samples=config.parity_samples)
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, windowing, trainer,
+                    latest_blessed_model, evaluator, test_evaluator, pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_path),
+        beam_pipeline_args=config.beam_pipeline_args())

@@ -1,0 +1,46 @@
+"""Packaging for ondevice-rec.
+
+The repository root *is* the ``ondevice_rec`` package, so the folders the design asks for (``pipeline/``,
+``components/``, ``modules/``, ``data/``, ``kubeflow/``) are importable as ``ondevice_rec.pipeline`` and so on.
+Beam workers install the same code with ``--setup_file ./setup.py``.
+"""
+
+import os
+
+import setuptools
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SUBPACKAGES = ["pipeline", "components", "modules", "data", "kubeflow"]
+
+
+def _packages():
+    found = ["ondevice_rec"]
+    for top in SUBPACKAGES:
+        for root, dirs, files in os.walk(os.path.join(HERE, top)):
+            dirs[:] = [d for d in dirs if not d.startswith((".", "__"))]
+            if "__init__.py" in files:
+                rel = os.path.relpath(root, HERE)
+                found.append("ondevice_rec." + rel.replace(os.sep, "."))
+    return found
+
+
+setuptools.setup(
+    name="ondevice-rec",
+    version="0.1.0",
+    description="TFX pipeline that trains a next-movie recommender and publishes it as an on-device TFLite model",
+    python_requires=">=3.9",
+    package_dir={"ondevice_rec": "."},
+    packages=_packages(),
+    package_data={"ondevice_rec": ["kubeflow/*.json", "pipeline/*.json"]},
+    # The pinned TFX stack is installed from constraints.txt first (see README); these are the direct needs.
+    install_requires=[
+        "tfx>=1.16,<1.17",
+        "tensorflow>=2.16,<2.17",
+        "tf-keras>=2.16,<2.17",
+        "tensorflow-model-analysis>=0.47,<0.48",
+        "apache-beam>=2.59,<2.60",
+        "numpy>=1.26,<2",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["ondevice-rec=ondevice_rec.cli:main"]},
+)
