@@ -1,3 +1,220 @@
-"""Placeholder replaced below."""
-def main():
-    pass
+"""``ondevice-rec``: the command line, a thin layer over the library.
+
+Exit codes: 0 success (a run that ends with "not published" also succeeded: the gate did its job),
+1 a pipeline component or benchmark failed, 2 bad input or usage (missing data, malformed files, bad flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import time
+from typing import List, Optional
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs; --verbose on `run` shows them
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+EXAMPLES = {
+    "run": """examples:
+  ondevice-rec run --data-dir ../shared/data/ml-100k --output-dir /tmp/out
+  ondevice-rec run --dataset ml-1m --output-dir out --history-length 20 --epochs 20
+  ondevice-rec run --data-dir data --output-dir out --beam-arg=--direct_num_workers=2""",
+    "recommend": """examples:
+  ondevice-rec recommend --model /tmp/out/serving/latest --history 50,172,181 --k 10""",
+    "make-synthetic": """examples:
+  ondevice-rec make-synthetic --format ml-1m --out /tmp/synthetic --users 500 --items 400""",
+    "download": """examples:
+  ondevice-rec download ml-1m            # prints the unpacked folder, pass it as --data-dir""",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ondevice_rec.data import download, movielens
+    from ondevice_rec.modules.config import ModelConfig
+    defaults = ModelConfig()
+    parser = argparse.ArgumentParser(
+        prog="ondevice-rec", description="Train a next-movie recommender with TFX and publish it as TFLite.",
+        epilog="exit codes: 0 success, 1 a component failed, 2 bad input or usage",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the whole pipeline once", epilog=EXAMPLES["run"],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-dir", help="an unpacked MovieLens folder (ml-1m, ml-100k or ml-latest layout)")
+    source.add_argument("--dataset", choices=sorted(download.ARCHIVES),
+                        help="download this MovieLens archive from GroupLens (checksum-verified, cached)")
+    run.add_argument("--output-dir", required=True, help="pipeline_root, metadata.sqlite and serving/ go here")
+    run.add_argument("--encoder", default=defaults.encoder, help="context encoder (default: %(default)s)")
+    run.add_argument("--history-length", type=int, default=defaults.history_length,
+                     help="N, the number of previous movies the model sees (default: %(default)s)")
+    run.add_argument("--epochs", type=int, default=defaults.epochs, help="default: %(default)s")
+    run.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default: %(default)s")
+    run.add_argument("--embedding-dim", type=int, default=defaults.embedding_dim, help="default: %(default)s")
+    run.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="default: %(default)s")
+    run.add_argument("--top-k", type=int, default=defaults.top_k,
+                     help="ids the TFLite model returns (default: %(default)s)")
+    run.add_argument("--min-recall-at-10", type=float, default=0.0,
+                     help="blessing needs at least this eval recall@10 (default: %(default)s)")
+    run.add_argument("--keep-versions", type=int, default=5, help="published versions kept (default: %(default)s)")
+    run.add_argument("--runner", choices=["beam", "local"], default="beam", help="default: %(default)s")
+    run.add_argument("--no-cache", action="store_true", help="re-run every component")
+    run.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
+                     help="passed to every Beam stage, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
+    run.add_argument("--verbose", action="store_true", help="show TensorFlow / Beam logs instead of a log file")
+
+    rec = commands.add_parser("recommend", help="run a published .tflite model on a history",
+                              epilog=EXAMPLES["recommend"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    rec.add_argument("--model", required=True, help="a published version folder, e.g. OUT/serving/latest")
+    rec.add_argument("--history", required=True, help="movie ids in the order watched, oldest first: 1,2,3")
+    rec.add_argument("--k", type=int, default=10, help="how many to print (default: %(default)s)")
+
+    syn = commands.add_parser("make-synthetic", help="write a synthetic dataset in a MovieLens layout",
+                              epilog=EXAMPLES["make-synthetic"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    syn.add_argument("--format", choices=sorted(movielens.FORMATS), required=True)
+    syn.add_argument("--out", required=True)
+    syn.add_argument("--users", type=int, default=200)
+    syn.add_argument("--items", type=int, default=300)
+    syn.add_argument("--mean-ratings-per-user", type=int, default=40)
+    syn.add_argument("--seed", type=int, default=0)
+
+    dl = commands.add_parser("download", help="download and verify a MovieLens archive",
+                             epilog=EXAMPLES["download"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    dl.add_argument("name", choices=sorted(download.ARCHIVES))
+    dl.add_argument("--cache-dir", default=None, help="default: $ONDEVICE_REC_CACHE or ~/.cache/ondevice-rec")
+    return parser
+
+
+@contextlib.contextmanager
+def _logs_to_file(log_path: str, verbose: bool):
+    """Sends Python, absl and C++ (fd 1/2) output to ``log_path``; yields a writer for the real console."""
+    if verbose:
+        yield lambda text: print(text, flush=True)
+        return
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    console = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    saved_err = os.dup(2)
+    log_file = open(log_path, "a", encoding="utf-8")
+    os.dup2(log_file.fileno(), 1)
+    os.dup2(log_file.fileno(), 2)
+    try:
+        yield lambda text: console.write(text + "\n")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(console.fileno(), 1)
+        os.dup2(saved_err, 2)
+        os.close(saved_err)
+        log_file.close()
+        console.close()
+
+
+def _configure_logging(handler: logging.Handler) -> None:
+    import absl.logging
+    absl.logging.set_verbosity(absl.logging.INFO)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    to_file = logging.StreamHandler()  # fd 2, which points at the log file unless --verbose
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(to_file)
+    root.addHandler(handler)
+    logging.getLogger("ondevice_rec").setLevel(logging.INFO)
+
+
+def cmd_run(args) -> int:
+    from ondevice_rec.data import download, movielens
+    from ondevice_rec.modules.config import ModelConfig
+    from ondevice_rec.pipeline import runner
+    from ondevice_rec.pipeline.config import PipelineConfig
+
+    data_dir = args.data_dir
+    if args.dataset:
+        print(f"Fetching {args.dataset} ...", flush=True)
+        data_dir = download.download(args.dataset, progress=download.print_progress)
+    fmt = movielens.detect_format(data_dir)  # fail fast, before TFX starts, on a wrong folder
+    model = ModelConfig(encoder=args.encoder, history_length=args.history_length, epochs=args.epochs,
+                        batch_size=args.batch_size, embedding_dim=args.embedding_dim,
+                        learning_rate=args.learning_rate, top_k=args.top_k)
+    config = PipelineConfig(data_dir=data_dir, output_dir=args.output_dir, model=model,
+                            min_recall_at_10=args.min_recall_at_10, keep_versions=args.keep_versions,
+                            enable_cache=not args.no_cache, beam_args=args.beam_arg)
+    log_path = os.path.join(config.output_dir, "logs", time.strftime("run-%Y%m%dT%H%M%S.log"))
+    print(f"ondevice-rec: {fmt.name} data in {config.data_dir}; encoder {model.encoder}, N={model.history_length}")
+    if args.verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        print(f"Logs: {log_path}", flush=True)
+    with _logs_to_file(log_path, args.verbose) as console:
+        _configure_logging(runner.ProgressHandler(console))
+        try:
+            summary = runner.run(config, runner=args.runner)
+        except Exception as e:  # pylint: disable=broad-except
+            logging.exception("pipeline failed")
+            console(f"\nFAILED: {type(e).__name__}: {e}\nSee {log_path} for details.")
+            return EXIT_FAILED
+        console("")
+        console(runner.format_summary(summary))
+    return EXIT_OK
+
+
+def cmd_recommend(args) -> int:
+    from ondevice_rec.serving import Recommender
+    try:
+        history = [int(x) for x in args.history.replace(" ", "").split(",") if x]
+    except ValueError:
+        print(f"--history must be comma-separated movie ids, got {args.history!r}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    recommender = Recommender(args.model)
+    start = time.perf_counter()
+    results = recommender.recommend(history, args.k)
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    titles = recommender.titles
+    print(f"History (oldest first): " + ", ".join(f"{m} {titles.get(m, '?')}" for m in history))
+    print(f"Top {len(results)} ({elapsed_ms:.2f} ms):")
+    for rank, (movie_id, score) in enumerate(results, start=1):
+        print(f"{rank:3d}. {movie_id:6d}  {titles.get(movie_id, '')}  ({score:.3f})")
+    return EXIT_OK
+
+
+def cmd_make_synthetic(args) -> int:
+    from ondevice_rec.data import synthetic
+    config = synthetic.SyntheticConfig(users=args.users, items=args.items,
+                                       mean_ratings_per_user=args.mean_ratings_per_user, seed=args.seed)
+    data = synthetic.generate(config)
+    synthetic.write(data, args.out, args.format, seed=args.seed)
+    print(f"wrote {len(data.user_id)} ratings by {args.users} users on {args.items} movies "
+          f"({args.format} layout) to {args.out}")
+    return EXIT_OK
+
+
+def cmd_download(args) -> int:
+    from ondevice_rec.data import download
+    print(download.download(args.name, cache_dir=args.cache_dir, progress=download.print_progress))
+    return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import warnings
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from ondevice_rec.data.download import DownloadError
+    from ondevice_rec.data.movielens import DataFormatError
+    args = _parser().parse_args(argv)
+    handlers = {"run": cmd_run, "recommend": cmd_recommend, "make-synthetic": cmd_make_synthetic,
+                "download": cmd_download}
+    try:
+        return handlers[args.command](args)
+    except (FileNotFoundError, DataFormatError, DownloadError, ValueError) as e:
+        print(f"ondevice-rec {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -72,21 +72,16 @@ def safe_extract(zip_path: str, target_dir: str) -> None:
 
 def _fetch(url: str, destination: str, expected_size: int,
            progress: Optional[Callable[[int, int], None]]) -> None:
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as out:
-            done = 0
-            while True:
-                block = response.read(1 << 20)
-                if not block:
-                    break
-                out.write(block)
-                done += len(block)
-                if progress:
-                    progress(done, expected_size)
-    except (urllib.error.URLError, OSError) as e:
-        raise DownloadError(
-            f"could not download {url} ({e}). This machine may be offline: download and unzip the archive "
-            f"elsewhere and pass its folder with --data-dir, e.g. --data-dir /path/to/ml-1m") from e
+    with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as out:
+        done = 0
+        while True:
+            block = response.read(1 << 20)
+            if not block:
+                break
+            out.write(block)
+            done += len(block)
+            if progress:
+                progress(done, expected_size)
 
 
 def download(name: str, cache_dir: Optional[str] = None,
@@ -103,7 +98,12 @@ def download(name: str, cache_dir: Optional[str] = None,
     os.makedirs(cache_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=f".{name}-") as work:
         zip_path = os.path.join(work, f"{name}.zip")
-        fetch(archive.url, zip_path, archive.size, progress)
+        try:
+            fetch(archive.url, zip_path, archive.size, progress)
+        except (urllib.error.URLError, OSError) as e:
+            raise DownloadError(
+                f"could not download {archive.url} ({e}). This machine may be offline: download and unzip the "
+                f"archive elsewhere and pass its folder with --data-dir, e.g. --data-dir /path/to/{name}") from e
         digest = sha256_of(zip_path)
         if digest != archive.sha256:
             raise DownloadError(f"{archive.url}: checksum mismatch (sha256 {digest}, expected {archive.sha256}); "

@@ -18,7 +18,8 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from . import features  # noqa: E402
-from .model import MASKED_SCORE, ModelConfig  # noqa: E402
+from .config import ModelConfig
+from .model import MASKED_SCORE  # noqa: E402
 from .vocabulary import Vocabulary  # noqa: E402
 
 SERVING_SIGNATURE = "serving_default"

@@ -6,8 +6,6 @@ full softmax cross-entropy. Index 0 (padding / unknown) always scores ``MASKED_S
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from typing import Callable, Dict
 
@@ -18,36 +16,10 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from . import features  # noqa: E402
+from .config import ModelConfig  # noqa: E402,F401  (re-exported)
 from .vocabulary import Vocabulary  # noqa: E402
 
 MASKED_SCORE = -1e9
-
-
-@dataclasses.dataclass
-class ModelConfig:
-    """Hyperparameters of the model and its training (one place; the pipeline passes it as custom_config)."""
-
-    encoder: str = "bow"
-    history_length: int = 10
-    embedding_dim: int = 32
-    hidden_layers: int = 2
-    learning_rate: float = 0.005
-    epochs: int = 10
-    batch_size: int = 256
-    early_stopping_patience: int = 2
-    top_k: int = 100
-    seed: int = 0
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: Dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown model settings: {', '.join(sorted(unknown))}")
-        return cls(**values)
 
 
 class IdToIndex(keras.layers.Layer):

@@ -17,7 +17,8 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from . import export, features  # noqa: E402
-from .model import ModelConfig, build_model, compile_model  # noqa: E402
+from .config import ModelConfig
+from .model import build_model, compile_model  # noqa: E402
 from .vocabulary import Vocabulary  # noqa: E402
 
 
@@ -27,8 +28,12 @@ def examples_root(file_pattern: str) -> str:
 
 
 def make_dataset(file_patterns, config: ModelConfig, vocab: Vocabulary, shuffle: bool,
-                 batch_size: Optional[int] = None) -> tf.data.Dataset:
-    """Batches of ``({context_movie_id: int32[B, N]}, label_index int32[B])`` from gzipped TFRecords."""
+                 batch_size: Optional[int] = None, drop_unknown_labels: bool = False) -> tf.data.Dataset:
+    """Batches of ``({context_movie_id: int32[B, N]}, label_index int32[B])`` from gzipped TFRecords.
+
+    ``drop_unknown_labels`` removes examples whose target never occurs in training (index 0): the model can
+    never rank them, so they only add noise to validation loss; TFMA still counts them as misses.
+    """
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no example files match {file_patterns}")
@@ -47,6 +52,8 @@ def make_dataset(file_patterns, config: ModelConfig, vocab: Vocabulary, shuffle:
     if shuffle:
         dataset = dataset.shuffle(200_000, seed=config.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size or config.batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    if drop_unknown_labels:
+        dataset = dataset.unbatch().filter(lambda x, y: y > 0).batch(batch_size or config.batch_size)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -60,7 +67,7 @@ def train(config: ModelConfig, vocab: Vocabulary, train_patterns, eval_patterns,
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     model.fit(make_dataset(train_patterns, config, vocab, shuffle=True), epochs=config.epochs,
-              validation_data=make_dataset(eval_patterns, config, vocab, shuffle=False),
+              validation_data=make_dataset(eval_patterns, config, vocab, shuffle=False, drop_unknown_labels=True),
               callbacks=callbacks, verbose=2)
     return model
 

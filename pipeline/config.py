@@ -6,7 +6,7 @@ import dataclasses
 import os
 from typing import List, Optional
 
-from ondevice_rec.modules.model import ModelConfig
+from ondevice_rec.modules.config import ModelConfig
 
 
 @dataclasses.dataclass

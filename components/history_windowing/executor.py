@@ -27,12 +27,15 @@ STATS_FILE = "windowing_stats.json"
 
 
 def parse_event(serialized: bytes):
-    """tf.Example bytes -> (user_id, Event, (movie_id, metadata))."""
+    """tf.Example bytes of one rating event -> (Event, (movie_id, metadata dict))."""
     feature = tf.train.Example.FromString(serialized).features.feature
 
+    def values(name, kind):
+        return getattr(feature[name], kind).value if name in feature else []
+
     def first(name, kind, default):
-        values = getattr(feature[name], kind).value if name in feature else []
-        return values[0] if values else default
+        found = values(name, kind)
+        return found[0] if found else default
 
     event = windowing.Event(
         user_id=int(first(features.EVENT_USER_ID, "int64_list", 0)),
@@ -40,17 +43,10 @@ def parse_event(serialized: bytes):
         timestamp=int(first(features.EVENT_TIMESTAMP, "int64_list", 0)),
         rating=float(first(features.EVENT_RATING, "float_list", 0.0)),
         year=int(first(features.EVENT_YEAR, "int64_list", 0)))
-    return event
-
-
-def movie_metadata(serialized: bytes):
-    feature = tf.train.Example.FromString(serialized).features.feature
-    title = feature[features.EVENT_TITLE].bytes_list.value if features.EVENT_TITLE in feature else []
-    genres = feature[features.EVENT_GENRES].bytes_list.value if features.EVENT_GENRES in feature else []
-    year = feature[features.EVENT_YEAR].int64_list.value if features.EVENT_YEAR in feature else []
-    movie_id = int(feature[features.EVENT_MOVIE_ID].int64_list.value[0])
-    return movie_id, {"title": title[0].decode("utf-8") if title else "",
-                      "genres": [g.decode("utf-8") for g in genres], "year": int(year[0]) if year else 0}
+    metadata = {"title": first(features.EVENT_TITLE, "bytes_list", b"").decode("utf-8"),
+                "genres": [g.decode("utf-8") for g in values(features.EVENT_GENRES, "bytes_list")],
+                "year": event.year}
+    return event, (event.movie_id, metadata)
 
 
 def to_tf_example(example: dict) -> bytes:
@@ -62,6 +58,16 @@ def to_tf_example(example: dict) -> bytes:
         else:
             feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _any_metadata(values):
+    """Every event of a movie carries the same metadata; keep the first non-empty one."""
+    chosen = {}
+    for value in values:
+        if value and value.get("title"):
+            return value
+        chosen = chosen or value
+    return chosen
 
 
 def _write_vocabulary(rows, output_dir: str, max_movie_id: int) -> None:
@@ -81,13 +87,15 @@ def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str): 
     """Serialized event tf.Examples -> examples per split and vocabulary files under ``output_dir``."""
     parsed = events | "ParseEvents" >> beam.Map(parse_event)
     timelines = (parsed
-                 | "KeyByUser" >> beam.Map(lambda e: (e.user_id, e))
+                 | "KeyByUser" >> beam.Map(lambda pair: (pair[0].user_id, pair[0]))
                  | "GroupByUser" >> beam.GroupByKey())
-    windowed = timelines | "Window" >> beam.FlatMap(lambda kv: windowing.window_timeline(kv[1], options))
-    for split in features.SPLITS:
-        _ = (windowed
-             | f"Select[{split}]" >> beam.Filter(lambda item, s=split: item[0] == s)
-             | f"Serialize[{split}]" >> beam.Map(lambda item: to_tf_example(item[1]))
+    windowed = timelines | "Window" >> beam.FlatMap(
+        lambda kv: ((split, to_tf_example(example)) for split, example in windowing.window_timeline(kv[1], options)))
+    per_split = windowed | "BySplit" >> beam.Partition(lambda item, n: features.SPLITS.index(item[0]),
+                                                       len(features.SPLITS))
+    for split, examples in zip(features.SPLITS, per_split):
+        _ = (examples
+             | f"Drop[{split}]" >> beam.Values()
              | f"Write[{split}]" >> beam.io.WriteToTFRecord(
                  os.path.join(output_dir, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz"))
 
@@ -95,10 +103,10 @@ def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str): 
               | "TrainingEvents" >> beam.FlatMap(lambda kv: [e.movie_id for e in
                                                              windowing.training_events(kv[1], options)])
               | "CountMovies" >> beam.combiners.Count.PerElement())
-    metadata = (events
-                | "MovieMetadata" >> beam.Map(movie_metadata)
-                | "OnePerMovie" >> beam.CombinePerKey(lambda values: next(iter(values), {})))
-    max_movie_id = parsed | "MovieIds" >> beam.Map(lambda e: e.movie_id) | beam.CombineGlobally(max)
+    metadata = (parsed
+                | "MovieMetadata" >> beam.Map(lambda pair: pair[1])
+                | "OnePerMovie" >> beam.CombinePerKey(_any_metadata))
+    max_movie_id = parsed | "MovieIds" >> beam.Map(lambda pair: pair[0].movie_id) | beam.CombineGlobally(max)
     _ = ({"count": counts, "meta": metadata}
          | "JoinMetadata" >> beam.CoGroupByKey()
          | "TrainingMoviesOnly" >> beam.FlatMap(

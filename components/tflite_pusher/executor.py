@@ -23,6 +23,7 @@ from tfx.utils import io_utils
 from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.modules import export, features
 from ondevice_rec.modules.vocabulary import Vocabulary
+from ondevice_rec.serving import TFLiteRecommender
 
 MODEL_KEY = "model"
 BLESSING_KEY = "model_blessing"
@@ -107,7 +108,7 @@ class Executor(base_executor.BaseExecutor):
         evaluations = input_dict.get(EVALUATION_KEY) or []
         report = eval_report(read_evaluation(evaluations[0].uri)) if evaluations else {}
 
-        runner = publish.TFLiteRecommender(tflite_model, export.RECOMMEND_SIGNATURE)
+        runner = TFLiteRecommender(tflite_model, export.RECOMMEND_SIGNATURE)
         top_k = int(runner.runner.get_output_details()[export.TOP_IDS]["shape"][0])
         metadata = {
             "model_file": publish.MODEL_FILE,

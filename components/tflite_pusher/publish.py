@@ -21,6 +21,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ondevice_rec.serving import TFLiteRecommender
+
 LATEST = "latest"
 MODEL_FILE = "model.tflite"
 METADATA_FILE = "metadata.json"
@@ -39,26 +41,6 @@ def convert_to_tflite(saved_model_dir: str, signature: str) -> bytes:
     return converter.convert()
 
 
-class TFLiteRecommender:
-    """Runs a published ``model.tflite`` with the TFLite interpreter."""
-
-    def __init__(self, model_path_or_bytes, signature: str = "recommend", num_threads: int = 1):
-        import tensorflow as tf
-        if isinstance(model_path_or_bytes, (bytes, bytearray)):
-            self.interpreter = tf.lite.Interpreter(model_content=bytes(model_path_or_bytes), num_threads=num_threads)
-        else:
-            self.interpreter = tf.lite.Interpreter(model_path=model_path_or_bytes, num_threads=num_threads)
-        self.runner = self.interpreter.get_signature_runner(signature)
-        details = self.runner.get_input_details()
-        self.input_name = next(iter(details))
-        self.history_length = int(details[self.input_name]["shape"][0])
-
-    def __call__(self, history_ids: Sequence[int]) -> Dict[str, np.ndarray]:
-        ids = list(history_ids)[:self.history_length]
-        ids = np.array(ids + [0] * (self.history_length - len(ids)), dtype=np.int32)
-        return self.runner(**{self.input_name: ids})
-
-
 def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     return len(set(a[:k].tolist()) & set(b[:k].tolist())) / float(k)
 
@@ -73,9 +55,8 @@ def check_parity(tflite_model: bytes, saved_model_dir: str, histories: List[List
     reference = tf.saved_model.load(saved_model_dir).signatures[signature]
     overlaps = []
     for history in histories:
-        ids = list(history)[:lite.history_length]
-        ids = ids + [0] * (lite.history_length - len(ids))
-        expected = reference(**{lite.input_name: tf.constant(ids, tf.int32)})["top_ids"].numpy()
+        ids = lite.pad(history)
+        expected = reference(**{lite.input_name: tf.constant(ids)})["top_ids"].numpy()
         got = lite(ids)["top_ids"]
         overlaps.append(top_k_overlap(expected, got, k))
     result = {"parity_histories": len(overlaps), f"parity_top{k}_overlap": float(np.mean(overlaps)),

@@ -1,0 +1,46 @@
+"""Shared fixtures: synthetic MovieLens folders and the optional real ML-100K copy."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from ondevice_rec.data import synthetic  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ML100K_DIR = os.path.join(REPO_ROOT, "..", "shared", "data", "ml-100k")
+
+SMALL = synthetic.SyntheticConfig(users=150, items=120, mean_ratings_per_user=30, seed=7)
+
+
+@pytest.fixture(scope="session")
+def small_data():
+    return synthetic.generate(SMALL)
+
+
+@pytest.fixture(scope="session")
+def small_ml1m_dir(tmp_path_factory, small_data):
+    return synthetic.write(small_data, str(tmp_path_factory.mktemp("ml1m")), "ml-1m")
+
+
+@pytest.fixture
+def ml100k_dir():
+    if not os.path.exists(os.path.join(ML100K_DIR, "u.data")):
+        pytest.skip("real MovieLens-100K not found at ../shared/data/ml-100k")
+    return ML100K_DIR
+
+
+@pytest.fixture(scope="session")
+def two_runs(tmp_path_factory, small_ml1m_dir):
+    """The full pipeline run twice on BeamDagRunner over the same small synthetic ML-1M folder."""
+    from ondevice_rec.modules.config import ModelConfig
+    from ondevice_rec.pipeline import runner
+    from ondevice_rec.pipeline.config import PipelineConfig
+    out = str(tmp_path_factory.mktemp("out"))
+    config = PipelineConfig(data_dir=small_ml1m_dir, output_dir=out, model=ModelConfig(epochs=4, top_k=50),
+                            parity_samples=100)
+    first = runner.run(config)
+    second = runner.run(config)
+    return config, first, second

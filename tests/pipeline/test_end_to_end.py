@@ -1,0 +1,83 @@
+"""The whole pipeline on BeamDagRunner with a tiny synthetic dataset: publish, parity, cache, gate."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ondevice_rec.modules import export, features, metrics
+from ondevice_rec.serving import Recommender, TFLiteRecommender
+
+COMPONENTS = {"MovieLensExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "HistoryWindowing",
+              "Trainer", "latest_blessed_model_resolver", "Evaluator", "test_evaluator", "TFLitePusher"}
+UPSTREAM_OF_EVALUATION = {"MovieLensExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
+                          "HistoryWindowing", "Trainer", "test_evaluator"}
+
+
+@pytest.mark.slow
+def test_every_component_executes_once_and_a_model_is_published(two_runs):
+    config, first, _ = two_runs
+    assert sorted(n.node_id for n in first.nodes) == sorted(COMPONENTS)
+    assert {n.state for n in first.nodes} == {"executed"}
+    assert first.push["pushed"] == 1
+    latest = os.path.join(config.serving_dir, "latest")
+    assert os.path.realpath(latest) == first.push["pushed_destination"]
+    for name in ("model.tflite", "metadata.json", "eval.json", "vocabulary.json"):
+        assert os.path.getsize(os.path.join(latest, name)) > 0
+    with open(os.path.join(latest, "metadata.json")) as f:
+        metadata = json.load(f)
+    assert metadata["encoder"] == "bow" and metadata["history_length"] == 10 and metadata["top_k"] == 50
+    assert [o["name"] for o in metadata["outputs"]] == ["top_ids", "top_scores"]
+    assert metadata["pipeline_run_id"] == first.run_id
+    assert metadata["parity"]["parity_top10_overlap"] >= 0.99
+    with open(os.path.join(latest, "eval.json")) as f:
+        report = json.load(f)
+    assert set(report) == {"recall@1", "recall@5", "recall@10", "num_eval_users"}
+    assert report["num_eval_users"] == 150  # one test target per user
+    assert 0 <= report["recall@1"] <= report["recall@5"] <= report["recall@10"] <= 1
+
+
+@pytest.mark.slow
+def test_published_model_beats_popularity_and_matches_the_saved_model(two_runs):
+    config, first, _ = two_runs
+    assert first.test_metrics["recall@10"] > first.popularity["recall@10"]
+    latest = os.path.join(config.serving_dir, "latest")
+    with open(os.path.join(latest, "metadata.json")) as f:
+        saved_model_dir = os.path.join(json.load(f)["model_uri"], "Format-Serving")
+    reference = tf.saved_model.load(saved_model_dir).signatures[export.RECOMMEND_SIGNATURE]
+    lite = TFLiteRecommender(os.path.join(latest, "model.tflite"))
+    examples_root = next(os.path.join(config.pipeline_root, "HistoryWindowing", "examples", d)
+                         for d in os.listdir(os.path.join(config.pipeline_root, "HistoryWindowing", "examples")))
+    test = metrics.read_examples(os.path.join(examples_root, "Split-test", "*"))
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(test), size=40, replace=False):
+        history = lite.pad(test[i][features.CONTEXT_MOVIE_ID])
+        expected = reference(context_movie_id=tf.constant(history))["top_ids"].numpy()[:10]
+        np.testing.assert_array_equal(lite(history)["top_ids"][:10], expected)
+
+
+@pytest.mark.slow
+def test_recommendations_never_contain_padding_or_history(two_runs):
+    config, _, _ = two_runs
+    recommender = Recommender(os.path.join(config.serving_dir, "latest"))
+    history = [m["movie_id"] for m in recommender.vocabulary["movies"][:12]]  # the most popular ones
+    results = recommender.recommend(history, k=20)
+    ids = [movie_id for movie_id, _ in results]
+    assert len(ids) == 20 and 0 not in ids and not set(ids) & set(history)
+    scores = [score for _, score in results]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.slow
+def test_second_run_is_served_from_the_cache_and_does_not_republish(two_runs):
+    config, first, second = two_runs
+    states = {n.node_id: n.state for n in second.nodes}
+    assert {node: states[node] for node in UPSTREAM_OF_EVALUATION} == {n: "cached" for n in UPSTREAM_OF_EVALUATION}
+    # The blessing is recomputed against the model now serving (the baseline changed): same model, no regression.
+    assert second.push["pushed"] == 0
+    assert "already serving" in second.push["push_outcome"]
+    assert os.listdir(config.serving_dir).count("latest") == 1
+    assert len([d for d in os.listdir(config.serving_dir) if d != "latest"]) == 1
+    assert second.wall_seconds < first.wall_seconds

@@ -1,0 +1,52 @@
+"""The CLI: clear errors with exit code 2, and recommend output on a published model."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ondevice_rec import cli
+
+
+def test_run_on_a_missing_folder_exits_2_with_a_clear_message(tmp_path, capsys):
+    code = cli.main(["run", "--data-dir", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "out")])
+    assert code == cli.EXIT_BAD_INPUT
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_run_on_a_folder_without_ratings_exits_2(tmp_path, capsys):
+    code = cli.main(["run", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")])
+    assert code == cli.EXIT_BAD_INPUT
+    assert "no MovieLens ratings file" in capsys.readouterr().err
+
+
+def test_make_synthetic_writes_the_requested_layout(tmp_path, capsys):
+    assert cli.main(["make-synthetic", "--format", "ml-100k", "--out", str(tmp_path), "--users", "30",
+                     "--items", "60"]) == 0
+    assert os.path.exists(tmp_path / "u.data") and os.path.exists(tmp_path / "u.item")
+    assert "ml-100k layout" in capsys.readouterr().out
+
+
+def test_bad_history_exits_2(tmp_path, capsys):
+    assert cli.main(["recommend", "--model", str(tmp_path), "--history", "1,two"]) == cli.EXIT_BAD_INPUT
+
+
+def test_help_lists_every_command_and_is_fast():
+    out = subprocess.run([sys.executable, "-m", "ondevice_rec.cli", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for command in ("run", "recommend", "make-synthetic", "download"):
+        assert command in out
+    assert "exit codes" in out
+
+
+@pytest.mark.slow
+def test_recommend_prints_titles_and_skips_history(two_runs, capsys):
+    config, _, _ = two_runs
+    model = os.path.join(config.serving_dir, "latest")
+    assert cli.main(["recommend", "--model", model, "--history", "1,2,3", "--k", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ranked = [line for line in lines if line.strip()[:2].rstrip(".").isdigit()]
+    assert len(ranked) == 5
+    ids = [int(line.split()[1]) for line in ranked]
+    assert not {1, 2, 3, 0} & set(ids)
