@@ -28,6 +28,10 @@ EXAMPLES = {
   ondevice-rec recommend --model /tmp/out/serving/latest --history 50,172,181 --k 10""",
     "make-synthetic": """examples:
   ondevice-rec make-synthetic --format ml-1m --out /tmp/synthetic --users 500 --items 400""",
+    "benchmark": """examples:
+  ondevice-rec benchmark windowing --ratings 1000000
+  ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=multi_processing \\
+      --beam-arg=--direct_num_workers=2""",
     "download": """examples:
   ondevice-rec download ml-1m            # prints the unpacked folder, pass it as --data-dir""",
 }
@@ -59,6 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="default: %(default)s")
     run.add_argument("--top-k", type=int, default=defaults.top_k,
                      help="ids the TFLite model returns (default: %(default)s)")
+    run.add_argument("--split", choices=["leave-last-out", "temporal"], default="leave-last-out",
+                     help="leave-last-out: each user's last rating is test, the one before eval; temporal: a global "
+                          "time cut (default: %(default)s)")
+    run.add_argument("--min-timeline-length", type=int, default=None,
+                     help="users with fewer ratings are skipped (default: 3 leave-last-out, 2 temporal)")
+    run.add_argument("--min-rating", type=float, default=0.0,
+                     help="drop ratings below this before windowing (default: keep all)")
+    run.add_argument("--max-examples-per-user", type=int, default=0,
+                     help="keep only each user's most recent N train examples (default: all)")
+    run.add_argument("--stride", type=int, default=1, help="use every k-th train position (default: 1)")
     run.add_argument("--min-recall-at-10", type=float, default=0.0,
                      help="blessing needs at least this eval recall@10 (default: %(default)s)")
     run.add_argument("--keep-versions", type=int, default=5, help="published versions kept (default: %(default)s)")
@@ -82,6 +96,17 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--items", type=int, default=300)
     syn.add_argument("--mean-ratings-per-user", type=int, default=40)
     syn.add_argument("--seed", type=int, default=0)
+
+    bench = commands.add_parser("benchmark", help="measure speed figures (prints a table, writes JSON)",
+                                epilog=EXAMPLES["benchmark"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = bench.add_subparsers(dest="benchmark", required=True)
+    bw = which.add_parser("windowing", help="Beam windowing vs a numpy/pandas reference at ML-1M scale")
+    bw.add_argument("--ratings", type=int, default=1_000_000, help="synthetic ratings (default: %(default)s)")
+    bw.add_argument("--history-length", type=int, default=10, help="default: %(default)s")
+    bw.add_argument("--work-dir", default="", help="where data and outputs go (default: a new temp folder)")
+    bw.add_argument("--out", default="benchmarks/results/windowing.json", help="JSON output (default: %(default)s)")
+    bw.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
+                    help="Beam pipeline option, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
 
     dl = commands.add_parser("download", help="download and verify a MovieLens archive",
                              epilog=EXAMPLES["download"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,6 +154,7 @@ def _configure_logging(handler: logging.Handler) -> None:
 
 
 def cmd_run(args) -> int:
+    from ondevice_rec.components.history_windowing.windowing import WindowingOptions
     from ondevice_rec.data import download, movielens
     from ondevice_rec.modules.config import ModelConfig
     from ondevice_rec.pipeline import runner
@@ -142,7 +168,11 @@ def cmd_run(args) -> int:
     model = ModelConfig(encoder=args.encoder, history_length=args.history_length, epochs=args.epochs,
                         batch_size=args.batch_size, embedding_dim=args.embedding_dim,
                         learning_rate=args.learning_rate, top_k=args.top_k)
-    config = PipelineConfig(data_dir=data_dir, output_dir=args.output_dir, model=model,
+    windowing = WindowingOptions(
+        history_length=args.history_length, split=args.split,
+        min_timeline_length=args.min_timeline_length or (3 if args.split == "leave-last-out" else 2),
+        min_rating=args.min_rating, max_examples_per_user=args.max_examples_per_user, stride=args.stride)
+    config = PipelineConfig(data_dir=data_dir, output_dir=args.output_dir, model=model, windowing=windowing,
                             min_recall_at_10=args.min_recall_at_10, keep_versions=args.keep_versions,
                             enable_cache=not args.no_cache, beam_args=args.beam_arg)
     log_path = os.path.join(config.output_dir, "logs", time.strftime("run-%Y%m%dT%H%M%S.log"))
@@ -194,6 +224,17 @@ def cmd_make_synthetic(args) -> int:
     return EXIT_OK
 
 
+def cmd_benchmark(args) -> int:
+    import absl.logging
+    absl.logging.set_verbosity(absl.logging.WARNING)
+    if args.benchmark == "windowing":
+        from ondevice_rec.benchmarks import windowing
+        result = windowing.run(ratings=args.ratings, history_length=args.history_length, work_dir=args.work_dir,
+                               beam_args=args.beam_arg, out_json=args.out)
+        return EXIT_OK if result["identical"] else EXIT_FAILED
+    return EXIT_BAD_INPUT
+
+
 def cmd_download(args) -> int:
     from ondevice_rec.data import download
     print(download.download(args.name, cache_dir=args.cache_dir, progress=download.print_progress))
@@ -208,7 +249,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ondevice_rec.data.movielens import DataFormatError
     args = _parser().parse_args(argv)
     handlers = {"run": cmd_run, "recommend": cmd_recommend, "make-synthetic": cmd_make_synthetic,
-                "download": cmd_download}
+                "download": cmd_download, "benchmark": cmd_benchmark}
     try:
         return handlers[args.command](args)
     except (FileNotFoundError, DataFormatError, DownloadError, ValueError) as e:

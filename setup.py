@@ -10,7 +10,7 @@ import os
 import setuptools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SUBPACKAGES = ["pipeline", "components", "modules", "data", "kubeflow"]
+SUBPACKAGES = ["pipeline", "components", "modules", "data", "kubeflow", "benchmarks"]
 
 
 def _packages():

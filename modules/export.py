@@ -41,7 +41,8 @@ class RecommenderModule(tf.Module):
         self._top_k = max(1, min(config.top_k, vocab.size - 1))
         self._index_to_id = tf.constant(vocab.index_to_id(), tf.int32)
         self._id_to_index = tf.constant(vocab.id_to_index(), tf.int32)
-        self._feature_spec = features.example_feature_spec(config.history_length)
+        spec = features.example_feature_spec(config.history_length)
+        self._feature_spec = {k: spec[k] for k in (features.CONTEXT_MOVIE_ID, features.SEEN_MOVIE_IDS)}
 
     @property
     def top_k(self) -> int:

@@ -1,7 +1,8 @@
 """Names and layout of the windowed training examples (the contract between windowing and the Trainer).
 
 Context lists are ordered most recent first and right-padded with ``PADDING_ID`` up to the history length, so
-position 0 always holds the movie seen just before the target. ``seen_movie_ids`` (eval and test examples
+position 0 always holds the movie seen just before the target. ``context_movie_genre`` holds G genre ids per
+context position (``[N * G]``, row-major), genre id 0 being padding; ratings and years are padded with 0. ``seen_movie_ids`` (eval and test examples
 only) lists the user's whole history, used to exclude already-watched movies when ranking.
 """
 
@@ -9,6 +10,7 @@ PADDING_ID = 0
 
 USER_ID = "user_id"
 CONTEXT_MOVIE_ID = "context_movie_id"
+CONTEXT_MOVIE_GENRE = "context_movie_genre"
 CONTEXT_MOVIE_RATING = "context_movie_rating"
 CONTEXT_MOVIE_YEAR = "context_movie_year"
 CONTEXT_LENGTH = "context_length"
@@ -29,12 +31,13 @@ SPLITS = ("train", "eval", "test")
 VOCABULARY_FILE = "vocabulary.json"
 
 
-def example_feature_spec(history_length: int):
+def example_feature_spec(history_length: int, genres_per_movie: int = 3):
     """tf.io feature spec of a windowed example (TensorFlow imported lazily)."""
     import tensorflow as tf
     return {
         USER_ID: tf.io.FixedLenFeature([], tf.int64),
         CONTEXT_MOVIE_ID: tf.io.FixedLenFeature([history_length], tf.int64),
+        CONTEXT_MOVIE_GENRE: tf.io.FixedLenFeature([history_length * genres_per_movie], tf.int64),
         CONTEXT_MOVIE_RATING: tf.io.FixedLenFeature([history_length], tf.float32),
         CONTEXT_MOVIE_YEAR: tf.io.FixedLenFeature([history_length], tf.int64),
         CONTEXT_LENGTH: tf.io.FixedLenFeature([], tf.int64),

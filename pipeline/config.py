@@ -6,6 +6,7 @@ import dataclasses
 import os
 from typing import List, Optional
 
+from ondevice_rec.components.history_windowing.windowing import WindowingOptions
 from ondevice_rec.modules.config import ModelConfig
 
 
@@ -17,7 +18,10 @@ class PipelineConfig:
     output_dir: str
     pipeline_name: str = "ondevice-rec"
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    min_timeline_length: int = 3
+    # Windowing; its history_length always follows model.history_length.
+    windowing: WindowingOptions = dataclasses.field(default_factory=WindowingOptions)
+    temporal_eval_fraction: float = 0.1  # temporal split without explicit cuts: share of events in eval
+    temporal_test_fraction: float = 0.1  # ... and in test
     # Blessing: eval-split recall@10 must reach this and must not fall below the latest blessed model's.
     min_recall_at_10: float = 0.0
     max_recall_regression: float = 0.0
@@ -28,6 +32,7 @@ class PipelineConfig:
     dataset_name: Optional[str] = None
 
     def __post_init__(self):
+        self.windowing = dataclasses.replace(self.windowing, history_length=self.model.history_length)
         self.data_dir = os.path.abspath(self.data_dir)
         self.output_dir = os.path.abspath(self.output_dir)
         if not self.dataset_name:

@@ -54,9 +54,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
 
-    windowing = HistoryWindowing(events=example_gen.outputs["examples"],
-                                 history_length=config.model.history_length,
-                                 min_timeline_length=config.min_timeline_length)
+    windowing = HistoryWindowing(events=example_gen.outputs["examples"], options=config.windowing,
+                                 eval_fraction=config.temporal_eval_fraction,
+                                 test_fraction=config.temporal_test_fraction)
 
     trainer = tfx.components.Trainer(
         run_fn=TRAINER_RUN_FN,

@@ -8,9 +8,11 @@ Events are grouped per user (one worker holds one user's timeline at a time), wi
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -29,105 +31,186 @@ STATS_FILE = "windowing_stats.json"
 def parse_event(serialized: bytes):
     """tf.Example bytes of one rating event -> (Event, (movie_id, metadata dict))."""
     feature = tf.train.Example.FromString(serialized).features.feature
-
-    def values(name, kind):
-        return getattr(feature[name], kind).value if name in feature else []
-
-    def first(name, kind, default):
-        found = values(name, kind)
-        return found[0] if found else default
-
+    genres = tuple(g.decode("utf-8") for g in feature[features.EVENT_GENRES].bytes_list.value) \
+        if features.EVENT_GENRES in feature else ()
+    title = feature[features.EVENT_TITLE].bytes_list.value if features.EVENT_TITLE in feature else ()
+    year = feature[features.EVENT_YEAR].int64_list.value if features.EVENT_YEAR in feature else ()
     event = windowing.Event(
-        user_id=int(first(features.EVENT_USER_ID, "int64_list", 0)),
-        movie_id=int(first(features.EVENT_MOVIE_ID, "int64_list", 0)),
-        timestamp=int(first(features.EVENT_TIMESTAMP, "int64_list", 0)),
-        rating=float(first(features.EVENT_RATING, "float_list", 0.0)),
-        year=int(first(features.EVENT_YEAR, "int64_list", 0)))
-    metadata = {"title": first(features.EVENT_TITLE, "bytes_list", b"").decode("utf-8"),
-                "genres": [g.decode("utf-8") for g in values(features.EVENT_GENRES, "bytes_list")],
-                "year": event.year}
+        user_id=feature[features.EVENT_USER_ID].int64_list.value[0],
+        movie_id=feature[features.EVENT_MOVIE_ID].int64_list.value[0],
+        timestamp=feature[features.EVENT_TIMESTAMP].int64_list.value[0],
+        rating=feature[features.EVENT_RATING].float_list.value[0] if features.EVENT_RATING in feature else 0.0,
+        year=year[0] if year else 0,
+        genres=genres)
+    metadata = {"title": title[0].decode("utf-8") if title else "", "genres": list(genres), "year": event.year}
     return event, (event.movie_id, metadata)
 
 
+_FLOAT_FEATURES = frozenset({features.CONTEXT_MOVIE_RATING})
+
+
 def to_tf_example(example: dict) -> bytes:
-    feature = {}
+    """Serializes a windowed example (lists become int64 / float lists; scalars one-element lists)."""
+    proto = tf.train.Example()
+    feature_map = proto.features.feature
     for name, value in example.items():
         values = value if isinstance(value, list) else [value]
-        if name == features.CONTEXT_MOVIE_RATING:
-            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        if name in _FLOAT_FEATURES:
+            feature_map[name].float_list.value.extend(values)
         else:
-            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            feature_map[name].int64_list.value.extend(values)
+    return proto.SerializeToString()
 
 
-def _any_metadata(values):
-    """Every event of a movie carries the same metadata; keep the first non-empty one."""
-    chosen = {}
-    for value in values:
-        if value and value.get("title"):
-            return value
-        chosen = chosen or value
-    return chosen
+class Profile(beam.CombineFn):
+    """Global facts gathered per user and merged: genre names, events per day, movie metadata, max id."""
+
+    def create_accumulator(self):
+        return {"genres": set(), "days": collections.Counter(), "movies": {}, "max_movie_id": 0}
+
+    def add_input(self, accumulator, timeline):
+        movies = accumulator["movies"]
+        for movie_id, timestamp, _, year, genres, title in timeline:
+            accumulator["genres"].update(genres)
+            accumulator["days"][timestamp // 86400] += 1
+            if movie_id not in movies or (title and not movies[movie_id]["title"]):
+                movies[movie_id] = {"title": title, "genres": list(genres), "year": year}
+            accumulator["max_movie_id"] = max(accumulator["max_movie_id"], movie_id)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for a in accumulators:
+            merged["genres"] |= a["genres"]
+            merged["days"].update(a["days"])
+            for movie_id, meta in a["movies"].items():
+                if movie_id not in merged["movies"] or (meta["title"] and not merged["movies"][movie_id]["title"]):
+                    merged["movies"][movie_id] = meta
+            merged["max_movie_id"] = max(merged["max_movie_id"], a["max_movie_id"])
+        return merged
+
+    def extract_output(self, accumulator):
+        return accumulator
 
 
-def _write_vocabulary(rows, output_dir: str, max_movie_id: int) -> None:
-    counts = {movie_id: count for movie_id, (count, _) in rows}
-    metadata = {movie_id: meta for movie_id, (_, meta) in rows}
-    vocabulary.build(counts, max_movie_id, metadata).save(output_dir)
+class Summary(beam.CombineFn):
+    """Per-split example counts, user counts and training movie counts, merged over users."""
+
+    def create_accumulator(self):
+        return {"examples": collections.Counter(), "users": 0, "users_skipped": 0,
+                "movie_counts": collections.Counter()}
+
+    def add_input(self, accumulator, user_summary):
+        accumulator["examples"].update(user_summary["examples"])
+        accumulator["users"] += 1
+        accumulator["users_skipped"] += int(user_summary["skipped"])
+        accumulator["movie_counts"].update(user_summary["movie_counts"])
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for a in accumulators:
+            merged["examples"].update(a["examples"])
+            merged["users"] += a["users"]
+            merged["users_skipped"] += a["users_skipped"]
+            merged["movie_counts"].update(a["movie_counts"])
+        return merged
+
+    def extract_output(self, accumulator):
+        return accumulator
 
 
-def _write_stats(split_counts, output_dir: str, users: int, skipped: int) -> None:
-    stats = {"examples": dict(sorted(split_counts)), "users": users, "users_skipped": skipped}
+class WindowUser(beam.DoFn):
+    """One user's timeline -> serialized examples on the ``train`` / ``eval`` / ``test`` outputs, plus a
+    ``summary`` output (counts for the statistics and the vocabulary)."""
+
+    def process(self, keyed_timeline, options: windowing.WindowingOptions, profile):
+        user_id, timeline = keyed_timeline
+        events = [windowing.Event(user_id, movie_id, timestamp, rating, year, genres)
+                  for movie_id, timestamp, rating, year, genres, _ in timeline]
+        index = windowing.genre_index(profile["genres"])
+        counts = collections.Counter()
+        for split, example in windowing.window_timeline(events, options, index):
+            counts[split] += 1
+            serialized = to_tf_example(example)
+            yield serialized if split == "train" else beam.pvalue.TaggedOutput(split, serialized)
+        kept = len(windowing.sort_timeline(events, options.min_rating))
+        yield beam.pvalue.TaggedOutput("summary", {
+            "examples": counts, "skipped": kept < options.min_timeline_length,
+            "movie_counts": collections.Counter(e.movie_id for e in windowing.training_events(events, options))})
+
+
+def _write_outputs(summary, profile, options: windowing.WindowingOptions, output_dir: str) -> None:
+    vocab = vocabulary.build(dict(summary["movie_counts"]), profile["max_movie_id"], profile["movies"])
+    vocab.genres = sorted(profile["genres"])  # genre id i + 1 in context_movie_genre is genres[i]
+    vocab.save(output_dir)
+    stats = {"examples": {s: summary["examples"].get(s, 0) for s in features.SPLITS}, "users": summary["users"],
+             "users_skipped": summary["users_skipped"], "options": dataclasses.asdict(options)}
     with tf.io.gfile.GFile(os.path.join(output_dir, STATS_FILE), "w") as f:
         json.dump(stats, f)
 
 
+def resolve_options(profile, options: windowing.WindowingOptions,
+                    eval_fraction: float, test_fraction: float) -> windowing.WindowingOptions:
+    """Fills in the temporal cut timestamps from the per-day event histogram when they were not given."""
+    if options.split != windowing.TEMPORAL or (options.eval_start is not None and options.test_start is not None):
+        return options
+    eval_start, test_start = windowing.temporal_cuts(profile["days"], eval_fraction, test_fraction)
+    return dataclasses.replace(options, eval_start=options.eval_start if options.eval_start is not None
+                               else eval_start, test_start=options.test_start if options.test_start is not None
+                               else test_start)
+
+
 @beam.ptransform_fn
-def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str):  # pylint: disable=invalid-name
-    """Serialized event tf.Examples -> examples per split and vocabulary files under ``output_dir``."""
-    parsed = events | "ParseEvents" >> beam.Map(parse_event)
-    timelines = (parsed
-                 | "KeyByUser" >> beam.Map(lambda pair: (pair[0].user_id, pair[0]))
+def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str,  # pylint: disable=invalid-name
+                 eval_fraction: float = 0.1, test_fraction: float = 0.1):
+    """Serialized event tf.Examples -> examples per split and vocabulary files under ``output_dir``.
+
+    Each event is parsed once and grouped by user; everything global (genre names, temporal cuts, movie
+    metadata, counts) is computed per user and merged, so a worker holds one user's timeline at a time and
+    per-event work stays minimal.
+    """
+    timelines = (events
+                 | "ParseAndKey" >> beam.Map(lambda record: _keyed(parse_event(record)))
                  | "GroupByUser" >> beam.GroupByKey())
-    windowed = timelines | "Window" >> beam.FlatMap(
-        lambda kv: ((split, to_tf_example(example)) for split, example in windowing.window_timeline(kv[1], options)))
-    per_split = windowed | "BySplit" >> beam.Partition(lambda item, n: features.SPLITS.index(item[0]),
-                                                       len(features.SPLITS))
-    for split, examples in zip(features.SPLITS, per_split):
-        _ = (examples
-             | f"Drop[{split}]" >> beam.Values()
-             | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-                 os.path.join(output_dir, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz"))
+    profile = timelines | "Profile" >> beam.Values() | "MergeProfiles" >> beam.CombineGlobally(Profile())
+    resolved = profile | "ResolveOptions" >> beam.Map(resolve_options, options, eval_fraction, test_fraction)
+    windowed = timelines | "Window" >> beam.ParDo(
+        WindowUser(), beam.pvalue.AsSingleton(resolved), beam.pvalue.AsSingleton(profile)
+    ).with_outputs("eval", "test", "summary", main="train")
+    for split in features.SPLITS:
+        _ = windowed[split] | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+            os.path.join(output_dir, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz")
+    _ = (windowed["summary"]
+         | "Summarize" >> beam.CombineGlobally(Summary())
+         | "WriteVocabularyAndStats" >> beam.Map(_write_outputs, beam.pvalue.AsSingleton(profile),
+                                                 beam.pvalue.AsSingleton(resolved), output_dir))
 
-    counts = (timelines
-              | "TrainingEvents" >> beam.FlatMap(lambda kv: [e.movie_id for e in
-                                                             windowing.training_events(kv[1], options)])
-              | "CountMovies" >> beam.combiners.Count.PerElement())
-    metadata = (parsed
-                | "MovieMetadata" >> beam.Map(lambda pair: pair[1])
-                | "OnePerMovie" >> beam.CombinePerKey(_any_metadata))
-    max_movie_id = parsed | "MovieIds" >> beam.Map(lambda pair: pair[0].movie_id) | beam.CombineGlobally(max)
-    _ = ({"count": counts, "meta": metadata}
-         | "JoinMetadata" >> beam.CoGroupByKey()
-         | "TrainingMoviesOnly" >> beam.FlatMap(
-             lambda kv: [(kv[0], (kv[1]["count"][0], kv[1]["meta"][0] if kv[1]["meta"] else {}))]
-             if kv[1]["count"] else [])
-         | "CollectVocabulary" >> beam.combiners.ToList()
-         | "WriteVocabulary" >> beam.Map(_write_vocabulary, output_dir=output_dir,
-                                         max_movie_id=beam.pvalue.AsSingleton(max_movie_id)))
 
-    users = timelines | "CountUsers" >> beam.combiners.Count.Globally()
-    skipped = (timelines
-               | "ShortTimelines" >> beam.Filter(
-                   lambda kv: len(list(kv[1])) < options.min_timeline_length)
-               | "CountSkipped" >> beam.combiners.Count.Globally())
-    _ = (windowed
-         | "SplitNames" >> beam.Map(lambda item: item[0])
-         | "CountPerSplit" >> beam.combiners.Count.PerElement()
-         | "CollectCounts" >> beam.combiners.ToList()
-         | "WriteStats" >> beam.Map(_write_stats, output_dir=output_dir,
-                                    users=beam.pvalue.AsSingleton(users),
-                                    skipped=beam.pvalue.AsSingleton(skipped)))
+def _keyed(parsed):
+    """(user_id, plain tuple): primitives take Beam's fast coder across the GroupByKey (no pickling)."""
+    event, (_, metadata) = parsed
+    return event.user_id, (event.movie_id, event.timestamp, event.rating, event.year, event.genres,
+                           metadata["title"])
+
+
+def options_from_properties(exec_properties: Dict[str, Any]) -> windowing.WindowingOptions:
+    def optional_int(name) -> Optional[int]:
+        value = exec_properties.get(name)
+        return None if value in (None, "", -1) else int(value)
+
+    split = exec_properties.get("split") or windowing.LEAVE_LAST_OUT
+    return windowing.WindowingOptions(
+        history_length=int(exec_properties["history_length"]),
+        split=split,
+        min_timeline_length=int(exec_properties.get("min_timeline_length")
+                                or (3 if split == windowing.LEAVE_LAST_OUT else 2)),
+        min_rating=float(exec_properties.get("min_rating") or 0.0),
+        max_examples_per_user=int(exec_properties.get("max_examples_per_user") or 0),
+        stride=int(exec_properties.get("stride") or 1),
+        genres_per_movie=int(exec_properties.get("genres_per_movie") or 3),
+        eval_start=optional_int("eval_start"),
+        test_start=optional_int("test_start"))
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -136,9 +219,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
            exec_properties: Dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        options = windowing.WindowingOptions(
-            history_length=int(exec_properties["history_length"]),
-            min_timeline_length=int(exec_properties.get("min_timeline_length") or 3))
+        options = options_from_properties(exec_properties)
         events_artifact = artifact_utils.get_single_instance(input_dict[EVENTS_KEY])
         split = standard_artifact_utils.decode_split_names(events_artifact.split_names)[0]
         pattern = io_utils.all_files_pattern(standard_artifact_utils.get_split_uri([events_artifact], split))
@@ -148,7 +229,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         with self._make_beam_pipeline() as pipeline:
             _ = (pipeline
                  | "ReadEvents" >> beam.io.ReadFromTFRecord(pattern)
-                 | "WindowEvents" >> WindowEvents(options, output.uri))  # pylint: disable=no-value-for-parameter
+                 | "WindowEvents" >> WindowEvents(  # pylint: disable=no-value-for-parameter
+                     options, output.uri, float(exec_properties.get("eval_fraction") or 0.1),
+                     float(exec_properties.get("test_fraction") or 0.1)))
 
         with tf.io.gfile.GFile(os.path.join(output.uri, STATS_FILE)) as f:
             stats = json.load(f)
@@ -157,6 +240,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         output.set_int_custom_property("users", int(stats["users"]))
         output.set_int_custom_property("users_skipped", int(stats["users_skipped"]))
         output.set_int_custom_property("history_length", options.history_length)
+        output.set_string_custom_property("split_mode", options.split)
+        resolved = stats["options"]
+        if resolved.get("test_start") is not None:
+            output.set_int_custom_property("eval_start", int(resolved["eval_start"]))
+            output.set_int_custom_property("test_start", int(resolved["test_start"]))
         if not stats["examples"].get("train"):
             raise ValueError(f"windowing produced no training examples from {pattern}: every user has fewer "
                              f"than {options.min_timeline_length} ratings")

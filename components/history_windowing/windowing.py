@@ -1,20 +1,33 @@
 """Turns one user's rating events into (history -> next movie) examples, split without leaking the future.
 
 Ordering: a user's events are sorted by ``(timestamp, movie_id)``; equal timestamps (common in MovieLens)
-are therefore broken by the smaller movie id first, which is deterministic whatever order the files had.
+are broken by the smaller movie id first, which is deterministic whatever order the files had.
 
-Leave-last-out split: the last event is the test target, the second to last the eval target, every earlier
-position (from the second event on) a train target. A train label is therefore never later than its user's
-eval or test target, and training never sees those targets as labels. Eval and test examples still use all
-earlier events as context, as a deployed model would.
+Splits (``WindowingOptions.split``):
+
+* ``leave-last-out`` (default): the last event is the test target, the second to last the eval target,
+  every earlier position (from the second event on) a train target.
+* ``temporal``: a global time cut. Targets at or after ``test_start`` are test, at or after ``eval_start``
+  eval, earlier ones train. Every user's history is used as context whatever its period.
+
+Either way a train label is never later than its user's eval or test targets and training never sees those
+targets. Eval and test examples use all earlier events as context, as a deployed model would.
+
+Padding: context lists are right-padded with 0 (``PADDING_ID``; genre id 0; rating 0.0; year 0) after the
+``context_length`` real entries, which are ordered most recent first. ``context_movie_genre`` holds
+``genres_per_movie`` genre ids per context position (row-major ``[N, G]`` flattened), 0-padded.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Iterator, List, Sequence, Tuple
+from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ondevice_rec.modules import features
+
+LEAVE_LAST_OUT = "leave-last-out"
+TEMPORAL = "temporal"
+SPLIT_MODES = (LEAVE_LAST_OUT, TEMPORAL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,22 +37,38 @@ class Event:
     timestamp: int
     rating: float = 0.0
     year: int = 0
+    genres: Tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class WindowingOptions:
     history_length: int = 10
-    min_timeline_length: int = 3  # users with fewer events give no examples (they have no train example)
+    split: str = LEAVE_LAST_OUT
+    min_timeline_length: int = 3  # users with fewer (kept) events give no examples
+    min_rating: float = 0.0  # events rated below this are dropped before windowing
+    max_examples_per_user: int = 0  # keep only the most recent train examples of a user; 0 = all
+    stride: int = 1  # every stride-th train target, counted back from the last one
+    genres_per_movie: int = 3
+    eval_start: Optional[int] = None  # temporal split: first timestamp of the eval period
+    test_start: Optional[int] = None  # temporal split: first timestamp of the test period
 
     def __post_init__(self):
         if not 1 <= self.history_length <= 200:
             raise ValueError(f"history_length must be within 1..200, got {self.history_length}")
-        if self.min_timeline_length < 3:
-            raise ValueError("min_timeline_length must be at least 3 (one train, one eval, one test target)")
+        if self.split not in SPLIT_MODES:
+            raise ValueError(f"split must be one of {', '.join(SPLIT_MODES)}, got {self.split!r}")
+        minimum = 3 if self.split == LEAVE_LAST_OUT else 2
+        if self.min_timeline_length < minimum:
+            raise ValueError(f"min_timeline_length must be at least {minimum} for the {self.split} split")
+        if self.stride < 1 or self.max_examples_per_user < 0 or self.genres_per_movie < 1:
+            raise ValueError("stride and genres_per_movie must be >= 1, max_examples_per_user >= 0")
+        if self.split == TEMPORAL and self.eval_start is not None and self.test_start is not None \
+                and self.eval_start > self.test_start:
+            raise ValueError("eval_start must not be later than test_start")
 
 
-def sort_timeline(events: Iterable[Event]) -> List[Event]:
-    return sorted(events, key=lambda e: (e.timestamp, e.movie_id))
+def sort_timeline(events: Iterable[Event], min_rating: float = 0.0) -> List[Event]:
+    return sorted((e for e in events if e.rating >= min_rating), key=lambda e: (e.timestamp, e.movie_id))
 
 
 def _pad(values: Sequence, length: int, pad) -> list:
@@ -47,38 +76,110 @@ def _pad(values: Sequence, length: int, pad) -> list:
     return values + [pad] * (length - len(values))
 
 
-def make_example(timeline: Sequence[Event], position: int, history_length: int, with_seen: bool) -> dict:
+class _Columns:
+    """A sorted timeline as per-field lists, so each example is a few slices (no per-item work)."""
+
+    def __init__(self, timeline: Sequence[Event], options: WindowingOptions, genre_index: Mapping[str, int]):
+        g = options.genres_per_movie
+        self.movie_ids = [e.movie_id for e in timeline]
+        self.ratings = [float(e.rating) for e in timeline]
+        self.years = [e.year for e in timeline]
+        self.genres = [_pad([genre_index.get(x, 0) for x in e.genres], g, 0) for e in timeline]
+        self.timeline, self.n, self.g = timeline, options.history_length, g
+
+    def example(self, position: int, with_seen: bool) -> dict:
+        n, start = self.n, max(0, position - self.n)
+        missing = n - (position - start)
+        ids = self.movie_ids[start:position][::-1]
+        genres = [genre for row in self.genres[start:position][::-1] for genre in row]
+        target = self.timeline[position]
+        example = {
+            features.USER_ID: target.user_id,
+            features.CONTEXT_MOVIE_ID: ids + [features.PADDING_ID] * missing,
+            features.CONTEXT_MOVIE_GENRE: genres + [0] * (missing * self.g),
+            features.CONTEXT_MOVIE_RATING: self.ratings[start:position][::-1] + [0.0] * missing,
+            features.CONTEXT_MOVIE_YEAR: self.years[start:position][::-1] + [0] * missing,
+            features.CONTEXT_LENGTH: position - start,
+            features.LABEL_MOVIE_ID: target.movie_id,
+            features.LABEL_TIMESTAMP: target.timestamp,
+        }
+        if with_seen:
+            example[features.SEEN_MOVIE_IDS] = self.movie_ids[:position]
+        return example
+
+
+def make_example(timeline: Sequence[Event], position: int, options: WindowingOptions, with_seen: bool,
+                 genre_index: Mapping[str, int]) -> dict:
     """Features of the example whose target is ``timeline[position]`` (a plain dict of lists / scalars)."""
-    history = timeline[max(0, position - history_length):position][::-1]  # most recent first
-    target = timeline[position]
-    example = {
-        features.USER_ID: target.user_id,
-        features.CONTEXT_MOVIE_ID: _pad([e.movie_id for e in history], history_length, features.PADDING_ID),
-        features.CONTEXT_MOVIE_RATING: _pad([float(e.rating) for e in history], history_length, 0.0),
-        features.CONTEXT_MOVIE_YEAR: _pad([e.year for e in history], history_length, 0),
-        features.CONTEXT_LENGTH: len(history),
-        features.LABEL_MOVIE_ID: target.movie_id,
-        features.LABEL_TIMESTAMP: target.timestamp,
-    }
-    if with_seen:
-        example[features.SEEN_MOVIE_IDS] = [e.movie_id for e in timeline[:position]]
-    return example
+    return _Columns(timeline, options, genre_index).example(position, with_seen)
 
 
-def window_timeline(events: Iterable[Event], options: WindowingOptions) -> Iterator[Tuple[str, dict]]:
-    """Yields ``(split, example)`` for one user's events (any order) under leave-last-out."""
-    timeline = sort_timeline(events)
+def assign_splits(timeline: Sequence[Event], options: WindowingOptions) -> List[Tuple[int, str]]:
+    """``(position, split)`` for every target position of a sorted timeline, after stride and cap."""
     if len(timeline) < options.min_timeline_length:
-        return
+        return []
     last = len(timeline) - 1
-    for position in range(1, last + 1):
-        split = "test" if position == last else "eval" if position == last - 1 else "train"
-        yield split, make_example(timeline, position, options.history_length, with_seen=split != "train")
+    if options.split == LEAVE_LAST_OUT:
+        labelled = [(p, "train") for p in range(1, last - 1)] + [(last - 1, "eval"), (last, "test")]
+    else:
+        if options.eval_start is None or options.test_start is None:
+            raise ValueError("the temporal split needs eval_start and test_start")
+
+        def period(ts):
+            return "test" if ts >= options.test_start else "eval" if ts >= options.eval_start else "train"
+        labelled = [(p, period(timeline[p].timestamp)) for p in range(1, last + 1)]
+    train = [p for p, s in labelled if s == "train"]
+    kept = train[::-1][::options.stride][::-1]
+    if options.max_examples_per_user:
+        kept = kept[-options.max_examples_per_user:]
+    kept_set = set(kept)
+    return [(p, s) for p, s in labelled if s != "train" or p in kept_set]
+
+
+def window_timeline(events: Iterable[Event], options: WindowingOptions,
+                    genre_index: Optional[Mapping[str, int]] = None) -> Iterator[Tuple[str, dict]]:
+    """Yields ``(split, example)`` for one user's events (any order)."""
+    timeline = sort_timeline(events, options.min_rating)
+    positions = assign_splits(timeline, options)
+    if positions:
+        columns = _Columns(timeline, options, genre_index or {})
+        for position, split in positions:
+            yield split, columns.example(position, split != "train")
 
 
 def training_events(events: Iterable[Event], options: WindowingOptions) -> List[Event]:
-    """The events a vocabulary may count: all but the eval and test targets (none for too-short timelines)."""
-    timeline = sort_timeline(events)
+    """The events a vocabulary may count: those before every eval / test target of the user."""
+    timeline = sort_timeline(events, options.min_rating)
     if len(timeline) < options.min_timeline_length:
         return []
-    return timeline[:-2]
+    if options.split == LEAVE_LAST_OUT:
+        return timeline[:-2]
+    return [e for e in timeline if e.timestamp < options.eval_start]
+
+
+def genre_index(genre_names: Iterable[str]) -> dict:
+    """Genre name -> id, 1-based in sorted order (0 is padding)."""
+    return {name: i for i, name in enumerate(sorted(set(genre_names)), start=1)}
+
+
+def temporal_cuts(day_counts: Mapping[int, int], eval_fraction: float, test_fraction: float
+                  ) -> Tuple[int, int]:
+    """Day-aligned (UTC) eval and test start timestamps so that roughly the last ``test_fraction`` of events
+    fall in test and the ``eval_fraction`` before them in eval. ``day_counts`` maps day number -> events."""
+    if not 0 < test_fraction < 1 or not 0 < eval_fraction < 1 or eval_fraction + test_fraction >= 1:
+        raise ValueError("temporal fractions must be in (0, 1) and sum to less than 1")
+    total = sum(day_counts.values())
+    days = sorted(day_counts)
+    if len(days) < 3:
+        raise ValueError("the temporal split needs events on at least 3 different days")
+
+    def start_of_tail(fraction):
+        tail = 0
+        for day in reversed(days):
+            tail += day_counts[day]
+            if tail >= fraction * total - 1e-9:
+                return day
+        return days[0]
+    test_day = max(start_of_tail(test_fraction), days[2])
+    eval_day = min(max(start_of_tail(test_fraction + eval_fraction), days[1]), test_day - 1)
+    return eval_day * 86400, test_day * 86400

@@ -16,21 +16,31 @@ from ondevice_rec.modules.vocabulary import Vocabulary
 E = windowing.Event
 
 
+GENRES = windowing.genre_index(["Comedy", "Drama", "Action"])  # Action 1, Comedy 2, Drama 3
+
+
 def test_hand_built_timeline_gives_exact_examples():
     # Given out of order, with a timestamp tie between movies 30 and 20 (broken by the smaller id).
-    events = [E(1, 50, 500, 4.0, 1999), E(1, 10, 100, 5.0, 1990), E(1, 30, 200, 3.0, 1995),
-              E(1, 20, 200, 2.0, 1994), E(1, 40, 400, 1.0, 1998)]
-    got = list(windowing.window_timeline(events, windowing.WindowingOptions(history_length=3)))
+    events = [E(1, 50, 500, 4.0, 1999), E(1, 10, 100, 5.0, 1990, ("Drama", "Action", "Comedy")),
+              E(1, 30, 200, 3.0, 1995, ("Comedy",)), E(1, 20, 200, 2.0, 1994), E(1, 40, 400, 1.0, 1998)]
+    options = windowing.WindowingOptions(history_length=3, genres_per_movie=2)
+    got = list(windowing.window_timeline(events, options, GENRES))
     # Sorted timeline: 10 (t100), 20 (t200), 30 (t200), 40 (t400), 50 (t500).
     assert [(split, ex[features.LABEL_MOVIE_ID]) for split, ex in got] == [
         ("train", 20), ("train", 30), ("eval", 40), ("test", 50)]
     first_train, second_train, eval_example, test_example = (ex for _, ex in got)
     assert first_train == {
         features.USER_ID: 1, features.CONTEXT_MOVIE_ID: [10, 0, 0], features.CONTEXT_MOVIE_RATING: [5.0, 0.0, 0.0],
+        # two genre slots per context position; movie 10 has three genres, the first two are kept
+        features.CONTEXT_MOVIE_GENRE: [3, 1, 0, 0, 0, 0],
         features.CONTEXT_MOVIE_YEAR: [1990, 0, 0], features.CONTEXT_LENGTH: 1, features.LABEL_MOVIE_ID: 20,
         features.LABEL_TIMESTAMP: 200}
     assert second_train[features.CONTEXT_MOVIE_ID] == [20, 10, 0]
+    assert second_train[features.CONTEXT_MOVIE_GENRE] == [0, 0, 3, 1, 0, 0]
     assert eval_example[features.CONTEXT_MOVIE_ID] == [30, 20, 10]
+    assert eval_example[features.CONTEXT_MOVIE_GENRE] == [2, 0, 0, 0, 3, 1]
+    assert eval_example[features.CONTEXT_MOVIE_RATING] == [3.0, 2.0, 5.0]
+    assert eval_example[features.CONTEXT_MOVIE_YEAR] == [1995, 1994, 1990]
     assert eval_example[features.SEEN_MOVIE_IDS] == [10, 20, 30]
     # History longer than N: the N most recent, most recent first; seen ids keep the whole history.
     assert test_example[features.CONTEXT_MOVIE_ID] == [40, 30, 20]
@@ -38,23 +48,71 @@ def test_hand_built_timeline_gives_exact_examples():
     assert test_example[features.SEEN_MOVIE_IDS] == [10, 20, 30, 40]
 
 
-def test_no_training_label_is_later_than_its_users_eval_or_test_target(small_data):
+def _timelines(data):
     by_user = {}
-    for u, m, t in zip(small_data.user_id.tolist(), small_data.movie_id.tolist(), small_data.timestamp.tolist()):
-        by_user.setdefault(u, []).append(E(u, m, t))
-    options = windowing.WindowingOptions(history_length=5)
-    checked = 0
-    for user, events in by_user.items():
+    for u, m, r, t in zip(data.user_id.tolist(), data.movie_id.tolist(), data.rating.tolist(),
+                          data.timestamp.tolist()):
+        by_user.setdefault(u, []).append(E(u, m, t, r, data.movies[m].year, data.movies[m].genres))
+    return by_user
+
+
+def _temporal_options(data, **kwargs):
+    days = {}
+    for t in data.timestamp.tolist():
+        days[t // 86400] = days.get(t // 86400, 0) + 1
+    eval_start, test_start = windowing.temporal_cuts(days, 0.1, 0.1)
+    return windowing.WindowingOptions(history_length=5, split="temporal", eval_start=eval_start,
+                                      test_start=test_start, **kwargs)
+
+
+@pytest.mark.parametrize("split", ["leave-last-out", "temporal"])
+def test_no_training_label_is_later_than_its_users_eval_or_test_target(small_data, split):
+    options = (windowing.WindowingOptions(history_length=5) if split == "leave-last-out"
+               else _temporal_options(small_data))
+    counts = {"train": 0, "eval": 0, "test": 0}
+    for user, events in _timelines(small_data).items():
         examples = list(windowing.window_timeline(events, options))
-        held_out = min(ex[features.LABEL_TIMESTAMP] for split, ex in examples if split != "train")
-        for split, ex in examples:
-            if split == "train":
-                assert ex[features.LABEL_TIMESTAMP] <= held_out
-                checked += 1
-        targets = {split: ex[features.LABEL_MOVIE_ID] for split, ex in examples if split != "train"}
-        train_labels = {ex[features.LABEL_MOVIE_ID] for split, ex in examples if split == "train"}
-        assert not train_labels & set(targets.values())
-    assert checked > 1000
+        held_out = [ex for s, ex in examples if s != "train"]
+        for s, ex in examples:
+            counts[s] += 1
+            if s == "train" and held_out:
+                assert ex[features.LABEL_TIMESTAMP] <= min(h[features.LABEL_TIMESTAMP] for h in held_out)
+        train_labels = {ex[features.LABEL_MOVIE_ID] for s, ex in examples if s == "train"}
+        assert not train_labels & {h[features.LABEL_MOVIE_ID] for h in held_out}
+        # The vocabulary never counts a held-out target (a movie is rated once per user here).
+        vocabulary_movies = {e.movie_id for e in windowing.training_events(events, options)}
+        assert not vocabulary_movies & {h[features.LABEL_MOVIE_ID] for h in held_out}
+        if split == "temporal":
+            for s, ex in examples:
+                t = ex[features.LABEL_TIMESTAMP]
+                assert (s == "test") == (t >= options.test_start)
+                assert (s == "eval") == (options.eval_start <= t < options.test_start)
+    assert counts["train"] > 1000 and counts["eval"] > 50 and counts["test"] > 50, counts
+
+
+def test_temporal_cuts_are_day_aligned_and_follow_the_fractions():
+    days = {d: 10 for d in range(100)}  # 1000 events over 100 days
+    eval_start, test_start = windowing.temporal_cuts(days, 0.2, 0.1)
+    assert (eval_start, test_start) == (70 * 86400, 90 * 86400)
+    with pytest.raises(ValueError, match="fractions"):
+        windowing.temporal_cuts(days, 0.6, 0.5)
+    with pytest.raises(ValueError, match="3 different days"):
+        windowing.temporal_cuts({1: 5, 2: 5}, 0.1, 0.1)
+
+
+def test_min_rating_stride_and_cap_select_train_positions():
+    events = [E(1, m, m * 10, 1.0 if m == 3 else 4.0) for m in range(1, 12)]  # movie 3 rated 1 star
+    base = list(windowing.window_timeline(events, windowing.WindowingOptions(history_length=2, min_rating=2.0)))
+    assert all(3 not in ex[features.CONTEXT_MOVIE_ID] and ex[features.LABEL_MOVIE_ID] != 3 for _, ex in base)
+    train_labels = [ex[features.LABEL_MOVIE_ID] for s, ex in base if s == "train"]
+    assert train_labels == [2, 4, 5, 6, 7, 8, 9]
+    strided = windowing.WindowingOptions(history_length=2, min_rating=2.0, stride=3)
+    assert [ex[features.LABEL_MOVIE_ID] for s, ex in windowing.window_timeline(events, strided) if s == "train"] \
+        == [2, 6, 9]  # every third of [2, 4, 5, 6, 7, 8, 9], counted back from the last one
+    capped = windowing.WindowingOptions(history_length=2, max_examples_per_user=2)
+    got = list(windowing.window_timeline(events, capped))
+    assert [(s, ex[features.LABEL_MOVIE_ID]) for s, ex in got] == [("train", 8), ("train", 9), ("eval", 10),
+                                                                  ("test", 11)]
 
 
 def test_short_timelines_are_skipped_and_options_validated():
@@ -63,9 +121,17 @@ def test_short_timelines_are_skipped_and_options_validated():
         windowing.WindowingOptions(history_length=0)
     with pytest.raises(ValueError, match="min_timeline_length"):
         windowing.WindowingOptions(min_timeline_length=2)
+    with pytest.raises(ValueError, match="history_length"):
+        windowing.WindowingOptions(history_length=201)
+    with pytest.raises(ValueError, match="split must be one of"):
+        windowing.WindowingOptions(split="random")
+    with pytest.raises(ValueError, match="needs eval_start"):
+        list(windowing.window_timeline([E(1, 1, 1), E(1, 2, 2), E(1, 3, 3)],
+                                       windowing.WindowingOptions(split="temporal")))
 
 
 def _serialized_events(data):
+    """The events as the MovieLens ExampleGen writes them."""
     for u, m, r, t in zip(data.user_id.tolist(), data.movie_id.tolist(), data.rating.tolist(),
                           data.timestamp.tolist()):
         yield rating_to_example(movielens.Rating(u, m, r, t), data.movies[m]).SerializeToString()
@@ -76,36 +142,42 @@ def _read_split(root, split):
     return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
 
 
-def test_beam_transform_matches_the_reference_and_writes_the_vocabulary(tmp_path, small_data):
-    options = windowing.WindowingOptions(history_length=4)
+@pytest.mark.parametrize("split", ["leave-last-out", "temporal"])
+def test_beam_transform_matches_the_reference_and_writes_the_vocabulary(tmp_path, small_data, split):
     out = str(tmp_path)
+    if split == "temporal":  # cuts left empty: the Beam job derives them from the fractions
+        options = windowing.WindowingOptions(history_length=4, split="temporal", min_timeline_length=2)
+        expected_options = _temporal_options(small_data, min_timeline_length=2)
+        expected_options = windowing.WindowingOptions(**{**expected_options.__dict__, "history_length": 4})
+    else:
+        options = expected_options = windowing.WindowingOptions(history_length=4)
     with beam.Pipeline(argv=["--direct_running_mode=in_memory"]) as pipeline:
         _ = (pipeline | beam.Create(list(_serialized_events(small_data)))
-             | executor.WindowEvents(options, out))  # pylint: disable=no-value-for-parameter
+             | executor.WindowEvents(options, out, 0.1, 0.1))  # pylint: disable=no-value-for-parameter
 
-    by_user = {}
-    for u, m, r, t in zip(small_data.user_id.tolist(), small_data.movie_id.tolist(), small_data.rating.tolist(),
-                          small_data.timestamp.tolist()):
-        by_user.setdefault(u, []).append(E(u, m, t, r, small_data.movies[m].year))
+    by_user = _timelines(small_data)
+    genres = windowing.genre_index(g for m in small_data.movies.values() for g in m.genres)
     expected = {s: [] for s in features.SPLITS}
     for events in by_user.values():
-        for split, ex in windowing.window_timeline(events, options):
-            expected[split].append(tf.train.Example.FromString(executor.to_tf_example(ex)))
+        for s, ex in windowing.window_timeline(events, expected_options, genres):
+            expected[s].append(tf.train.Example.FromString(executor.to_tf_example(ex)))
     key = lambda e: (e.features.feature["user_id"].int64_list.value[0],  # noqa: E731
                      e.features.feature["label_timestamp"].int64_list.value[0],
                      e.features.feature["label_movie_id"].int64_list.value[0])
-    for split in features.SPLITS:
-        assert sorted(_read_split(out, split), key=key) == sorted(expected[split], key=key), split
+    for s in features.SPLITS:
+        assert sorted(_read_split(out, s), key=key) == sorted(expected[s], key=key), s
+    assert all(len(v) > 0 for v in expected.values())
 
     vocab = Vocabulary.load(out)
     training_counts = {}
     for events in by_user.values():
-        for e in windowing.training_events(events, options):
+        for e in windowing.training_events(events, expected_options):
             training_counts[e.movie_id] = training_counts.get(e.movie_id, 0) + 1
     assert {m.movie_id: m.count for m in vocab.movies} == training_counts
     counts = [m.count for m in vocab.movies]
     assert counts == sorted(counts, reverse=True)
     assert vocab.max_movie_id == int(small_data.movie_id.max())
+    assert vocab.genres == sorted(genres, key=genres.get)
     first = vocab.movies[0]
     assert first.title == small_data.movies[first.movie_id].title
     assert list(first.genres) == list(small_data.movies[first.movie_id].genres)
@@ -113,3 +185,22 @@ def test_beam_transform_matches_the_reference_and_writes_the_vocabulary(tmp_path
         stats = json.load(f)
     assert stats["examples"] == {s: len(v) for s, v in expected.items()}
     assert stats["users"] == len(by_user)
+    assert stats["options"]["test_start"] == expected_options.test_start
+
+
+@pytest.mark.slow
+def test_multi_worker_beam_gives_identical_output(tmp_path, small_data):
+    """The same transform on 2 worker processes writes exactly the examples of the in-memory runner."""
+    options = windowing.WindowingOptions(history_length=4)
+    outputs = {}
+    for mode, argv in {"in_memory": ["--direct_running_mode=in_memory"],
+                       "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+                       }.items():
+        out = str(tmp_path / mode)
+        with beam.Pipeline(argv=argv) as pipeline:
+            _ = (pipeline | beam.Create(list(_serialized_events(small_data)))
+                 | executor.WindowEvents(options, out))  # pylint: disable=no-value-for-parameter
+        outputs[mode] = {s: sorted(e.SerializeToString(deterministic=True) for e in _read_split(out, s))
+                         for s in features.SPLITS}
+        outputs[mode]["vocabulary"] = Vocabulary.load(out).to_json()
+    assert outputs["in_memory"] == outputs["multi_processing"]
