@@ -30,8 +30,8 @@ EXAMPLES = {
   ondevice-rec make-synthetic --format ml-1m --out /tmp/synthetic --users 500 --items 400""",
     "benchmark": """examples:
   ondevice-rec benchmark windowing --ratings 1000000
-  ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=multi_processing \\
-      --beam-arg=--direct_num_workers=2""",
+  ondevice-rec benchmark quality --data-dir ../shared/data/ml-100k
+  ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory""",
     "download": """examples:
   ondevice-rec download ml-1m            # prints the unpacked folder, pass it as --data-dir""",
 }
@@ -107,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     bw.add_argument("--out", default="benchmarks/results/windowing.json", help="JSON output (default: %(default)s)")
     bw.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                     help="Beam pipeline option, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
+
+    bq = which.add_parser("quality", help="every encoder x history length vs popularity and Markov baselines")
+    bq.add_argument("--data-dir", required=True, help="a MovieLens folder, e.g. ../shared/data/ml-100k")
+    bq.add_argument("--encoders", default="bow,cnn,lstm,transformer", help="default: %(default)s")
+    bq.add_argument("--history-lengths", default="10,50,100", help="default: %(default)s")
+    bq.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping) (default: %(default)s)")
+    bq.add_argument("--embedding-dim", type=int, default=64, help="default: %(default)s")
+    bq.add_argument("--out-dir", default="benchmarks/results", help="quality.json/.md/.png (default: %(default)s)")
 
     dl = commands.add_parser("download", help="download and verify a MovieLens archive",
                              epilog=EXAMPLES["download"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -232,6 +240,15 @@ def cmd_benchmark(args) -> int:
         result = windowing.run(ratings=args.ratings, history_length=args.history_length, work_dir=args.work_dir,
                                beam_args=args.beam_arg, out_json=args.out)
         return EXIT_OK if result["identical"] else EXIT_FAILED
+    if args.benchmark == "quality":
+        from ondevice_rec.benchmarks import quality
+        from ondevice_rec.modules.config import ModelConfig
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        quality.run(args.data_dir, encoders=args.encoders.split(","),
+                    history_lengths=[int(n) for n in args.history_lengths.split(",")], out_dir=args.out_dir,
+                    base=ModelConfig(embedding_dim=args.embedding_dim, epochs=args.epochs))
+        print(f"written to {args.out_dir}/quality.json, quality.md, quality.png")
+        return EXIT_OK
     return EXIT_BAD_INPUT
 
 
@@ -243,6 +260,7 @@ def cmd_download(args) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     import warnings
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # Beam worker processes inherit it
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     from ondevice_rec.data.download import DownloadError

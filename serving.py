@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -23,15 +23,27 @@ class TFLiteRecommender:
             self.interpreter = tf.lite.Interpreter(model_path=model_path_or_bytes, num_threads=num_threads)
         self.runner = self.interpreter.get_signature_runner(signature)
         details = self.runner.get_input_details()
-        self.input_name = next(iter(details))
+        self.input_names = sorted(details)
+        self.input_name = "context_movie_id"
+        self.uses_ratings = "context_movie_rating" in details
         self.history_length = int(details[self.input_name]["shape"][0])
 
-    def pad(self, recent_first: Sequence[int]) -> np.ndarray:
-        ids = list(recent_first)[:self.history_length]
-        return np.array(ids + [0] * (self.history_length - len(ids)), dtype=np.int32)
+    def pad(self, values: Sequence, dtype=np.int32) -> np.ndarray:
+        values = list(values)[:self.history_length]
+        return np.array(values + [0] * (self.history_length - len(values)), dtype=dtype)
 
-    def __call__(self, recent_first: Sequence[int]) -> Dict[str, np.ndarray]:
-        return self.runner(**{self.input_name: self.pad(recent_first)})
+    def inputs(self, recent_first: Sequence[int], ratings: Optional[Sequence[float]] = None) -> Dict[str, np.ndarray]:
+        """Padded inputs; ratings default to 4.0 (a liked movie) when the model uses them and none are given."""
+        feed = {self.input_name: self.pad(recent_first)}
+        if self.uses_ratings:
+            if ratings is None:
+                ratings = [4.0] * min(len(recent_first), self.history_length)
+            feed["context_movie_rating"] = self.pad(ratings, np.float32)
+        return feed
+
+    def __call__(self, recent_first: Sequence[int], ratings: Optional[Sequence[float]] = None
+                 ) -> Dict[str, np.ndarray]:
+        return self.runner(**self.inputs(recent_first, ratings))
 
 
 class Recommender:

@@ -40,6 +40,7 @@ setuptools.setup(
         "tensorflow-model-analysis>=0.47,<0.48",
         "apache-beam>=2.59,<2.60",
         "numpy>=1.26,<2",
+        "matplotlib>=3.8",
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": ["ondevice-rec=ondevice_rec.cli:main"]},

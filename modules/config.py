@@ -6,21 +6,49 @@ import dataclasses
 import json
 from typing import Dict
 
+ENCODERS = ("bow", "cnn", "lstm", "transformer")
+
 
 @dataclasses.dataclass
 class ModelConfig:
     """Hyperparameters of the model and its training (one place; the pipeline passes it as custom_config)."""
 
-    encoder: str = "bow"
+    encoder: str = "bow"  # bow | cnn | lstm | transformer
     history_length: int = 10
     embedding_dim: int = 32
-    hidden_layers: int = 2
+    hidden_layers: int = 2  # Dense(embedding_dim, relu) layers after the encoder
+    # Activity features added to each history item's id embedding (genres and year are looked up from the id
+    # inside the model, so an app passes ids only; ratings are an extra input when enabled).
+    use_genres: bool = True
+    use_years: bool = True
+    use_ratings: bool = False
+    label_genres: bool = False  # label tower: item embedding plus its genres' embedding
+    tie_embeddings: bool = False  # label tower reuses the history item embedding table (as SASRec does)
+    # Encoder sizes.
+    cnn_filters: tuple = (32, 64)
+    cnn_kernel_size: int = 4
+    transformer_blocks: int = 2
+    transformer_heads: int = 2
+    dropout: float = 0.1
+    # Training. "sampled": sampled softmax with log-Q correction (negatives drawn from the training
+    # popularity), for catalogues far larger than MovieLens; "full": softmax over the whole vocabulary.
+    softmax: str = "full"
+    num_sampled: int = 500
     learning_rate: float = 0.005
     epochs: int = 10
     batch_size: int = 256
     early_stopping_patience: int = 2
     top_k: int = 100
     seed: int = 0
+
+    def __post_init__(self):
+        self.cnn_filters = tuple(self.cnn_filters)
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
+        if self.softmax not in ("full", "sampled"):
+            raise ValueError(f"softmax must be 'full' or 'sampled', got {self.softmax!r}")
+        if self.embedding_dim % self.transformer_heads:
+            raise ValueError("embedding_dim must be divisible by transformer_heads")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -3,7 +3,8 @@
 * ``serving_default`` takes serialized windowed tf.Examples and returns ``scores`` over *movie ids*
   (``[batch, max_movie_id + 1]``) with padding, movies unseen in training and movies the user has already seen
   set to ``MASKED_SCORE``. TFMA uses it, so its label is the raw ``label_movie_id``.
-* ``recommend`` is the on-device function: ``context_movie_id`` int32[N] (most recent first, padded with 0) ->
+* ``recommend`` is the on-device function: ``context_movie_id`` int32[N] (most recent first, padded with 0;
+  plus ``context_movie_rating`` float32[N] when the model uses ratings) ->
   ``top_ids`` int32[K] and ``top_scores`` float32[K], never the padding id, an unseen id or a history item.
   Batch is fixed at 1 so every encoder converts to builtin TFLite ops.
 """
@@ -42,7 +43,8 @@ class RecommenderModule(tf.Module):
         self._index_to_id = tf.constant(vocab.index_to_id(), tf.int32)
         self._id_to_index = tf.constant(vocab.id_to_index(), tf.int32)
         spec = features.example_feature_spec(config.history_length)
-        self._feature_spec = {k: spec[k] for k in (features.CONTEXT_MOVIE_ID, features.SEEN_MOVIE_IDS)}
+        self._inputs = [features.CONTEXT_MOVIE_ID] + ([features.CONTEXT_MOVIE_RATING] if config.use_ratings else [])
+        self._feature_spec = {k: spec[k] for k in self._inputs + [features.SEEN_MOVIE_IDS]}
 
     @property
     def top_k(self) -> int:
@@ -52,7 +54,10 @@ class RecommenderModule(tf.Module):
     def serve_examples(self, serialized):
         parsed = tf.io.parse_example(serialized, self._feature_spec)
         context = tf.cast(parsed[features.CONTEXT_MOVIE_ID], tf.int32)
-        index_scores = self.model({features.CONTEXT_MOVIE_ID: context}, training=False)
+        inputs = {features.CONTEXT_MOVIE_ID: context}
+        if features.CONTEXT_MOVIE_RATING in self._inputs:
+            inputs[features.CONTEXT_MOVIE_RATING] = parsed[features.CONTEXT_MOVIE_RATING]
+        index_scores = self.model(inputs, training=False)
         # Scores over movie ids: gather each id's index score; ids without an index are masked.
         id_scores = tf.gather(index_scores, self._id_to_index, axis=1)
         id_scores = tf.where(self._id_to_index[tf.newaxis, :] > 0, id_scores, MASKED_SCORE)
@@ -69,9 +74,12 @@ class RecommenderModule(tf.Module):
         return {"scores": id_scores}
 
     @tf.function
-    def recommend(self, context_movie_id):
+    def recommend(self, context_movie_id, context_movie_rating=None):
         context = tf.reshape(context_movie_id, [1, self._history_length])
-        scores = self.model({features.CONTEXT_MOVIE_ID: context}, training=False)[0]
+        inputs = {features.CONTEXT_MOVIE_ID: context}
+        if context_movie_rating is not None:
+            inputs[features.CONTEXT_MOVIE_RATING] = tf.reshape(context_movie_rating, [1, self._history_length])
+        scores = self.model(inputs, training=False)[0]
         # Mask the history: one-hot of the context indices (index 0 is masked by the model already).
         index = self.model.get_layer("id_to_index")(context)[0]
         in_history = tf.reduce_max(tf.one_hot(index, self._vocabulary_size, dtype=tf.float32), axis=0)
@@ -84,8 +92,10 @@ def export_saved_model(model: keras.Model, vocab: Vocabulary, config: ModelConfi
     """Writes the SavedModel (plus the vocabulary and config in ``assets.extra``) to ``export_dir``."""
     module = RecommenderModule(model, vocab, config)
     # The recommend signature is traced with a fixed length N so TFLite sees static shapes.
-    recommend = module.recommend.get_concrete_function(
-        tf.TensorSpec([config.history_length], tf.int32, name=features.CONTEXT_MOVIE_ID))
+    specs = [tf.TensorSpec([config.history_length], tf.int32, name=features.CONTEXT_MOVIE_ID)]
+    if config.use_ratings:
+        specs.append(tf.TensorSpec([config.history_length], tf.float32, name=features.CONTEXT_MOVIE_RATING))
+    recommend = module.recommend.get_concrete_function(*specs)
     tf.saved_model.save(module, export_dir, signatures={
         SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
         RECOMMEND_SIGNATURE: recommend,

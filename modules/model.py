@@ -1,13 +1,21 @@
 """The two-tower next-movie model: a context encoder over the recent history, dotted with label embeddings.
 
-``scores = query(history) · label_embedding[index] + bias[index]`` over the whole vocabulary, trained with
-full softmax cross-entropy. Index 0 (padding / unknown) always scores ``MASKED_SCORE``.
+Each history item becomes an *activity embedding*: its id embedding plus (switchable) the mean embedding of
+its genres, an embedding of its release-year bucket and a projection of the user's rating. Genres and year
+are looked up from the movie index with constant tables, so the deployed model needs only ids (and ratings
+when ``use_ratings``). An encoder (bag-of-words, CNN, LSTM or Transformer) turns the ``[N, d]`` history into
+one vector, a small MLP maps it to the query, and
+
+    scores = query · label_embedding[index] + bias[index]
+
+over the whole vocabulary, trained with full softmax cross-entropy. Index 0 (padding / unknown) is masked to
+``MASKED_SCORE``. Padded history positions are zeroed and masked in every encoder.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict
+from typing import Dict
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -20,78 +28,257 @@ from .config import ModelConfig  # noqa: E402,F401  (re-exported)
 from .vocabulary import Vocabulary  # noqa: E402
 
 MASKED_SCORE = -1e9
+YEAR_BUCKET_START, YEAR_BUCKET_SIZE, YEAR_BUCKETS = 1900, 5, 26  # 1900-1904 .. 2025+; bucket 0 = unknown
 
 
-class IdToIndex(keras.layers.Layer):
-    """Maps raw movie ids to vocabulary indices with a dense table; unknown and padding ids map to 0."""
+class ConstantLookup(keras.layers.Layer):
+    """``table[index]`` for a constant integer table (a non-trainable weight, frozen into TFLite)."""
 
-    def __init__(self, id_to_index: np.ndarray, **kwargs):
+    def __init__(self, table: np.ndarray, **kwargs):
         super().__init__(trainable=False, **kwargs)
-        self._size = int(len(id_to_index))
-        self.table = self.add_weight(
-            name="id_to_index", shape=(self._size,), dtype=tf.int32, trainable=False,
-            initializer=keras.initializers.Constant(np.asarray(id_to_index, np.int32)))
+        self._shape = tuple(int(d) for d in np.shape(table))
+        self._table = np.asarray(table, np.int32)
+        self.table = self.add_weight(name="table", shape=self._shape, dtype=tf.int32, trainable=False,
+                                     initializer=keras.initializers.Constant(self._table))
+
+    def call(self, index):
+        return tf.gather(self.table, index)
+
+
+class IdToIndex(ConstantLookup):
+    """Maps raw movie ids to vocabulary indices; unknown, negative and padding ids map to 0."""
 
     def call(self, ids):
         ids = tf.cast(ids, tf.int32)
-        in_range = tf.logical_and(ids >= 0, ids < self._size)
+        in_range = tf.logical_and(ids >= 0, ids < self._shape[0])
         return tf.gather(self.table, tf.where(in_range, ids, tf.zeros_like(ids)))
 
 
-class MaskedMean(keras.layers.Layer):
-    """Bag-of-words encoder: the mean of the non-padding context embeddings."""
+def genre_table(vocab: Vocabulary, genres_per_movie: int = 3) -> np.ndarray:
+    """``[V, G]`` genre ids (1-based in ``vocab.genres`` order, 0 = none) per vocabulary index."""
+    index = {g: i for i, g in enumerate(vocab.genres, start=1)}
+    table = np.zeros((vocab.size, genres_per_movie), np.int32)
+    for row, movie in enumerate(vocab.movies, start=1):
+        ids = [index[g] for g in movie.genres if g in index][:genres_per_movie]
+        table[row, :len(ids)] = ids
+    return table
 
-    def call(self, embeddings, mask):
-        weights = tf.cast(mask, embeddings.dtype)[..., tf.newaxis]
-        total = tf.reduce_sum(embeddings * weights, axis=1)
+
+def year_bucket_table(vocab: Vocabulary) -> np.ndarray:
+    table = np.zeros(vocab.size, np.int32)
+    for row, movie in enumerate(vocab.movies, start=1):
+        if movie.year:
+            table[row] = 1 + min(YEAR_BUCKETS - 2, max(0, (movie.year - YEAR_BUCKET_START) // YEAR_BUCKET_SIZE))
+    return table
+
+
+class MaskedMeanPool(keras.layers.Layer):
+    """Mean over axis 1 of the entries whose mask is true (0 when none)."""
+
+    def call(self, values, mask):
+        weights = tf.cast(mask, values.dtype)[..., tf.newaxis]
+        total = tf.reduce_sum(values * weights, axis=1)
         return total / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
 
 
-def _bag_of_words(config: ModelConfig) -> Callable:
-    layer = MaskedMean(name="bow_encoder")
-    return lambda embeddings, mask: layer(embeddings, mask)
+class GenreMean(keras.layers.Layer):
+    """Mean of the genre embeddings ``[B, N, G, d]`` of each item over its real genres (id > 0)."""
+
+    def call(self, genre_vectors, genre_ids):
+        weights = tf.cast(genre_ids > 0, genre_vectors.dtype)[..., tf.newaxis]
+        return tf.reduce_sum(genre_vectors * weights, axis=2) / tf.maximum(tf.reduce_sum(weights, axis=2), 1.0)
 
 
-ENCODERS: Dict[str, Callable[[ModelConfig], Callable]] = {"bow": _bag_of_words}
+class MaskedMaxPool(keras.layers.Layer):
+    """Max over axis 1 of the unmasked positions (0 when none)."""
+
+    def call(self, values, mask):
+        m = tf.cast(mask, values.dtype)[..., tf.newaxis]
+        pooled = tf.reduce_max(values * m + (m - 1.0) * 1e9, axis=1)
+        return pooled * tf.cast(tf.reduce_any(mask, axis=1, keepdims=True), values.dtype)
+
+
+class PositionEmbedding(keras.layers.Layer):
+    """Learned position embeddings, position 0 being the most recent item."""
+
+    def build(self, input_shape):
+        self.positions = self.add_weight(name="positions", shape=(int(input_shape[1]), int(input_shape[2])),
+                                         initializer=keras.initializers.RandomNormal(stddev=0.02))
+
+    def call(self, x):
+        return x + self.positions[tf.newaxis]
+
+
+class CausalPaddingMask(keras.layers.Layer):
+    """Attention mask ``[B, N, N]``: query i may see key j when j is valid and not newer (j >= i)."""
+
+    def call(self, mask):
+        n = tf.shape(mask)[1]
+        older_or_same = tf.linalg.band_part(tf.ones([n, n], tf.bool), 0, -1)  # upper triangle: j >= i
+        return tf.logical_and(older_or_same[tf.newaxis], mask[:, tf.newaxis, :])
+
+
+def _encode(config: ModelConfig, x, mask):
+    """[B, N, d] activity embeddings (padding zeroed) and [B, N] mask -> [B, h] history vector."""
+    if config.encoder == "bow":
+        return MaskedMeanPool(name="bow_encoder")(x, mask)
+    if config.encoder == "cnn":
+        for i, filters in enumerate(config.cnn_filters):
+            x = keras.layers.Conv1D(filters, min(config.cnn_kernel_size, config.history_length), padding="same",
+                                    activation="relu", name=f"conv_{i}")(x)
+        return MaskedMaxPool(name="cnn_max_pool")(x, mask)
+    if config.encoder == "lstm":
+        # Runs oldest -> most recent (padding, which sits after the oldest item, is read first), no masking.
+        # Unrolled over the fixed N: converts to plain builtin ops that match the SavedModel to ~1e-7. (Fused
+        # into UNIDIRECTIONAL_SEQUENCE_LSTM from the SavedModel path, trained models drifted by 1-2 % in
+        # score and up to 0.2 in top-10 overlap on some histories, failing the publishing parity check.)
+        return keras.layers.LSTM(config.embedding_dim, go_backwards=True, unroll=True, name="lstm_encoder")(x)
+    if config.encoder == "transformer":
+        x = PositionEmbedding(name="positions")(x)
+        attention_mask = CausalPaddingMask(name="attention_mask")(mask)
+        d = config.embedding_dim
+        for b in range(config.transformer_blocks):
+            attended = keras.layers.MultiHeadAttention(
+                config.transformer_heads, d // config.transformer_heads, dropout=config.dropout,
+                name=f"attention_{b}")(x, x, attention_mask=attention_mask)
+            x = keras.layers.LayerNormalization(name=f"norm_a{b}")(x + attended)
+            hidden = keras.layers.Dense(2 * d, activation="relu", name=f"ffn_{b}_in")(x)
+            hidden = keras.layers.Dropout(config.dropout)(keras.layers.Dense(d, name=f"ffn_{b}_out")(hidden))
+            x = keras.layers.LayerNormalization(name=f"norm_f{b}")(x + hidden)
+        return keras.layers.Lambda(lambda t: t[:, 0, :], name="most_recent_position")(x)
+    raise ValueError(f"unknown encoder {config.encoder!r}")
 
 
 class DotProductScores(keras.layers.Layer):
     """Scores a query against every label embedding; index 0 is masked out."""
 
-    def __init__(self, vocabulary_size: int, dim: int, **kwargs):
+    def __init__(self, vocabulary_size: int, dim: int, genres=None, num_genres: int = 0, shared_embedding=None,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.label_embedding = self.add_weight(
-            name="label_embedding", shape=(vocabulary_size, dim),
-            initializer=keras.initializers.RandomNormal(stddev=0.05))
+        self._shared = shared_embedding
+        if shared_embedding is None:
+            self.label_embedding = self.add_weight(
+                name="label_embedding", shape=(vocabulary_size, dim),
+                initializer=keras.initializers.RandomNormal(stddev=0.05))
         self.label_bias = self.add_weight(name="label_bias", shape=(vocabulary_size,), initializer="zeros")
         mask = np.zeros(vocabulary_size, np.float32)
         mask[features.PADDING_ID] = MASKED_SCORE
         self._padding_mask = tf.constant(mask)
+        self._genres = None
+        if genres is not None:
+            self._genres = tf.constant(genres, tf.int32)
+            self.genre_embedding = self.add_weight(
+                name="label_genre_embedding", shape=(num_genres + 1, dim),
+                initializer=keras.initializers.RandomNormal(stddev=0.05))
+
+    def label_weights(self):
+        """The effective label embeddings ``[V, d]`` (item embedding, plus its genres when enabled)."""
+        labels = self._shared.embeddings if self._shared is not None else self.label_embedding
+        if self._genres is not None:
+            present = tf.cast(self._genres > 0, tf.float32)[..., tf.newaxis]
+            genre_mean = tf.reduce_sum(tf.gather(self.genre_embedding, self._genres) * present, axis=1) / \
+                tf.maximum(tf.reduce_sum(present, axis=1), 1.0)
+            labels = labels + genre_mean
+        return labels
 
     def call(self, query):
-        return tf.matmul(query, self.label_embedding, transpose_b=True) + self.label_bias + self._padding_mask
+        return tf.matmul(query, self.label_weights(), transpose_b=True) + self.label_bias + self._padding_mask
+
+
+def model_inputs(config: ModelConfig) -> Dict[str, keras.Input]:
+    inputs = {features.CONTEXT_MOVIE_ID: keras.Input(shape=(config.history_length,), dtype=tf.int32,
+                                                     name=features.CONTEXT_MOVIE_ID)}
+    if config.use_ratings:
+        inputs[features.CONTEXT_MOVIE_RATING] = keras.Input(shape=(config.history_length,), dtype=tf.float32,
+                                                            name=features.CONTEXT_MOVIE_RATING)
+    return inputs
 
 
 def build_model(config: ModelConfig, vocab: Vocabulary) -> keras.Model:
-    """Returns a Keras model: ``{context_movie_id: int32[B, N]}`` -> scores over vocabulary indices."""
-    if config.encoder not in ENCODERS:
-        raise ValueError(f"unknown encoder {config.encoder!r}; available: {', '.join(sorted(ENCODERS))}")
+    """Returns a Keras model: ``{context_movie_id: int32[B, N] (, context_movie_rating)}`` -> index scores."""
     keras.utils.set_random_seed(config.seed)
-    ids = keras.Input(shape=(config.history_length,), dtype=tf.int32, name=features.CONTEXT_MOVIE_ID)
-    index = IdToIndex(vocab.id_to_index(), name="id_to_index")(ids)
-    embeddings = keras.layers.Embedding(vocab.size, config.embedding_dim, name="context_embedding")(index)
+    d = config.embedding_dim
+    inputs = model_inputs(config)
+    index = IdToIndex(vocab.id_to_index(), name="id_to_index")(inputs[features.CONTEXT_MOVIE_ID])
     mask = keras.layers.Lambda(lambda i: tf.not_equal(i, features.PADDING_ID), name="padding_mask")(index)
-    query = ENCODERS[config.encoder](config)(embeddings, mask)
+    item_embedding = keras.layers.Embedding(vocab.size, d, name="context_embedding")
+    x = item_embedding(index)
+    genres = genre_table(vocab)
+    if config.use_genres and vocab.genres:
+        genre_ids = ConstantLookup(genres, name="genre_lookup")(index)  # [B, N, G]
+        genre_vectors = keras.layers.Embedding(len(vocab.genres) + 1, d, name="genre_embedding")(genre_ids)
+        x = x + GenreMean(name="genre_mean")(genre_vectors, genre_ids)
+    if config.use_years:
+        years = ConstantLookup(year_bucket_table(vocab), name="year_lookup")(index)
+        x = x + keras.layers.Embedding(YEAR_BUCKETS, d, name="year_embedding")(years)
+    if config.use_ratings:
+        rating = keras.layers.Lambda(lambda r: r[..., tf.newaxis] / 5.0, name="rating_scale")(
+            inputs[features.CONTEXT_MOVIE_RATING])
+        x = x + keras.layers.Dense(d, name="rating_projection")(rating)
+    x = keras.layers.Lambda(lambda t: t[0] * tf.cast(t[1], t[0].dtype)[..., tf.newaxis],
+                            name="zero_padding")([x, mask])
+    query = _encode(config, x, mask)
     for layer in range(config.hidden_layers):
-        query = keras.layers.Dense(config.embedding_dim, activation="relu", name=f"hidden_{layer}")(query)
-    query = keras.layers.Dense(config.embedding_dim, name="query")(query)
-    scores = DotProductScores(vocab.size, config.embedding_dim, name="scores")(query)
-    return keras.Model({features.CONTEXT_MOVIE_ID: ids}, scores, name=f"{config.encoder}_recommender")
+        query = keras.layers.Dense(d, activation="relu", name=f"hidden_{layer}")(query)
+    query = keras.layers.Dense(d, name="query")(query)
+    scores = DotProductScores(vocab.size, d, genres if config.label_genres and vocab.genres else None,
+                              len(vocab.genres), item_embedding if config.tie_embeddings else None,
+                              name="scores")(query)
+    return keras.Model(inputs, scores, name=f"{config.encoder}_recommender")
+
+
+class SampledSoftmaxTrainer(keras.Model):
+    """Trains a recommender with sampled softmax (log-Q corrected); evaluates with full scores.
+
+    Negatives come from a unigram sampler over the training counts, and ``tf.nn.sampled_softmax_loss``
+    subtracts ``log Q(item)`` from every logit, so popular items are not over-penalised. Training and the
+    exported model share the weights of ``model``.
+    """
+
+    def __init__(self, model: keras.Model, counts: np.ndarray, num_sampled: int):
+        super().__init__()
+        self.model = model
+        self.query_model = keras.Model(model.inputs, model.get_layer("query").output)
+        self.scores_layer = model.get_layer("scores")
+        self._unigrams = [float(c) for c in counts]
+        self._num_sampled = int(min(num_sampled, int(np.count_nonzero(counts))))
+        self._loss = keras.metrics.Mean(name="loss")
+
+    def call(self, inputs, training=False):
+        return self.model(inputs, training=training)
+
+    def train_step(self, data):
+        inputs, labels = data
+        labels = tf.cast(tf.reshape(labels, [-1, 1]), tf.int64)
+        with tf.GradientTape() as tape:
+            query = self.query_model(inputs, training=True)
+            sampled = tf.random.fixed_unigram_candidate_sampler(
+                true_classes=labels, num_true=1, num_sampled=self._num_sampled, unique=True,
+                range_max=len(self._unigrams), unigrams=self._unigrams)
+            loss = tf.reduce_mean(tf.nn.sampled_softmax_loss(
+                self.scores_layer.label_weights(), self.scores_layer.label_bias, labels, query,
+                self._num_sampled, len(self._unigrams), sampled_values=sampled, remove_accidental_hits=True))
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self._loss.update_state(loss)
+        return {"loss": self._loss.result()}
+
+    def test_step(self, data):
+        inputs, labels = data
+        scores = self.model(inputs, training=False)
+        self.compiled_loss(labels, scores)
+        self.compiled_metrics.update_state(labels, scores)
+        return {m.name: m.result() for m in self.metrics}
+
+    @property
+    def metrics(self):
+        return [self._loss] + super().metrics
 
 
 def compile_model(model: keras.Model, config: ModelConfig) -> keras.Model:
+    from .ranking_metrics import NdcgAtK, RecallAtK
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=10, name="recall@10")])
+        metrics=[RecallAtK(10), NdcgAtK(10)])
     return model

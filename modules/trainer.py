@@ -13,12 +13,13 @@ from typing import Optional
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from . import export, features  # noqa: E402
 from .config import ModelConfig
-from .model import build_model, compile_model  # noqa: E402
+from .model import SampledSoftmaxTrainer, build_model, compile_model  # noqa: E402
 from .vocabulary import Vocabulary  # noqa: E402
 
 
@@ -37,8 +38,10 @@ def make_dataset(file_patterns, config: ModelConfig, vocab: Vocabulary, shuffle:
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no example files match {file_patterns}")
-    spec = {k: v for k, v in features.example_feature_spec(config.history_length).items()
-            if k in (features.CONTEXT_MOVIE_ID, features.LABEL_MOVIE_ID)}
+    wanted = {features.CONTEXT_MOVIE_ID, features.LABEL_MOVIE_ID}
+    if config.use_ratings:
+        wanted.add(features.CONTEXT_MOVIE_RATING)
+    spec = {k: v for k, v in features.example_feature_spec(config.history_length).items() if k in wanted}
     id_to_index = tf.constant(vocab.id_to_index(), tf.int32)
     max_id = vocab.max_movie_id
 
@@ -46,7 +49,10 @@ def make_dataset(file_patterns, config: ModelConfig, vocab: Vocabulary, shuffle:
         parsed = tf.io.parse_example(serialized, spec)
         label = tf.cast(parsed[features.LABEL_MOVIE_ID], tf.int32)
         label = tf.gather(id_to_index, tf.clip_by_value(label, 0, max_id))
-        return {features.CONTEXT_MOVIE_ID: tf.cast(parsed[features.CONTEXT_MOVIE_ID], tf.int32)}, label
+        inputs = {features.CONTEXT_MOVIE_ID: tf.cast(parsed[features.CONTEXT_MOVIE_ID], tf.int32)}
+        if config.use_ratings:
+            inputs[features.CONTEXT_MOVIE_RATING] = parsed[features.CONTEXT_MOVIE_RATING]
+        return inputs, label
 
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     if shuffle:
@@ -57,24 +63,58 @@ def make_dataset(file_patterns, config: ModelConfig, vocab: Vocabulary, shuffle:
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def train(config: ModelConfig, vocab: Vocabulary, train_patterns, eval_patterns,
-          log_dir: Optional[str] = None) -> keras.Model:
+class _EpochLog(keras.callbacks.Callback):
+    """One progress line per epoch through logging (the CLI shows it; Keras' own output goes to the log)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self._epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        logging.getLogger("ondevice_rec.trainer").info(
+            "epoch %d/%d  loss %.4f  val recall@10 %.4f", epoch + 1, self._epochs, logs.get("loss", float("nan")),
+            logs.get("val_recall@10", float("nan")))
+
+
+def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eval_data: tf.data.Dataset,
+        log_dir: Optional[str] = None) -> keras.Model:
     """Builds and fits the model; keeps the weights of the epoch with the best eval recall@10."""
-    model = compile_model(build_model(config, vocab), config)
+    model = build_model(config, vocab)
+    if config.softmax == "sampled":
+        counts = np.array([0] + [m.count for m in vocab.movies], np.float64)
+        fitted = compile_model(SampledSoftmaxTrainer(model, counts, config.num_sampled), config)
+    else:
+        fitted = model = compile_model(model, config)
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_recall@10", mode="max",
                                                patience=config.early_stopping_patience,
-                                               restore_best_weights=True)]
+                                               restore_best_weights=True), _EpochLog(config.epochs)]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
-    model.fit(make_dataset(train_patterns, config, vocab, shuffle=True), epochs=config.epochs,
-              validation_data=make_dataset(eval_patterns, config, vocab, shuffle=False, drop_unknown_labels=True),
-              callbacks=callbacks, verbose=2)
+    fitted.fit(train_data, epochs=config.epochs, validation_data=eval_data, callbacks=callbacks, verbose=0)
+    model.history = fitted.history
     return model
 
 
+def train(config: ModelConfig, vocab: Vocabulary, train_patterns, eval_patterns,
+          log_dir: Optional[str] = None) -> keras.Model:
+    """``fit`` on the gzipped TFRecord splits written by the windowing component."""
+    return fit(config, vocab, make_dataset(train_patterns, config, vocab, shuffle=True),
+               make_dataset(eval_patterns, config, vocab, shuffle=False, drop_unknown_labels=True), log_dir)
+
+
 def run_fn(fn_args) -> None:
-    """TFX Trainer hook: trains on the train split, validates on eval, exports to ``serving_model_dir``."""
-    config = ModelConfig.from_dict(dict(fn_args.custom_config or {}))
+    """TFX Trainer hook: trains on the train split, validates on eval, exports to ``serving_model_dir``.
+
+    Settings come from ``custom_config`` (a ModelConfig as a dict); TFX ``hyperparameters`` (e.g. from a
+    Tuner), when given, override the fields they name.
+    """
+    settings = dict(fn_args.custom_config or {})
+    hyperparameters = getattr(fn_args, "hyperparameters", None)
+    if hyperparameters:
+        values = hyperparameters.get("values", hyperparameters) if isinstance(hyperparameters, dict) else {}
+        settings.update({k: v for k, v in values.items() if k in ModelConfig.__dataclass_fields__})
+    config = ModelConfig.from_dict(settings)
     vocab = Vocabulary.load(examples_root(fn_args.train_files[0]))
     logging.info("training %s on %d movies (history length %d)", config.encoder, vocab.size - 1,
                  config.history_length)

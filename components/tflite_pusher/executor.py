@@ -49,17 +49,19 @@ def read_evaluation(evaluation_uri: str) -> Dict[str, float]:
 
 def eval_report(metrics: Dict[str, float]) -> Dict[str, Any]:
     report: Dict[str, Any] = {f"recall@{k}": metrics.get(f"recall@{k}") for k in RECALL_KS}
+    report["ndcg@10"] = metrics.get("ndcg@10")
     report["num_eval_users"] = int(metrics.get("example_count", 0))
     return report
 
 
-def sample_histories(examples_uri: str, split: str, count: int, seed: int = 0) -> List[List[int]]:
-    """Up to ``count`` context lists from ``split`` of the windowed examples (deterministic sample)."""
+def sample_histories(examples_uri: str, split: str, count: int, seed: int = 0) -> List[dict]:
+    """Up to ``count`` contexts (ids and ratings) from ``split`` of the windowed examples (deterministic)."""
     files = sorted(tf.io.gfile.glob(io_utils.all_files_pattern(os.path.join(examples_uri, f"Split-{split}"))))
     histories = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        example = tf.train.Example.FromString(record.numpy())
-        histories.append(list(example.features.feature[features.CONTEXT_MOVIE_ID].int64_list.value))
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        histories.append({features.CONTEXT_MOVIE_ID: list(feature[features.CONTEXT_MOVIE_ID].int64_list.value),
+                          features.CONTEXT_MOVIE_RATING: list(feature[features.CONTEXT_MOVIE_RATING].float_list.value)})
     random.Random(seed).shuffle(histories)
     return histories[:count]
 
@@ -119,7 +121,10 @@ class Executor(base_executor.BaseExecutor):
             "max_movie_id": vocab.max_movie_id,
             "signature": export.RECOMMEND_SIGNATURE,
             "inputs": [{"name": features.CONTEXT_MOVIE_ID, "dtype": "int32", "shape": [config.history_length],
-                        "padding_value": features.PADDING_ID, "order": "most_recent_first"}],
+                        "padding_value": features.PADDING_ID, "order": "most_recent_first"}]
+            + ([{"name": features.CONTEXT_MOVIE_RATING, "dtype": "float32", "shape": [config.history_length],
+                 "padding_value": 0.0, "order": "most_recent_first", "range": [0.5, 5.0]}]
+               if config.use_ratings else []),
             "outputs": [{"name": export.TOP_IDS, "dtype": "int32", "shape": [top_k]},
                         {"name": export.TOP_SCORES, "dtype": "float32", "shape": [top_k]}],
             "top_k": top_k,

@@ -45,9 +45,10 @@ def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     return len(set(a[:k].tolist()) & set(b[:k].tolist())) / float(k)
 
 
-def check_parity(tflite_model: bytes, saved_model_dir: str, histories: List[List[int]], signature: str,
+def check_parity(tflite_model: bytes, saved_model_dir: str, histories: List[dict], signature: str,
                  min_overlap: float = 0.99, k: int = 10) -> Dict[str, float]:
-    """Mean top-k overlap between TFLite and SavedModel on ``histories``; raises ParityError below the bar."""
+    """Mean top-k overlap between TFLite and SavedModel on ``histories`` (dicts with ``context_movie_id`` and
+    optionally ``context_movie_rating``, or plain id lists); raises ParityError below the bar."""
     import tensorflow as tf
     if not histories:
         raise ParityError("no held-out histories to check parity on")
@@ -55,9 +56,11 @@ def check_parity(tflite_model: bytes, saved_model_dir: str, histories: List[List
     reference = tf.saved_model.load(saved_model_dir).signatures[signature]
     overlaps = []
     for history in histories:
-        ids = lite.pad(history)
-        expected = reference(**{lite.input_name: tf.constant(ids)})["top_ids"].numpy()
-        got = lite(ids)["top_ids"]
+        if not isinstance(history, dict):
+            history = {"context_movie_id": history}
+        feed = lite.inputs(history["context_movie_id"], history.get("context_movie_rating"))
+        expected = reference(**{name: tf.constant(value) for name, value in feed.items()})["top_ids"].numpy()
+        got = lite.runner(**feed)["top_ids"]
         overlaps.append(top_k_overlap(expected, got, k))
     result = {"parity_histories": len(overlaps), f"parity_top{k}_overlap": float(np.mean(overlaps)),
               f"parity_top{k}_min_overlap": float(np.min(overlaps))}

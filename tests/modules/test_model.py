@@ -14,16 +14,25 @@ from ondevice_rec.modules import export, features, metrics, trainer, vocabulary
 from ondevice_rec.modules.config import ModelConfig
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+ENCODER_SETTINGS = {
+    "bow": {},
+    "cnn": {},
+    "lstm": {"use_ratings": True},  # one encoder exercises the optional ratings input end to end
+    "transformer": {"label_genres": True, "learning_rate": 0.005},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(ENCODER_SETTINGS))
+def trained(request, tmp_path_factory):
     data = synthetic.generate(synthetic.SyntheticConfig(users=300, items=150, mean_ratings_per_user=30, seed=11))
     options = windowing.WindowingOptions(history_length=5)
     root = str(tmp_path_factory.mktemp("examples"))
     split_examples = {s: [] for s in features.SPLITS}
     counts = {}
     by_user = {}
-    for u, m, t in zip(data.user_id.tolist(), data.movie_id.tolist(), data.timestamp.tolist()):
-        by_user.setdefault(u, []).append(windowing.Event(u, m, t))
+    for u, m, t, r in zip(data.user_id.tolist(), data.movie_id.tolist(), data.timestamp.tolist(),
+                          data.rating.tolist()):
+        by_user.setdefault(u, []).append(windowing.Event(u, m, t, r, data.movies[m].year, data.movies[m].genres))
     for events in by_user.values():
         for split, example in windowing.window_timeline(events, options):
             split_examples[split].append(example)
@@ -35,15 +44,17 @@ def trained(tmp_path_factory):
             for example in examples:
                 w.write(to_tf_example(example))
     vocab = vocabulary.build(counts, int(data.movie_id.max()),
-                             {m: {"title": v.title} for m, v in data.movies.items()})
-    config = ModelConfig(history_length=5, epochs=8, batch_size=128, learning_rate=0.01, top_k=20)
+                             {m: {"title": v.title, "genres": v.genres, "year": v.year} for m, v in data.movies.items()})
+    vocab.genres = sorted({g for v in data.movies.values() for g in v.genres})
+    settings = {"learning_rate": 0.01, **ENCODER_SETTINGS[request.param]}
+    config = ModelConfig(encoder=request.param, history_length=5, epochs=8, batch_size=128, top_k=20, **settings)
     model = trainer.train(config, vocab, [os.path.join(root, "Split-train", "*")],
                           [os.path.join(root, "Split-eval", "*")])
     export_dir = export.export_saved_model(model, vocab, config, str(tmp_path_factory.mktemp("model")))
     return export_dir, vocab, split_examples, config
 
 
-def test_bag_of_words_beats_popularity_on_the_test_split(trained):
+def test_every_encoder_beats_popularity_on_the_test_split(trained):
     export_dir, vocab, split_examples, _ = trained
     test = split_examples["test"]
     serve = tf.saved_model.load(export_dir).signatures[export.SERVING_SIGNATURE]
@@ -73,22 +84,69 @@ def test_eval_signature_masks_padding_unseen_and_history(trained):
 def test_tflite_conversion_is_builtin_only_and_ranks_like_the_saved_model(trained):
     export_dir, vocab, split_examples, config = trained
     tflite_model = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE)
-    histories = [e[features.CONTEXT_MOVIE_ID] for e in split_examples["test"][:100]]
+    histories = [{k: e[k] for k in (features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING)}
+                 for e in split_examples["test"][:100]]
     parity = publish.check_parity(tflite_model, export_dir, histories, export.RECOMMEND_SIGNATURE)
-    assert parity["parity_top10_overlap"] == pytest.approx(1.0)
+    assert parity["parity_top10_overlap"] >= 0.99  # the publishing bar
+    assert parity["parity_top10_min_overlap"] >= 0.9
     interpreter = tf.lite.Interpreter(model_content=tflite_model)
     ops = {op["op_name"] for op in interpreter._get_ops_details()}  # pylint: disable=protected-access
     assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
+    assert "WHILE" not in ops  # fixed-length graphs: no control flow on the device
     runner = interpreter.get_signature_runner(export.RECOMMEND_SIGNATURE)
-    out = runner(context_movie_id=np.array(histories[0], np.int32))
+    assert sorted(runner.get_input_details()) == sorted(
+        [features.CONTEXT_MOVIE_ID] + ([features.CONTEXT_MOVIE_RATING] if config.use_ratings else []))
+    assert sorted(runner.get_output_details()) == [export.TOP_IDS, export.TOP_SCORES]
+    ids = histories[0][features.CONTEXT_MOVIE_ID]
+    feed = {features.CONTEXT_MOVIE_ID: np.array(ids, np.int32)}
+    if config.use_ratings:
+        feed[features.CONTEXT_MOVIE_RATING] = np.array(histories[0][features.CONTEXT_MOVIE_RATING], np.float32)
+    out = runner(**feed)
     assert out[export.TOP_IDS].shape == (config.top_k,) and out[export.TOP_IDS].dtype == np.int32
     assert features.PADDING_ID not in out[export.TOP_IDS]
-    assert not set(out[export.TOP_IDS].tolist()) & set(histories[0])
+    assert not set(out[export.TOP_IDS].tolist()) & set(ids)
 
 
 def test_unknown_and_out_of_range_ids_are_ignored(trained):
     export_dir, _, _, config = trained
+    if config.encoder != "bow":
+        pytest.skip("one encoder is enough: the id lookup is shared")
     recommend = tf.saved_model.load(export_dir).signatures[export.RECOMMEND_SIGNATURE]
     padded = recommend(context_movie_id=tf.constant([0] * config.history_length, tf.int32))
     junk = recommend(context_movie_id=tf.constant([999999, -5] + [0] * (config.history_length - 2), tf.int32))
     np.testing.assert_array_equal(padded["top_ids"].numpy(), junk["top_ids"].numpy())
+
+
+def test_sampled_softmax_with_log_q_trains_a_model_that_beats_popularity(tmp_path):
+    """Sampled-softmax training (for huge catalogues) still learns the sequential structure."""
+    data = synthetic.generate(synthetic.SyntheticConfig(users=300, items=150, mean_ratings_per_user=30, seed=11))
+    options = windowing.WindowingOptions(history_length=5)
+    examples = {s: [] for s in features.SPLITS}
+    counts = {}
+    by_user = {}
+    for u, m, t in zip(data.user_id.tolist(), data.movie_id.tolist(), data.timestamp.tolist()):
+        by_user.setdefault(u, []).append(windowing.Event(u, m, t))
+    for events in by_user.values():
+        for split, example in windowing.window_timeline(events, options):
+            examples[split].append(example)
+        for e in windowing.training_events(events, options):
+            counts[e.movie_id] = counts.get(e.movie_id, 0) + 1
+    vocab = vocabulary.build(counts, int(data.movie_id.max()))
+    config = ModelConfig(history_length=5, epochs=8, batch_size=128, learning_rate=0.01, softmax="sampled",
+                         num_sampled=40, use_genres=False, use_years=False)
+    id_to_index = vocab.id_to_index()
+
+    def dataset(split):
+        ids = np.array([e[features.CONTEXT_MOVIE_ID] for e in examples[split]], np.int32)
+        labels = id_to_index[[e[features.LABEL_MOVIE_ID] for e in examples[split]]]
+        keep = labels > 0
+        return tf.data.Dataset.from_tensor_slices(({features.CONTEXT_MOVIE_ID: ids[keep]}, labels[keep])).batch(128)
+
+    model = trainer.fit(config, vocab, dataset("train").shuffle(10_000, seed=0), dataset("eval"))
+    assert len(model.history.history["loss"]) >= 2
+    module = export.RecommenderModule(model, vocab, config)
+    scores = module.serve_examples(tf.constant([to_tf_example(e) for e in examples["test"]]))["scores"].numpy()
+    ranked = [metrics.top_ids(row, 10) for row in scores]
+    model_recall = metrics.recall_at_k(ranked, [e[features.LABEL_MOVIE_ID] for e in examples["test"]])
+    popularity = metrics.popularity_baseline([m.movie_id for m in vocab.movies], examples["test"])
+    assert model_recall["recall@10"] > 1.5 * popularity["recall@10"], (model_recall, popularity)

@@ -34,7 +34,8 @@ def test_every_component_executes_once_and_a_model_is_published(two_runs):
     assert metadata["parity"]["parity_top10_overlap"] >= 0.99
     with open(os.path.join(latest, "eval.json")) as f:
         report = json.load(f)
-    assert set(report) == {"recall@1", "recall@5", "recall@10", "num_eval_users"}
+    assert set(report) == {"recall@1", "recall@5", "recall@10", "ndcg@10", "num_eval_users"}
+    assert 0 < report["ndcg@10"] <= report["recall@10"]
     assert report["num_eval_users"] == 150  # one test target per user
     assert 0 <= report["recall@1"] <= report["recall@5"] <= report["recall@10"] <= 1
 

@@ -1,0 +1,199 @@
+"""Quality benchmark: every encoder × history length against popularity and Markov baselines, one split.
+
+Leave-last-out on the given MovieLens folder; full ranking over the catalogue with padding, movies absent from
+training and every already-rated movie excluded. Models are scored through the exported ``serving_default``
+function (the code TFMA runs) with the shared ``RecallAtK`` / ``NdcgAtK`` metrics; baselines are scored with
+the same metrics on score matrices built with the same exclusions.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import time
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from ondevice_rec.benchmarks.windowing import read_ratings_fast, window_arrays
+from ondevice_rec.components.history_windowing import windowing
+from ondevice_rec.data import movielens
+from ondevice_rec.modules import features
+from ondevice_rec.modules.config import ENCODERS, ModelConfig
+from ondevice_rec.modules.vocabulary import Vocabulary, build
+
+KS = (1, 5, 10)
+
+
+def _metrics(scores: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
+    from ondevice_rec.modules.ranking_metrics import NdcgAtK, RecallAtK
+    out = {}
+    for metric in [RecallAtK(k) for k in KS] + [NdcgAtK(10)]:
+        metric.update_state(targets, scores)
+        out[metric.name] = float(metric.result().numpy())
+    return out
+
+
+def _mask(scores: np.ndarray, seen: Sequence[Sequence[int]], recommendable: np.ndarray) -> np.ndarray:
+    scores = np.where(recommendable[np.newaxis, :], scores, -1e9)
+    for row, ids in enumerate(seen):
+        scores[row, list(ids)] = -1e9
+    return scores
+
+
+class Split:
+    """The windowed examples of one history length as arrays, plus the vocabulary of the train events."""
+
+    def __init__(self, data_dir: str, history_length: int):
+        user, movie, rating, stamp = read_ratings_fast(data_dir)
+        self.arrays = window_arrays(user, movie, rating, stamp, windowing.WindowingOptions(history_length))
+        a = self.arrays
+        split, position_start = a["split"], a["start"]
+        movies = movielens.read_movies(data_dir)
+        # Vocabulary: events before each user's eval target (what the pipeline's windowing counts).
+        eval_rows = np.flatnonzero(split == 1)
+        counts = collections.Counter()
+        for row in eval_rows.tolist():
+            counts.update(a["movie"][position_start[row]:row].tolist())
+        self.vocab: Vocabulary = build(dict(counts), int(max(a["movie"].max(), max(movies))),
+                                       {m: {"title": v.title, "genres": v.genres, "year": v.year}
+                                        for m, v in movies.items()})
+        self.vocab.genres = sorted({g for v in movies.values() for g in v.genres})
+        self.rows = {s: np.flatnonzero(split == i) for i, s in enumerate(features.SPLITS)}
+        self.seen = {s: [a["movie"][position_start[r]:r].tolist() for r in self.rows[s].tolist()]
+                     for s in ("eval", "test")}
+        recommendable = np.zeros(self.vocab.max_movie_id + 1, bool)
+        recommendable[[m.movie_id for m in self.vocab.movies]] = True
+        self.recommendable = recommendable
+
+    def dataset(self, split: str, config: ModelConfig, shuffle: bool):
+        import tensorflow as tf
+        a, rows = self.arrays, self.rows[split]
+        id_to_index = self.vocab.id_to_index()
+        labels = id_to_index[np.minimum(a["movie"][rows], self.vocab.max_movie_id)]
+        inputs = {features.CONTEXT_MOVIE_ID: a["context"][rows].astype(np.int32)}
+        if config.use_ratings:
+            inputs[features.CONTEXT_MOVIE_RATING] = a["context_rating"][rows].astype(np.float32)
+        if split != "train":  # validation: targets the model can rank (see trainer.make_dataset)
+            keep = labels > 0
+            inputs = {k: v[keep] for k, v in inputs.items()}
+            labels = labels[keep]
+        data = tf.data.Dataset.from_tensor_slices((inputs, labels.astype(np.int32)))
+        if shuffle:
+            data = data.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True)
+        return data.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def serialized(self, split: str) -> List[bytes]:
+        from ondevice_rec.components.history_windowing.executor import to_tf_example
+        a = self.arrays
+        out = []
+        for row, seen in zip(self.rows[split].tolist(), self.seen[split]):
+            out.append(to_tf_example({
+                features.CONTEXT_MOVIE_ID: a["context"][row].tolist(),
+                features.CONTEXT_MOVIE_RATING: a["context_rating"][row].tolist(),
+                features.SEEN_MOVIE_IDS: seen}))
+        return out
+
+    def targets(self, split: str) -> np.ndarray:
+        return self.arrays["movie"][self.rows[split]]
+
+    def popularity_scores(self, split: str) -> np.ndarray:
+        scores = np.zeros(self.vocab.max_movie_id + 1)
+        for rank, m in enumerate(self.vocab.movies):
+            scores[m.movie_id] = len(self.vocab.movies) - rank  # strict order, ties broken like the vocabulary
+        return _mask(np.tile(scores, (len(self.rows[split]), 1)), self.seen[split], self.recommendable)
+
+    def markov_scores(self, split: str, last: int = 1) -> np.ndarray:
+        """Transition counts from the last ``last`` items (weights 1, 1/2, 1/3 ...), popularity as back-off."""
+        a = self.arrays
+        transitions = collections.defaultdict(collections.Counter)
+        train_rows = self.rows["train"]
+        for row in train_rows.tolist():
+            transitions[int(a["context"][row, 0])][int(a["movie"][row])] += 1
+        popularity = self.popularity_scores(split)[0]
+        popularity = np.where(popularity > -1e8, popularity / (len(self.vocab.movies) + 1), 0.0)
+        scores = np.tile(popularity * 1e-3, (len(self.rows[split]), 1))
+        for i, row in enumerate(self.rows[split].tolist()):
+            for k in range(last):
+                for movie_id, count in transitions.get(int(a["context"][row, k]), {}).items():
+                    scores[i, movie_id] += count / (k + 1)
+        return _mask(scores, self.seen[split], self.recommendable)
+
+
+def evaluate_model(model, split: Split, config: ModelConfig, which: str = "test") -> Dict[str, float]:
+    import tensorflow as tf
+    from ondevice_rec.modules.export import RecommenderModule
+    module = RecommenderModule(model, split.vocab, config)
+    scores = module.serve_examples(tf.constant(split.serialized(which)))["scores"].numpy()
+    return _metrics(scores, split.targets(which))
+
+
+def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequence[int] = (10, 50, 100),
+        out_dir: str = "benchmarks/results", base: ModelConfig = ModelConfig(embedding_dim=64, epochs=20),
+        report=print) -> dict:
+    from ondevice_rec.modules import trainer
+    os.makedirs(out_dir, exist_ok=True)
+    results = {"dataset": os.path.abspath(data_dir), "split": "leave-last-out (test = last rating per user)",
+               "exclusions": "padding, movies absent from training, already-rated movies",
+               "model_defaults": dataclasses.asdict(base), "baselines": {}, "models": []}
+    start = time.perf_counter()
+    for n in history_lengths:
+        split = Split(data_dir, n)
+        if n == history_lengths[0]:
+            targets = split.targets("test")
+            results["num_test_users"] = int(len(targets))
+            results["baselines"]["popularity"] = _metrics(split.popularity_scores("test"), targets)
+            results["baselines"]["markov (last item)"] = _metrics(split.markov_scores("test", 1), targets)
+            results["baselines"]["markov (last 3 items)"] = _metrics(split.markov_scores("test", 3), targets)
+            for name, values in results["baselines"].items():
+                report(f"  {name:<22} recall@10 {values['recall@10']:.4f}")
+        for encoder in encoders:
+            config = dataclasses.replace(base, encoder=encoder, history_length=n)
+            t = time.perf_counter()
+            model = trainer.fit(config, split.vocab, split.dataset("train", config, True),
+                                split.dataset("eval", config, False))
+            train_seconds = time.perf_counter() - t
+            values = evaluate_model(model, split, config)
+            entry = {"encoder": encoder, "history_length": n, "train_seconds": round(train_seconds, 1),
+                     "epochs_run": len(model.history.history.get("loss", [])) if model.history else None, **values}
+            results["models"].append(entry)
+            report(f"  {encoder:<12} N={n:<4} recall@10 {values['recall@10']:.4f}  ndcg@10 {values['ndcg@10']:.4f}"
+                   f"  ({train_seconds:.0f}s)")
+            _write(results, out_dir)
+    results["total_seconds"] = round(time.perf_counter() - start, 1)
+    _write(results, out_dir)
+    return results
+
+
+def _write(results: dict, out_dir: str) -> None:
+    with open(os.path.join(out_dir, "quality.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    lines = ["| model | N | recall@1 | recall@5 | recall@10 | NDCG@10 | train s |", "|---|---|---|---|---|---|---|"]
+    for name, v in results["baselines"].items():
+        lines.append(f"| {name} | – | {v['recall@1']:.4f} | {v['recall@5']:.4f} | {v['recall@10']:.4f} | "
+                     f"{v['ndcg@10']:.4f} | – |")
+    for m in results["models"]:
+        lines.append(f"| {m['encoder']} | {m['history_length']} | {m['recall@1']:.4f} | {m['recall@5']:.4f} | "
+                     f"{m['recall@10']:.4f} | {m['ndcg@10']:.4f} | {m['train_seconds']:.0f} |")
+    with open(os.path.join(out_dir, "quality.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for encoder in dict.fromkeys(m["encoder"] for m in results["models"]):
+        points = sorted((m["history_length"], m["recall@10"]) for m in results["models"] if m["encoder"] == encoder)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=encoder)
+    styles = iter(["--", ":", "-."])
+    for name, v in results["baselines"].items():
+        ax.axhline(v["recall@10"], linestyle=next(styles), color="grey", label=name)
+    ax.set_xlabel("history length N")
+    ax.set_ylabel("test recall@10 (HR@10)")
+    ax.set_title(f"Next-movie recall@10 on {os.path.basename(results['dataset'])}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "quality.png"), dpi=120)
+    plt.close(fig)

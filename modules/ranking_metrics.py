@@ -1,0 +1,51 @@
+"""recall@K and NDCG@K as Keras metrics: one definition for training, TFMA and the quality benchmark.
+
+Both take integer targets ``y_true`` ([B] or [B, 1]) and scores ``y_pred`` ([B, C]). The rank of the target
+is the number of classes scoring strictly higher; entries masked to a very low score (padding, movies unseen
+in training, already-seen movies) never outrank it. A target that is itself masked counts as a miss.
+With one target per example, recall@K equals hit rate@K; NDCG@K is ``1 / log2(rank + 2)`` inside the top K.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+MASKED_BELOW = -1e8
+
+
+def target_rank(y_true, y_pred):
+    y_true = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+    target_score = tf.gather(y_pred, y_true, axis=1, batch_dims=1)
+    rank = tf.reduce_sum(tf.cast(y_pred > target_score[:, tf.newaxis], tf.int32), axis=1)
+    # A masked target can never be recommended: count it as a miss.
+    return tf.where(target_score > MASKED_BELOW, rank, tf.fill(tf.shape(rank), tf.int32.max))
+
+
+class _RankMetric(keras.metrics.Mean):
+    def __init__(self, k: int = 10, name=None, dtype=None, **kwargs):
+        super().__init__(name=name or f"{self._prefix}@{k}", dtype=dtype)
+        self.k = k
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(self._value(target_rank(y_true, y_pred)), sample_weight=sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+class RecallAtK(_RankMetric):
+    _prefix = "recall"
+
+    def _value(self, rank):
+        return tf.cast(rank < self.k, tf.float32)
+
+
+class NdcgAtK(_RankMetric):
+    _prefix = "ndcg"
+
+    def _value(self, rank):
+        gain = 1.0 / (tf.math.log(tf.cast(rank, tf.float32) + 2.0) / tf.math.log(2.0))
+        return tf.where(rank < self.k, gain, 0.0)
