@@ -39,7 +39,7 @@ EXAMPLES = {
 
 def _parser() -> argparse.ArgumentParser:
     from ondevice_rec.data import download, movielens
-    from ondevice_rec.modules.config import ModelConfig
+    from ondevice_rec.modules.config import ENCODERS, ModelConfig
     defaults = ModelConfig()
     parser = argparse.ArgumentParser(
         prog="ondevice-rec", description="Train a next-movie recommender with TFX and publish it as TFLite.",
@@ -54,13 +54,17 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--dataset", choices=sorted(download.ARCHIVES),
                         help="download this MovieLens archive from GroupLens (checksum-verified, cached)")
     run.add_argument("--output-dir", required=True, help="pipeline_root, metadata.sqlite and serving/ go here")
-    run.add_argument("--encoder", default=defaults.encoder, help="context encoder (default: %(default)s)")
+    run.add_argument("--encoder", default=defaults.encoder, choices=list(ENCODERS),
+                     help="context encoder (default: %(default)s)")
     run.add_argument("--history-length", type=int, default=defaults.history_length,
                      help="N, the number of previous movies the model sees (default: %(default)s)")
     run.add_argument("--epochs", type=int, default=defaults.epochs, help="default: %(default)s")
     run.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default: %(default)s")
     run.add_argument("--embedding-dim", type=int, default=defaults.embedding_dim, help="default: %(default)s")
     run.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="default: %(default)s")
+    run.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
+                     help="any model setting of modules/config.py:ModelConfig, e.g. --hparam tie_embeddings=true "
+                          "--hparam transformer_blocks=3 (repeatable)")
     run.add_argument("--top-k", type=int, default=defaults.top_k,
                      help="ids the TFLite model returns (default: %(default)s)")
     run.add_argument("--split", choices=["leave-last-out", "temporal"], default="leave-last-out",
@@ -175,7 +179,7 @@ def cmd_run(args) -> int:
     fmt = movielens.detect_format(data_dir)  # fail fast, before TFX starts, on a wrong folder
     model = ModelConfig(encoder=args.encoder, history_length=args.history_length, epochs=args.epochs,
                         batch_size=args.batch_size, embedding_dim=args.embedding_dim,
-                        learning_rate=args.learning_rate, top_k=args.top_k)
+                        learning_rate=args.learning_rate, top_k=args.top_k).with_overrides(args.hparam)
     windowing = WindowingOptions(
         history_length=args.history_length, split=args.split,
         min_timeline_length=args.min_timeline_length or (3 if args.split == "leave-last-out" else 2),

@@ -23,7 +23,7 @@ class ModelConfig:
     use_years: bool = True
     use_ratings: bool = False
     label_genres: bool = False  # label tower: item embedding plus its genres' embedding
-    tie_embeddings: bool = False  # label tower reuses the history item embedding table (as SASRec does)
+    tie_embeddings: bool = True  # label tower reuses the history item embedding table (as SASRec does)
     # Encoder sizes.
     cnn_filters: tuple = (32, 64)
     cnn_kernel_size: int = 4
@@ -52,6 +52,30 @@ class ModelConfig:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    def with_overrides(self, assignments) -> "ModelConfig":
+        """Applies ``["key=value", ...]`` (typed like the fields: bools as true/false, tuples comma-separated)."""
+        values = dataclasses.asdict(self)
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in fields:
+                raise ValueError(f"--hparam expects KEY=VALUE with KEY one of: {', '.join(sorted(fields))}; "
+                                 f"got {assignment!r}")
+            current = values[key]
+            try:
+                if isinstance(current, bool):
+                    if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError(raw)
+                    values[key] = raw.lower() in ("true", "1", "yes")
+                elif isinstance(current, tuple):
+                    values[key] = tuple(int(x) for x in raw.split(","))
+                else:
+                    values[key] = type(current)(raw)
+            except ValueError as e:
+                raise ValueError(f"--hparam {key}: cannot read {raw!r} as {type(current).__name__}") from e
+        return type(self)(**values)
 
     @classmethod
     def from_dict(cls, values: Dict) -> "ModelConfig":

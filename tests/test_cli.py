@@ -50,3 +50,23 @@ def test_recommend_prints_titles_and_skips_history(two_runs, capsys):
     assert len(ranked) == 5
     ids = [int(line.split()[1]) for line in ranked]
     assert not {1, 2, 3, 0} & set(ids)
+
+
+def test_hparams_override_typed_model_settings():
+    from ondevice_rec.modules.config import ModelConfig
+    config = ModelConfig().with_overrides(["tie_embeddings=true", "transformer_blocks=3", "dropout=0.25",
+                                           "cnn_filters=16,32", "encoder=lstm"])
+    assert (config.tie_embeddings, config.transformer_blocks, config.dropout, config.cnn_filters, config.encoder) \
+        == (True, 3, 0.25, (16, 32), "lstm")
+    for bad, message in [("nope=1", "KEY one of"), ("dropout=high", "cannot read"), ("use_genres=maybe", "cannot"),
+                         ("encoder=rnn", "unknown encoder")]:
+        with pytest.raises(ValueError, match=message):
+            ModelConfig().with_overrides([bad])
+
+
+def test_bad_hparam_exits_2(tmp_path, capsys):
+    data = tmp_path / "data"
+    cli.main(["make-synthetic", "--format", "ml-1m", "--out", str(data), "--users", "20", "--items", "40"])
+    code = cli.main(["run", "--data-dir", str(data), "--output-dir", str(tmp_path / "out"), "--hparam", "x=1"])
+    assert code == cli.EXIT_BAD_INPUT
+    assert "--hparam expects KEY=VALUE" in capsys.readouterr().err

@@ -108,12 +108,6 @@ class _Columns:
         return example
 
 
-def make_example(timeline: Sequence[Event], position: int, options: WindowingOptions, with_seen: bool,
-                 genre_index: Mapping[str, int]) -> dict:
-    """Features of the example whose target is ``timeline[position]`` (a plain dict of lists / scalars)."""
-    return _Columns(timeline, options, genre_index).example(position, with_seen)
-
-
 def assign_splits(timeline: Sequence[Event], options: WindowingOptions) -> List[Tuple[int, str]]:
     """``(position, split)`` for every target position of a sorted timeline, after stride and cap."""
     if len(timeline) < options.min_timeline_length:
