@@ -29,16 +29,17 @@ METRICS_MODULE = "ondevice_rec.modules.ranking_metrics"
 
 def recall_metrics() -> List[tfma.MetricConfig]:
     """recall@K and NDCG@10 over the whole catalogue, from the same Keras metrics the Trainer reports."""
-    return [tfma.MetricConfig(class_name="RecallAtK", module=METRICS_MODULE, config=f'{{"k": {k}}}')
-            for k in RECALL_KS] + [
-        tfma.MetricConfig(class_name="NdcgAtK", module=METRICS_MODULE, config='{"k": 10}'),
+    # Explicit names: TFMA would otherwise name every RecallAtK "recall_at_k" and keep only one.
+    return [tfma.MetricConfig(class_name="RecallAtK", module=METRICS_MODULE,
+                              config=f'{{"k": {k}, "name": "recall@{k}"}}') for k in RECALL_KS] + [
+        tfma.MetricConfig(class_name="NdcgAtK", module=METRICS_MODULE, config='{"k": 10, "name": "ndcg@10"}'),
         tfma.MetricConfig(class_name="ExampleCount")]
 
 
 def eval_config(config: PipelineConfig, with_thresholds: bool) -> tfma.EvalConfig:
     metrics = recall_metrics()
     if with_thresholds:
-        recall10 = next(m for m in metrics if m.class_name == "RecallAtK" and '"k": 10' in m.config)
+        recall10 = next(m for m in metrics if '"recall@10"' in m.config)
         recall10.threshold.CopyFrom(tfma.MetricThreshold(
             value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_recall_at_10}),
             change_threshold=tfma.GenericChangeThreshold(

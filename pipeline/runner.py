@@ -184,7 +184,8 @@ def format_summary(summary: RunSummary) -> str:
     if summary.push.get("pushed_destination"):
         lines.append(f"  model: {summary.push['pushed_destination']}/model.tflite")
     if summary.test_metrics:
-        metrics = "  ".join(f"{k}={v:.4f}" for k, v in summary.test_metrics.items() if k.startswith("recall"))
+        metrics = "  ".join(f"{k}={v:.4f}" for k, v in summary.test_metrics.items()
+                            if k.startswith(("recall", "ndcg")) and v is not None)
         lines.append(f"Test split ({summary.test_metrics.get('num_eval_users')} users): {metrics}")
     if summary.popularity:
         metrics = "  ".join(f"{k}={v:.4f}" for k, v in summary.popularity.items())

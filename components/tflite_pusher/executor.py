@@ -50,6 +50,9 @@ def read_evaluation(evaluation_uri: str) -> Dict[str, float]:
 def eval_report(metrics: Dict[str, float]) -> Dict[str, Any]:
     report: Dict[str, Any] = {f"recall@{k}": metrics.get(f"recall@{k}") for k in RECALL_KS}
     report["ndcg@10"] = metrics.get("ndcg@10")
+    missing = [name for name, value in report.items() if value is None]
+    if missing:
+        raise ValueError(f"the test evaluation has no {', '.join(missing)} (metrics found: {sorted(metrics)})")
     report["num_eval_users"] = int(metrics.get("example_count", 0))
     return report
 
