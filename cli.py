@@ -218,7 +218,7 @@ def cmd_recommend(args) -> int:
     results = recommender.recommend(history, args.k)
     elapsed_ms = (time.perf_counter() - start) * 1000
     titles = recommender.titles
-    print(f"History (oldest first): " + ", ".join(f"{m} {titles.get(m, '?')}" for m in history))
+    print("History (oldest first): " + ", ".join(f"{m} {titles.get(m, '?')}" for m in history))
     print(f"Top {len(results)} ({elapsed_ms:.2f} ms):")
     for rank, (movie_id, score) in enumerate(results, start=1):
         print(f"{rank:3d}. {movie_id:6d}  {titles.get(movie_id, '')}  ({score:.3f})")

@@ -12,7 +12,7 @@ import collections
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 import tensorflow as tf

@@ -17,7 +17,7 @@ from typing import Any, Dict, List
 
 import tensorflow as tf
 from tfx.dsl.components.base import base_executor
-from tfx.types import artifact_utils, standard_artifact_utils
+from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from ondevice_rec.components.tflite_pusher import publish

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 
