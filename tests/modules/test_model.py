@@ -109,11 +109,11 @@ def test_tflite_conversion_is_builtin_only_and_ranks_like_the_saved_model(traine
 
 def test_unknown_and_out_of_range_ids_are_ignored(trained):
     export_dir, _, _, config = trained
-    if config.encoder != "bow":
-        pytest.skip("one encoder is enough: the id lookup is shared")
     recommend = tf.saved_model.load(export_dir).signatures[export.RECOMMEND_SIGNATURE]
-    padded = recommend(context_movie_id=tf.constant([0] * config.history_length, tf.int32))
-    junk = recommend(context_movie_id=tf.constant([999999, -5] + [0] * (config.history_length - 2), tf.int32))
+    extra = {features.CONTEXT_MOVIE_RATING: tf.zeros([config.history_length])} if config.use_ratings else {}
+    padded = recommend(context_movie_id=tf.constant([7, 0] + [0] * (config.history_length - 2), tf.int32), **extra)
+    junk = recommend(context_movie_id=tf.constant([7, 999999] + [-5] * (config.history_length - 2), tf.int32),
+                     **extra)
     np.testing.assert_array_equal(padded["top_ids"].numpy(), junk["top_ids"].numpy())
 
 
