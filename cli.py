@@ -31,6 +31,8 @@ EXAMPLES = {
     "benchmark": """examples:
   ondevice-rec benchmark windowing --ratings 1000000
   ondevice-rec benchmark quality --data-dir ../shared/data/ml-100k
+  ondevice-rec benchmark latency --model out/serving/latest
+  ondevice-rec benchmark latency --all      # every encoder x quantisation, 3,952-movie catalogue, N=10
   ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory""",
     "download": """examples:
   ondevice-rec download ml-1m            # prints the unpacked folder, pass it as --data-dir""",
@@ -76,10 +78,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="drop ratings below this before windowing (default: keep all)")
     run.add_argument("--max-examples-per-user", type=int, default=0,
                      help="keep only each user's most recent N train examples (default: all)")
-    run.add_argument("--stride", type=int, default=1, help="use every k-th train position (default: 1)")
+    run.add_argument("--stride", type=int, default=None,
+                     help="use every k-th train position (default: N/2 with loss_positions=all, else 1)")
     run.add_argument("--min-recall-at-10", type=float, default=0.0,
                      help="blessing needs at least this eval recall@10 (default: %(default)s)")
     run.add_argument("--keep-versions", type=int, default=5, help="published versions kept (default: %(default)s)")
+    run.add_argument("--quantization", choices=["float32", "float16", "dynamic", "int8"], default="float32",
+                     help="published model: float32, float16 weights, dynamic-range int8 or full int8 "
+                          "(checked: recall@10 within 2%% of float) (default: %(default)s)")
     run.add_argument("--runner", choices=["beam", "local"], default="beam", help="default: %(default)s")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     run.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
@@ -118,7 +124,20 @@ def _parser() -> argparse.ArgumentParser:
     bq.add_argument("--history-lengths", default="10,50,100", help="default: %(default)s")
     bq.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping) (default: %(default)s)")
     bq.add_argument("--embedding-dim", type=int, default=64, help="default: %(default)s")
+    bq.add_argument("--hparam", action="append", default=[], metavar="[ENCODER:]KEY=VALUE",
+                    help="model setting for every encoder, or for one with a prefix, e.g. "
+                         "--hparam transformer:dropout=0.2 (repeatable)")
     bq.add_argument("--out-dir", default="benchmarks/results", help="quality.json/.md/.png (default: %(default)s)")
+
+    bl = which.add_parser("latency", help="TFLite p50/p90/p99 (1 and 4 threads) vs the SavedModel, and size")
+    target = bl.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model", help="a published version folder (e.g. OUT/serving/latest) or a .tflite file")
+    target.add_argument("--all", action="store_true",
+                        help="build and measure every encoder x quantisation mode at ML-1M catalogue size")
+    bl.add_argument("--saved-model", default=None, help="the SavedModel of --model (default: from metadata.json)")
+    bl.add_argument("--iterations", type=int, default=2000, help="timed invocations (default: %(default)s)")
+    bl.add_argument("--work-dir", default="", help="--all: where data and models go (default: a new temp folder)")
+    bl.add_argument("--out", default="benchmarks/results/latency.json", help="JSON output (default: %(default)s)")
 
     dl = commands.add_parser("download", help="download and verify a MovieLens archive",
                              epilog=EXAMPLES["download"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -183,9 +202,11 @@ def cmd_run(args) -> int:
     windowing = WindowingOptions(
         history_length=args.history_length, split=args.split,
         min_timeline_length=args.min_timeline_length or (3 if args.split == "leave-last-out" else 2),
-        min_rating=args.min_rating, max_examples_per_user=args.max_examples_per_user, stride=args.stride)
+        min_rating=args.min_rating, max_examples_per_user=args.max_examples_per_user,
+        stride=args.stride or model.default_train_stride())
     config = PipelineConfig(data_dir=data_dir, output_dir=args.output_dir, model=model, windowing=windowing,
                             min_recall_at_10=args.min_recall_at_10, keep_versions=args.keep_versions,
+                            quantization=args.quantization,
                             enable_cache=not args.no_cache, beam_args=args.beam_arg)
     log_path = os.path.join(config.output_dir, "logs", time.strftime("run-%Y%m%dT%H%M%S.log"))
     print(f"ondevice-rec: {fmt.name} data in {config.data_dir}; encoder {model.encoder}, N={model.history_length}")
@@ -250,8 +271,23 @@ def cmd_benchmark(args) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         quality.run(args.data_dir, encoders=args.encoders.split(","),
                     history_lengths=[int(n) for n in args.history_lengths.split(",")], out_dir=args.out_dir,
-                    base=ModelConfig(embedding_dim=args.embedding_dim, epochs=args.epochs))
+                    base=ModelConfig(embedding_dim=args.embedding_dim, epochs=args.epochs),
+                    overrides=args.hparam)
         print(f"written to {args.out_dir}/quality.json, quality.md, quality.png")
+        return EXIT_OK
+    if args.benchmark == "latency":
+        from ondevice_rec.benchmarks import latency
+        if args.iterations < 1:
+            print("--iterations must be >= 1", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if args.all:
+            latency.run_all(work_dir=args.work_dir, iterations=args.iterations, out=args.out)
+        else:
+            if not os.path.exists(args.model):
+                print(f"no model at {args.model}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            latency.run_model(args.model, args.saved_model, args.iterations, out=args.out)
+        print(f"written to {args.out}")
         return EXIT_OK
     return EXIT_BAD_INPUT
 

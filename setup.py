@@ -31,7 +31,7 @@ setuptools.setup(
     python_requires=">=3.9",
     package_dir={"ondevice_rec": "."},
     packages=_packages(),
-    package_data={"ondevice_rec": ["kubeflow/*.json", "pipeline/*.json"]},
+    package_data={"ondevice_rec": ["kubeflow/*.json", "pipeline/*.json", "components/tflite_pusher/*.json"]},
     # The pinned TFX stack is installed from constraints.txt first (see README); these are the direct needs.
     install_requires=[
         "tfx>=1.16,<1.17",
@@ -41,6 +41,7 @@ setuptools.setup(
         "apache-beam>=2.59,<2.60",
         "numpy>=1.26,<2",
         "matplotlib>=3.8",
+        "jsonschema>=4",
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": ["ondevice-rec=ondevice_rec.cli:main"]},

@@ -69,8 +69,13 @@ class Split:
         self.recommendable = recommendable
 
     def dataset(self, split: str, config: ModelConfig, shuffle: bool):
+        """As the pipeline's windowing: train windows every ``config.default_train_stride()`` positions,
+        counted back from each user's last train target."""
         import tensorflow as tf
         a, rows = self.arrays, self.rows[split]
+        if split == "train":
+            back = a["timeline_length"][rows] - 3 - a["position"][rows]
+            rows = rows[back % config.default_train_stride() == 0]
         id_to_index = self.vocab.id_to_index()
         labels = id_to_index[np.minimum(a["movie"][rows], self.vocab.max_movie_id)]
         inputs = {features.CONTEXT_MOVIE_ID: a["context"][rows].astype(np.int32)}
@@ -132,7 +137,11 @@ def evaluate_model(model, split: Split, config: ModelConfig, which: str = "test"
 
 def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequence[int] = (10, 50, 100),
         out_dir: str = "benchmarks/results", base: ModelConfig = ModelConfig(embedding_dim=64, epochs=20),
-        report=print) -> dict:
+        overrides: Sequence[str] = (), report=print) -> dict:
+    """Trains every encoder x history length on one split and writes quality.json/.md/.png to ``out_dir``.
+
+    ``overrides``: ``"KEY=VALUE"`` for every encoder or ``"ENCODER:KEY=VALUE"`` for one.
+    """
     from ondevice_rec.modules import trainer
     os.makedirs(out_dir, exist_ok=True)
     results = {"dataset": os.path.abspath(data_dir), "split": "leave-last-out (test = last rating per user)",
@@ -150,13 +159,18 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
             for name, values in results["baselines"].items():
                 report(f"  {name:<22} recall@10 {values['recall@10']:.4f}")
         for encoder in encoders:
-            config = dataclasses.replace(base, encoder=encoder, history_length=n)
+            config = dataclasses.replace(base, encoder=encoder, history_length=n).with_overrides(
+                [o.partition(":")[2] if ":" in o.split("=")[0] else o for o in overrides
+                 if ":" not in o.split("=")[0] or o.split(":")[0] == encoder])
             t = time.perf_counter()
             model = trainer.fit(config, split.vocab, split.dataset("train", config, True),
                                 split.dataset("eval", config, False))
             train_seconds = time.perf_counter() - t
             values = evaluate_model(model, split, config)
             entry = {"encoder": encoder, "history_length": n, "train_seconds": round(train_seconds, 1),
+                     "settings": {k: v for k, v in dataclasses.asdict(config).items()
+                                  if v != getattr(base, k) and k not in ("encoder", "history_length")},
+                     "train_stride": config.default_train_stride(),
                      "epochs_run": len(model.history.history.get("loss", [])) if model.history else None, **values}
             results["models"].append(entry)
             report(f"  {encoder:<12} N={n:<4} recall@10 {values['recall@10']:.4f}  ndcg@10 {values['ndcg@10']:.4f}"

@@ -30,7 +30,8 @@ def window_arrays(user, movie, rating, stamp, options: windowing.WindowingOption
 
     Returns the events sorted by (user, timestamp, movie id) with, per event: ``split`` (0 train, 1 eval,
     2 test, -1 no example), ``context`` / ``context_rating`` ([E, N], most recent first, 0-padded),
-    ``context_length`` and ``start`` (index of the user's first event, for the seen-ids slice).
+    ``context_length``, ``start`` (index of the user's first event, for the seen-ids slice), ``position`` (in
+    the user's timeline) and ``timeline_length``.
     """
     if options.split != windowing.LEAVE_LAST_OUT or options.stride != 1 or options.max_examples_per_user:
         raise ValueError("the vectorised windowing implements the default leave-last-out windowing only")
@@ -56,7 +57,8 @@ def window_arrays(user, movie, rating, stamp, options: windowing.WindowingOption
         context[valid, k - 1] = movie[valid - k]
         context_rating[valid, k - 1] = rating[valid - k]
     return {"user": user, "movie": movie, "rating": rating, "stamp": stamp, "split": split, "context": context,
-            "context_rating": context_rating, "context_length": np.minimum(position, n), "start": start_of_row}
+            "context_rating": context_rating, "context_length": np.minimum(position, n), "start": start_of_row,
+            "position": position, "timeline_length": length_of_row}
 
 
 def read_ratings_fast(data_dir: str):

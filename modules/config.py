@@ -13,33 +13,46 @@ ENCODERS = ("bow", "cnn", "lstm", "transformer")
 class ModelConfig:
     """Hyperparameters of the model and its training (one place; the pipeline passes it as custom_config)."""
 
-    encoder: str = "bow"  # bow | cnn | lstm | transformer
+    encoder: str = "lstm"  # bow | cnn | lstm | transformer
     history_length: int = 10
     embedding_dim: int = 32
-    hidden_layers: int = 2  # Dense(embedding_dim, relu) layers after the encoder
+    hidden_layers: int = 0  # Dense(embedding_dim, relu) layers after the encoder
     # Activity features added to each history item's id embedding (genres and year are looked up from the id
     # inside the model, so an app passes ids only; ratings are an extra input when enabled).
     use_genres: bool = True
     use_years: bool = True
     use_ratings: bool = False
     label_genres: bool = False  # label tower: item embedding plus its genres' embedding
-    tie_embeddings: bool = True  # label tower reuses the history item embedding table (as SASRec does)
+    tie_embeddings: bool = False  # label tower reuses the history item embedding table (as SASRec does)
     # Encoder sizes.
     cnn_filters: tuple = (32, 64)
     cnn_kernel_size: int = 4
     transformer_blocks: int = 2
     transformer_heads: int = 2
-    dropout: float = 0.1
+    dropout: float = 0.3
     # Training. "sampled": sampled softmax with log-Q correction (negatives drawn from the training
     # popularity), for catalogues far larger than MovieLens; "full": softmax over the whole vocabulary.
     softmax: str = "full"
+    # "all": a loss at every history position of each training window (the target being the next item), as
+    # SASRec trains on whole sequences; pair it with a windowing stride of about N/2 (the pipeline's default).
+    # "last": only the window's label. "auto": "last" for bag-of-words (a prefix mean over a few items is a
+    # poor query), "all" for the others.
+    loss_positions: str = "auto"
     num_sampled: int = 500
     learning_rate: float = 0.005
     epochs: int = 10
-    batch_size: int = 256
-    early_stopping_patience: int = 2
+    batch_size: int = 64  # training windows per batch (each holds up to N targets with loss_positions=all)
+    early_stopping_patience: int = 3
     top_k: int = 100
     seed: int = 0
+
+    def default_train_stride(self) -> int:
+        """Windowing stride for training windows: N/2 with a loss at every position (each target is then
+        seen twice, once with at least N/2 items of history), every position otherwise."""
+        return max(1, self.history_length // 2) if self.loss_at_every_position() else 1
+
+    def loss_at_every_position(self) -> bool:
+        return self.loss_positions == "all" or (self.loss_positions == "auto" and self.encoder != "bow")
 
     def __post_init__(self):
         self.cnn_filters = tuple(self.cnn_filters)
@@ -47,6 +60,8 @@ class ModelConfig:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
         if self.softmax not in ("full", "sampled"):
             raise ValueError(f"softmax must be 'full' or 'sampled', got {self.softmax!r}")
+        if self.loss_positions not in ("all", "last", "auto"):
+            raise ValueError(f"loss_positions must be 'all', 'last' or 'auto', got {self.loss_positions!r}")
         if self.embedding_dim % self.transformer_heads:
             raise ValueError("embedding_dim must be divisible by transformer_heads")
 

@@ -5,7 +5,8 @@
   set to ``MASKED_SCORE``. TFMA uses it, so its label is the raw ``label_movie_id``.
 * ``recommend`` is the on-device function: ``context_movie_id`` int32[N] (most recent first, padded with 0;
   plus ``context_movie_rating`` float32[N] when the model uses ratings) ->
-  ``top_ids`` int32[K] and ``top_scores`` float32[K], never the padding id, an unseen id or a history item.
+  ``top_ids`` int32[K] and ``top_scores`` float32[K], never the padding id, an unseen id or a history item
+  (K is capped at the number of movies minus N).
   Batch is fixed at 1 so every encoder converts to builtin TFLite ops.
 """
 
@@ -38,8 +39,10 @@ class RecommenderModule(tf.Module):
         self.model = model
         self._history_length = config.history_length
         self._vocabulary_size = vocab.size
-        # Never ask for more results than there are recommendable movies.
-        self._top_k = max(1, min(config.top_k, vocab.size - 1))
+        # Never ask for more results than there are movies outside any history, so that no padding or
+        # history item can reach the top K.
+        self._top_k = max(1, min(config.top_k, vocab.size - 1 - config.history_length))
+        self._query_model = keras.Model(model.inputs, model.get_layer("scores").input)
         self._index_to_id = tf.constant(vocab.index_to_id(), tf.int32)
         self._id_to_index = tf.constant(vocab.id_to_index(), tf.int32)
         spec = features.example_feature_spec(config.history_length)
@@ -79,13 +82,19 @@ class RecommenderModule(tf.Module):
         inputs = {features.CONTEXT_MOVIE_ID: context}
         if context_movie_rating is not None:
             inputs[features.CONTEXT_MOVIE_RATING] = tf.reshape(context_movie_rating, [1, self._history_length])
-        scores = self.model(inputs, training=False)[0]
-        # Mask the history: one-hot of the context indices (index 0 is masked by the model already).
+        query = self._query_model(inputs, training=False)
+        layer = self.model.get_layer("scores")
+        # Scores of the real movies (index 1..V-1): the padding index is dropped rather than set to -1e9, and
+        # history items are set just below the lowest score (by 1/64 of the score range), so the scores keep a narrow range that full
+        # integer quantization can represent (a -1e9 entry would take the whole int8 range).
+        scores = (tf.matmul(query, layer.label_weights(), transpose_b=True) + layer.label_bias)[0, 1:]
         index = self.model.get_layer("id_to_index")(context)[0]
-        in_history = tf.reduce_max(tf.one_hot(index, self._vocabulary_size, dtype=tf.float32), axis=0)
-        scores = tf.where(in_history > 0, tf.constant(MASKED_SCORE, tf.float32), scores)
+        # Integer comparisons only (a float one-hot would be quantized too, and its comparison with 0 broke).
+        in_history = tf.reduce_any(tf.equal(index[:, tf.newaxis], tf.range(1, self._vocabulary_size)[tf.newaxis]), 0)
+        low, high = tf.reduce_min(scores), tf.reduce_max(scores)
+        scores = tf.where(in_history, low - (high - low) / 64.0, scores)
         top_scores, top_index = tf.math.top_k(scores, k=self._top_k)
-        return {TOP_IDS: tf.gather(self._index_to_id, top_index), TOP_SCORES: top_scores}
+        return {TOP_IDS: tf.gather(self._index_to_id, top_index + 1), TOP_SCORES: top_scores}
 
 
 def export_saved_model(model: keras.Model, vocab: Vocabulary, config: ModelConfig, export_dir: str) -> str:

@@ -3,19 +3,21 @@
 Each history item becomes an *activity embedding*: its id embedding plus (switchable) the mean embedding of
 its genres, an embedding of its release-year bucket and a projection of the user's rating. Genres and year
 are looked up from the movie index with constant tables, so the deployed model needs only ids (and ratings
-when ``use_ratings``). An encoder (bag-of-words, CNN, LSTM or Transformer) turns the ``[N, d]`` history into
-one vector, a small MLP maps it to the query, and
+when ``use_ratings``). The model reverses the most-recent-first history to oldest first, and a causal encoder
+(bag-of-words prefix mean, causal CNN + prefix max-pool, LSTM, or SASRec-style Transformer) gives a vector at
+every position that depends on that position and older ones only. A small MLP maps it to a query, and
 
     scores = query · label_embedding[index] + bias[index]
 
-over the whole vocabulary, trained with full softmax cross-entropy. Index 0 (padding / unknown) is masked to
-``MASKED_SCORE``. Padded history positions are zeroed and masked in every encoder.
+over the whole vocabulary. Serving uses the query at the most recent position; training can use every
+position (loss_positions="all", as SASRec), with full softmax cross-entropy or sampled softmax. Index 0
+(padding / unknown) is masked to ``MASKED_SCORE``. Padded history positions are zeroed and masked.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Dict
+from typing import Dict, NamedTuple, Optional
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -72,13 +74,30 @@ def year_bucket_table(vocab: Vocabulary) -> np.ndarray:
     return table
 
 
-class MaskedMeanPool(keras.layers.Layer):
-    """Mean over axis 1 of the entries whose mask is true (0 when none)."""
+class PrefixMean(keras.layers.Layer):
+    """Mean of the unmasked entries up to and including each position (0 where there are none)."""
 
     def call(self, values, mask):
         weights = tf.cast(mask, values.dtype)[..., tf.newaxis]
-        total = tf.reduce_sum(values * weights, axis=1)
-        return total / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+        return tf.cumsum(values * weights, axis=1) / tf.maximum(tf.cumsum(weights, axis=1), 1.0)
+
+
+class PrefixMax(keras.layers.Layer):
+    """Max of the unmasked entries up to and including each position, for non-negative values (ReLU
+    outputs): padding counts as 0, which equals a masked max there and keeps the value range narrow (a
+    -1e9 fill would take the whole int8 range of a quantized model).
+
+    A log-step scan (max with the sequence shifted by 1, 2, 4, ...): plain MAXIMUM/PAD ops in TFLite.
+    """
+
+    def call(self, values, mask):
+        n = int(values.shape[1])
+        x = values * tf.cast(mask, values.dtype)[..., tf.newaxis]
+        shift = 1
+        while shift < n:
+            x = tf.maximum(x, tf.pad(x[:, :-shift], [[0, 0], [shift, 0], [0, 0]]))
+            shift *= 2
+        return x
 
 
 class GenreMean(keras.layers.Layer):
@@ -89,17 +108,8 @@ class GenreMean(keras.layers.Layer):
         return tf.reduce_sum(genre_vectors * weights, axis=2) / tf.maximum(tf.reduce_sum(weights, axis=2), 1.0)
 
 
-class MaskedMaxPool(keras.layers.Layer):
-    """Max over axis 1 of the unmasked positions (0 when none)."""
-
-    def call(self, values, mask):
-        m = tf.cast(mask, values.dtype)[..., tf.newaxis]
-        pooled = tf.reduce_max(values * m + (m - 1.0) * 1e9, axis=1)
-        return pooled * tf.cast(tf.reduce_any(mask, axis=1, keepdims=True), values.dtype)
-
-
 class PositionEmbedding(keras.layers.Layer):
-    """Learned position embeddings, position 0 being the most recent item."""
+    """Learned absolute position embeddings (oldest-first layout: position N-1 is the most recent item)."""
 
     def build(self, input_shape):
         self.positions = self.add_weight(name="positions", shape=(int(input_shape[1]), int(input_shape[2])),
@@ -110,42 +120,50 @@ class PositionEmbedding(keras.layers.Layer):
 
 
 class CausalPaddingMask(keras.layers.Layer):
-    """Attention mask ``[B, N, N]``: query i may see key j when j is valid and not newer (j >= i)."""
+    """Attention mask ``[B, N, N]``: query i may see key j when j is valid and not newer (j <= i), and
+    always itself (so a padding query, never used, does not spread attention over every key)."""
 
     def call(self, mask):
         n = tf.shape(mask)[1]
-        older_or_same = tf.linalg.band_part(tf.ones([n, n], tf.bool), 0, -1)  # upper triangle: j >= i
-        return tf.logical_and(older_or_same[tf.newaxis], mask[:, tf.newaxis, :])
+        ones = tf.ones([n, n], tf.bool)
+        not_newer = tf.linalg.band_part(ones, -1, 0)  # lower triangle: j <= i
+        itself = tf.linalg.band_part(ones, 0, 0)
+        return tf.logical_or(tf.logical_and(not_newer[tf.newaxis], mask[:, tf.newaxis, :]), itself[tf.newaxis])
 
 
 def _encode(config: ModelConfig, x, mask):
-    """[B, N, d] activity embeddings (padding zeroed) and [B, N] mask -> [B, h] history vector."""
+    """Causal encoder over the oldest-first, left-padded history.
+
+    ``x``: [B, N, d] activity embeddings (padding zeroed), ``mask``: [B, N]. Returns [B, N, h]: the vector
+    at position i summarises items 0..i only, so one pass gives a training query at every position, and
+    the last position (the most recent item) is the serving query.
+    """
     if config.encoder == "bow":
-        return MaskedMeanPool(name="bow_encoder")(x, mask)
+        return PrefixMean(name="bow_encoder")(x, mask)
     if config.encoder == "cnn":
         for i, filters in enumerate(config.cnn_filters):
-            x = keras.layers.Conv1D(filters, min(config.cnn_kernel_size, config.history_length), padding="same",
+            x = keras.layers.Conv1D(filters, min(config.cnn_kernel_size, config.history_length), padding="causal",
                                     activation="relu", name=f"conv_{i}")(x)
-        return MaskedMaxPool(name="cnn_max_pool")(x, mask)
+        return PrefixMax(name="cnn_max_pool")(x, mask)
     if config.encoder == "lstm":
-        # Runs oldest -> most recent (padding, which sits after the oldest item, is read first), no masking.
-        # Unrolled over the fixed N: converts to plain builtin ops that match the SavedModel to ~1e-7. (Fused
-        # into UNIDIRECTIONAL_SEQUENCE_LSTM from the SavedModel path, trained models drifted by 1-2 % in
-        # score and up to 0.2 in top-10 overlap on some histories, failing the publishing parity check.)
-        return keras.layers.LSTM(config.embedding_dim, go_backwards=True, unroll=True, name="lstm_encoder")(x)
-    if config.encoder == "transformer":
+        # Padding (on the left) is read first. Unrolled over the fixed N: converts to plain builtin ops that
+        # match the SavedModel to ~1e-7 (the fused UNIDIRECTIONAL_SEQUENCE_LSTM drifted by 1-2 % in score).
+        return keras.layers.LSTM(config.embedding_dim, return_sequences=True, unroll=True,
+                                 name="lstm_encoder")(x)
+    if config.encoder == "transformer":  # SASRec-style: learned positions, causal pre-norm blocks
         x = PositionEmbedding(name="positions")(x)
         attention_mask = CausalPaddingMask(name="attention_mask")(mask)
         d = config.embedding_dim
         for b in range(config.transformer_blocks):
+            normed = keras.layers.LayerNormalization(name=f"norm_a{b}")(x)
             attended = keras.layers.MultiHeadAttention(
                 config.transformer_heads, d // config.transformer_heads, dropout=config.dropout,
-                name=f"attention_{b}")(x, x, attention_mask=attention_mask)
-            x = keras.layers.LayerNormalization(name=f"norm_a{b}")(x + attended)
-            hidden = keras.layers.Dense(2 * d, activation="relu", name=f"ffn_{b}_in")(x)
-            hidden = keras.layers.Dropout(config.dropout)(keras.layers.Dense(d, name=f"ffn_{b}_out")(hidden))
-            x = keras.layers.LayerNormalization(name=f"norm_f{b}")(x + hidden)
-        return keras.layers.Lambda(lambda t: t[:, 0, :], name="most_recent_position")(x)
+                name=f"attention_{b}")(normed, x, attention_mask=attention_mask)
+            x = x + keras.layers.Dropout(config.dropout)(attended)
+            hidden = keras.layers.Dense(2 * d, activation="relu", name=f"ffn_{b}_in")(
+                keras.layers.LayerNormalization(name=f"norm_f{b}")(x))
+            x = x + keras.layers.Dropout(config.dropout)(keras.layers.Dense(d, name=f"ffn_{b}_out")(hidden))
+        return keras.layers.LayerNormalization(name="norm_out")(x)
     raise ValueError(f"unknown encoder {config.encoder!r}")
 
 
@@ -194,12 +212,24 @@ def model_inputs(config: ModelConfig) -> Dict[str, keras.Input]:
     return inputs
 
 
-def build_model(config: ModelConfig, vocab: Vocabulary) -> keras.Model:
-    """Returns a Keras model: ``{context_movie_id: int32[B, N] (, context_movie_rating)}`` -> index scores."""
+class Recommender(NamedTuple):
+    """The serving model and, sharing its weights, the training view with a query at every position."""
+
+    model: keras.Model  # inputs -> scores [B, V] (query at the most recent position)
+    sequence: keras.Model  # inputs -> (queries [B, N, d], item index [B, N] oldest first)
+
+
+def build_recommender(config: ModelConfig, vocab: Vocabulary) -> Recommender:
+    """Builds the model on ``{context_movie_id: int32[B, N] (, context_movie_rating)}``.
+
+    The inputs are most-recent-first and right-padded; the model reverses them to the oldest-first,
+    left-padded layout its causal encoders read.
+    """
     keras.utils.set_random_seed(config.seed)
     d = config.embedding_dim
     inputs = model_inputs(config)
     index = IdToIndex(vocab.id_to_index(), name="id_to_index")(inputs[features.CONTEXT_MOVIE_ID])
+    index = keras.layers.Lambda(lambda i: tf.reverse(i, [1]), name="oldest_first")(index)
     mask = keras.layers.Lambda(lambda i: tf.not_equal(i, features.PADDING_ID), name="padding_mask")(index)
     item_embedding = keras.layers.Embedding(vocab.size, d, name="context_embedding")
     x = item_embedding(index)
@@ -212,52 +242,89 @@ def build_model(config: ModelConfig, vocab: Vocabulary) -> keras.Model:
         years = ConstantLookup(year_bucket_table(vocab), name="year_lookup")(index)
         x = x + keras.layers.Embedding(YEAR_BUCKETS, d, name="year_embedding")(years)
     if config.use_ratings:
-        rating = keras.layers.Lambda(lambda r: r[..., tf.newaxis] / 5.0, name="rating_scale")(
+        rating = keras.layers.Lambda(lambda r: tf.reverse(r, [1])[..., tf.newaxis] / 5.0, name="rating_scale")(
             inputs[features.CONTEXT_MOVIE_RATING])
         x = x + keras.layers.Dense(d, name="rating_projection")(rating)
+    x = keras.layers.Dropout(config.dropout, name="embedding_dropout")(x)
     x = keras.layers.Lambda(lambda t: t[0] * tf.cast(t[1], t[0].dtype)[..., tf.newaxis],
                             name="zero_padding")([x, mask])
-    query = _encode(config, x, mask)
-    for layer in range(config.hidden_layers):
-        query = keras.layers.Dense(d, activation="relu", name=f"hidden_{layer}")(query)
-    query = keras.layers.Dense(d, name="query")(query)
+    encoded = _encode(config, x, mask)  # [B, N, h]
+    head = [keras.layers.Dense(d, activation="relu", name=f"hidden_{i}") for i in range(config.hidden_layers)]
+    head.append(keras.layers.Dense(d, name="query"))
+
+    def query(t):
+        for layer in head:
+            t = layer(t)
+        return t
+
+    last = keras.layers.Lambda(lambda t: t[:, -1, :], name="most_recent_position")(encoded)
     scores = DotProductScores(vocab.size, d, genres if config.label_genres and vocab.genres else None,
                               len(vocab.genres), item_embedding if config.tie_embeddings else None,
-                              name="scores")(query)
-    return keras.Model(inputs, scores, name=f"{config.encoder}_recommender")
+                              name="scores")(query(last))
+    model = keras.Model(inputs, scores, name=f"{config.encoder}_recommender")
+    sequence = keras.Model(inputs, [query(encoded), index], name=f"{config.encoder}_sequence_queries")
+    return Recommender(model, sequence)
 
 
-class SampledSoftmaxTrainer(keras.Model):
-    """Trains a recommender with sampled softmax (log-Q corrected); evaluates with full scores.
+def build_model(config: ModelConfig, vocab: Vocabulary) -> keras.Model:
+    """The serving model: inputs -> scores over vocabulary indices ``[B, V]`` (index 0 masked)."""
+    return build_recommender(config, vocab).model
 
-    Negatives come from a unigram sampler over the training counts, and ``tf.nn.sampled_softmax_loss``
-    subtracts ``log Q(item)`` from every logit, so popular items are not over-penalised. Training and the
-    exported model share the weights of ``model``.
+
+class RecommenderTrainer(keras.Model):
+    """Trains a recommender; validates with the full scores of the serving model.
+
+    ``loss_positions="all"``: every position of every history window is a training query whose target is
+    the next item (the window's label for the last position), as SASRec trains; padding positions and
+    targets outside the vocabulary are skipped. ``"last"``: only the window's label.
+
+    ``softmax="sampled"``: negatives from a unigram sampler over the training counts, and
+    ``tf.nn.sampled_softmax_loss`` subtracts ``log Q(item)`` from every logit, so popular items are not
+    over-penalised. Training and the exported model share the weights of ``model``.
     """
 
-    def __init__(self, model: keras.Model, counts: np.ndarray, num_sampled: int):
+    def __init__(self, recommender: Recommender, config: ModelConfig, counts: Optional[np.ndarray] = None):
         super().__init__()
-        self.model = model
-        self.query_model = keras.Model(model.inputs, model.get_layer("query").output)
-        self.scores_layer = model.get_layer("scores")
-        self._unigrams = [float(c) for c in counts]
-        self._num_sampled = int(min(num_sampled, int(np.count_nonzero(counts))))
+        self.model = recommender.model
+        self.sequence = recommender.sequence
+        self.scores_layer = recommender.model.get_layer("scores")
+        self._all_positions = config.loss_at_every_position()
+        self._sampled = config.softmax == "sampled"
+        if self._sampled:
+            if counts is None:
+                raise ValueError("sampled softmax needs the training counts")
+            self._unigrams = [float(c) for c in counts]
+            self._num_sampled = int(min(config.num_sampled, int(np.count_nonzero(counts))))
         self._loss = keras.metrics.Mean(name="loss")
 
     def call(self, inputs, training=False):
         return self.model(inputs, training=training)
 
+    def _queries_and_targets(self, inputs, labels):
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        queries, index = self.sequence(inputs, training=True)
+        if self._all_positions:
+            targets = tf.concat([index[:, 1:], labels[:, tf.newaxis]], axis=1)
+            valid = tf.logical_and(index > 0, targets > 0)
+            return tf.boolean_mask(queries, valid), tf.boolean_mask(targets, valid)
+        queries, valid = queries[:, -1], labels > 0
+        return tf.boolean_mask(queries, valid), tf.boolean_mask(labels, valid)
+
     def train_step(self, data):
         inputs, labels = data
-        labels = tf.cast(tf.reshape(labels, [-1, 1]), tf.int64)
         with tf.GradientTape() as tape:
-            query = self.query_model(inputs, training=True)
-            sampled = tf.random.fixed_unigram_candidate_sampler(
-                true_classes=labels, num_true=1, num_sampled=self._num_sampled, unique=True,
-                range_max=len(self._unigrams), unigrams=self._unigrams)
-            loss = tf.reduce_mean(tf.nn.sampled_softmax_loss(
-                self.scores_layer.label_weights(), self.scores_layer.label_bias, labels, query,
-                self._num_sampled, len(self._unigrams), sampled_values=sampled, remove_accidental_hits=True))
+            queries, targets = self._queries_and_targets(inputs, labels)
+            if self._sampled:
+                targets = tf.cast(targets[:, tf.newaxis], tf.int64)
+                sampled = tf.random.fixed_unigram_candidate_sampler(
+                    true_classes=targets, num_true=1, num_sampled=self._num_sampled, unique=True,
+                    range_max=len(self._unigrams), unigrams=self._unigrams)
+                losses = tf.nn.sampled_softmax_loss(
+                    self.scores_layer.label_weights(), self.scores_layer.label_bias, targets, queries,
+                    self._num_sampled, len(self._unigrams), sampled_values=sampled, remove_accidental_hits=True)
+            else:
+                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, self.scores_layer(queries))
+            loss = tf.reduce_mean(losses)
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         self._loss.update_state(loss)

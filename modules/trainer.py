@@ -19,7 +19,7 @@ import tf_keras as keras  # noqa: E402
 
 from . import export, features  # noqa: E402
 from .config import ModelConfig
-from .model import SampledSoftmaxTrainer, build_model, compile_model  # noqa: E402
+from .model import RecommenderTrainer, build_recommender, compile_model  # noqa: E402
 from .vocabulary import Vocabulary  # noqa: E402
 
 
@@ -80,12 +80,10 @@ class _EpochLog(keras.callbacks.Callback):
 def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eval_data: tf.data.Dataset,
         log_dir: Optional[str] = None) -> keras.Model:
     """Builds and fits the model; keeps the weights of the epoch with the best eval recall@10."""
-    model = build_model(config, vocab)
-    if config.softmax == "sampled":
-        counts = np.array([0] + [m.count for m in vocab.movies], np.float64)
-        fitted = compile_model(SampledSoftmaxTrainer(model, counts, config.num_sampled), config)
-    else:
-        fitted = model = compile_model(model, config)
+    recommender = build_recommender(config, vocab)
+    model = recommender.model
+    counts = np.array([0] + [m.count for m in vocab.movies], np.float64)
+    fitted = compile_model(RecommenderTrainer(recommender, config, counts), config)
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_recall@10", mode="max",
                                                patience=config.early_stopping_patience,
                                                restore_best_weights=True), _EpochLog(config.epochs)]

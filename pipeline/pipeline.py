@@ -95,7 +95,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         serving_dir=config.serving_dir,
         dataset=config.dataset_name,
         keep_versions=config.keep_versions,
-        parity_samples=config.parity_samples)
+        parity_samples=config.parity_samples,
+        quantization=config.quantization)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -40,7 +40,7 @@ def two_runs(tmp_path_factory, small_ml1m_dir):
     from ondevice_rec.pipeline.config import PipelineConfig
     out = str(tmp_path_factory.mktemp("out"))
     config = PipelineConfig(data_dir=small_ml1m_dir, output_dir=out, model=ModelConfig(epochs=4, top_k=50),
-                            parity_samples=100)
+                            parity_samples=100, quantization="float16")
     first = runner.run(config)
     second = runner.run(config)
     return config, first, second

@@ -16,6 +16,7 @@ class TFLitePusherSpec(types.ComponentSpec):
         "dataset": ExecutionParameter(type=str, optional=True),
         "keep_versions": ExecutionParameter(type=int, optional=True),
         "parity_samples": ExecutionParameter(type=int, optional=True),
+        "quantization": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -35,8 +36,8 @@ class TFLitePusher(base_component.BaseComponent):
     def __init__(self, model: types.BaseChannel, model_blessing: types.BaseChannel, serving_dir: str,
                  test_evaluation: Optional[types.BaseChannel] = None,
                  examples: Optional[types.BaseChannel] = None, dataset: str = "", keep_versions: int = 5,
-                 parity_samples: int = 500):
+                 parity_samples: int = 500, quantization: str = "float32"):
         super().__init__(spec=TFLitePusherSpec(
             model=model, model_blessing=model_blessing, test_evaluation=test_evaluation, examples=examples,
             serving_dir=serving_dir, dataset=dataset, keep_versions=keep_versions, parity_samples=parity_samples,
-            pushed_model=types.Channel(type=standard_artifacts.PushedModel)))
+            quantization=quantization, pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

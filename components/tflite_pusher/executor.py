@@ -1,7 +1,9 @@
 """Executor of TFLitePusher.
 
 Publishes only a model the Evaluator blessed. Before publishing it converts the ``recommend`` signature to a
-builtin-ops TFLite model and checks that the TFLite top-10 matches the SavedModel's on held-out histories.
+builtin-ops TFLite model (float32, or quantized) and checks it on held-out test histories: the float32 TFLite
+top-10 must match the SavedModel's (mean overlap >= 0.99) and a quantized model's recall@10 may be at most 2 %
+(relative) below the float model's.
 Every outcome (published, not blessed, already serving, failed parity) is recorded on the ``pushed_model``
 artifact in MLMD (``pushed``, ``pushed_version``, ``pushed_destination``, ``push_outcome``).
 """
@@ -58,13 +60,15 @@ def eval_report(metrics: Dict[str, float]) -> Dict[str, Any]:
 
 
 def sample_histories(examples_uri: str, split: str, count: int, seed: int = 0) -> List[dict]:
-    """Up to ``count`` contexts (ids and ratings) from ``split`` of the windowed examples (deterministic)."""
+    """Up to ``count`` contexts (ids and ratings, plus the ``label_movie_id``) from ``split`` of the windowed
+    examples (deterministic)."""
     files = sorted(tf.io.gfile.glob(io_utils.all_files_pattern(os.path.join(examples_uri, f"Split-{split}"))))
     histories = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
         feature = tf.train.Example.FromString(record.numpy()).features.feature
         histories.append({features.CONTEXT_MOVIE_ID: list(feature[features.CONTEXT_MOVIE_ID].int64_list.value),
-                          features.CONTEXT_MOVIE_RATING: list(feature[features.CONTEXT_MOVIE_RATING].float_list.value)})
+                          features.CONTEXT_MOVIE_RATING: list(feature[features.CONTEXT_MOVIE_RATING].float_list.value),
+                          features.LABEL_MOVIE_ID: int(feature[features.LABEL_MOVIE_ID].int64_list.value[0])})
     random.Random(seed).shuffle(histories)
     return histories[:count]
 
@@ -99,17 +103,33 @@ class Executor(base_executor.BaseExecutor):
         saved_model_dir = os.path.join(model.uri, "Format-Serving")
         config = export.load_export_config(saved_model_dir)
         vocab = Vocabulary.load(os.path.join(saved_model_dir, export.ASSETS_EXTRA))
-        tflite_model = publish.convert_to_tflite(saved_model_dir, export.RECOMMEND_SIGNATURE)
+        quantization = exec_properties.get("quantization") or "float32"
+        float_model = publish.convert_to_tflite(saved_model_dir, export.RECOMMEND_SIGNATURE)
 
         examples = input_dict.get(EXAMPLES_KEY) or []
+        histories = (sample_histories(examples[0].uri, "test", int(exec_properties.get("parity_samples") or 500))
+                     if examples else [])
+        inputs = [{k: v for k, v in h.items() if k != features.LABEL_MOVIE_ID} for h in histories]
         parity = {}
-        if examples:
-            histories = sample_histories(examples[0].uri, "test", int(exec_properties.get("parity_samples") or 500))
-            try:
-                parity = publish.check_parity(tflite_model, saved_model_dir, histories, export.RECOMMEND_SIGNATURE)
-            except publish.ParityError as e:
-                record(f"not published: {e}", False)
-                return
+        try:
+            tflite_model = float_model
+            if quantization != "float32":
+                lite = TFLiteRecommender(float_model, export.RECOMMEND_SIGNATURE)
+                tflite_model = publish.convert_to_tflite(
+                    saved_model_dir, export.RECOMMEND_SIGNATURE, quantization,
+                    [lite.inputs(h[features.CONTEXT_MOVIE_ID], h.get(features.CONTEXT_MOVIE_RATING))
+                     for h in inputs[:200]])
+            if histories:
+                parity = publish.check_parity(float_model, saved_model_dir, inputs, export.RECOMMEND_SIGNATURE)
+                if quantization != "float32":
+                    parity.update(publish.check_quantized_recall(
+                        float_model, tflite_model, export.RECOMMEND_SIGNATURE, inputs,
+                        [h[features.LABEL_MOVIE_ID] for h in histories]))
+            elif quantization != "float32":
+                raise publish.ParityError("a quantized model needs held-out histories to be checked against float")
+        except (publish.ParityError, ValueError) as e:
+            record(f"not published: {e}", False)
+            return
         evaluations = input_dict.get(EVALUATION_KEY) or []
         report = eval_report(read_evaluation(evaluations[0].uri)) if evaluations else {}
 
@@ -123,6 +143,7 @@ class Executor(base_executor.BaseExecutor):
             "num_recommendable_movies": vocab.size - 1,
             "max_movie_id": vocab.max_movie_id,
             "signature": export.RECOMMEND_SIGNATURE,
+            "quantization": quantization,
             "inputs": [{"name": features.CONTEXT_MOVIE_ID, "dtype": "int32", "shape": [config.history_length],
                         "padding_value": features.PADDING_ID, "order": "most_recent_first"}]
             + ([{"name": features.CONTEXT_MOVIE_RATING, "dtype": "float32", "shape": [config.history_length],
@@ -132,6 +153,9 @@ class Executor(base_executor.BaseExecutor):
                         {"name": export.TOP_SCORES, "dtype": "float32", "shape": [top_k]}],
             "top_k": top_k,
             "vocabulary_file": "vocabulary.json",
+            "vocabulary": {"file": "vocabulary.json", "size": vocab.size - 1, "order": "count_descending",
+                           "fields": ["movie_id", "title", "genres", "year", "count"]},
+            "genre_vocabulary": list(vocab.genres),
             "dataset": exec_properties.get("dataset") or "",
             "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "pipeline_run_id": (self._context.pipeline_run_id if self._context else None) or "",
@@ -139,6 +163,7 @@ class Executor(base_executor.BaseExecutor):
             "tflite_bytes": len(tflite_model),
             "parity": parity,
         }
+        publish.validate_metadata(metadata)
         files = {
             publish.MODEL_FILE: tflite_model,
             publish.METADATA_FILE: json.dumps(metadata, indent=2).encode("utf-8"),

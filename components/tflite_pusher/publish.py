@@ -29,20 +29,59 @@ METADATA_FILE = "metadata.json"
 EVAL_FILE = "eval.json"
 
 
+METADATA_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metadata.schema.json")
+
+
+def validate_metadata(metadata: dict) -> None:
+    """Raises ``jsonschema.ValidationError`` when ``metadata`` does not follow ``metadata.schema.json``."""
+    import jsonschema
+    with open(METADATA_SCHEMA) as f:
+        jsonschema.validate(metadata, json.load(f), format_checker=jsonschema.FormatChecker())
+
+
 class ParityError(RuntimeError):
     """The TFLite model does not rank like the SavedModel it was converted from."""
 
 
-def convert_to_tflite(saved_model_dir: str, signature: str) -> bytes:
-    """Converts one signature with builtin ops only (conversion fails if a Flex op would be needed)."""
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+
+
+def convert_to_tflite(saved_model_dir: str, signature: str, quantization: str = "float32",
+                      representative_inputs: Optional[List[Dict[str, np.ndarray]]] = None) -> bytes:
+    """Converts one signature with builtin ops only (conversion fails if a Flex op would be needed).
+
+    ``quantization``: ``float32``; ``float16`` (weights stored as float16); ``dynamic`` (int8 weights,
+    float activations); ``int8`` (int8 weights and activations calibrated on ``representative_inputs``,
+    float kernels kept where an op has no integer one, e.g. the id lookups and top-k).
+    """
     import tensorflow as tf
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}")
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        if not representative_inputs:
+            raise ValueError("int8 quantization needs representative inputs (held-out histories)")
+
+        def representative():
+            for feed in representative_inputs:
+                yield {name: np.asarray(value) for name, value in feed.items()}
+        converter.representative_dataset = representative
     return converter.convert()
 
 
 def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     return len(set(a[:k].tolist()) & set(b[:k].tolist())) / float(k)
+
+
+def _feed(lite: TFLiteRecommender, history) -> Dict[str, np.ndarray]:
+    if not isinstance(history, dict):
+        history = {"context_movie_id": history}
+    return lite.inputs(history["context_movie_id"], history.get("context_movie_rating"))
 
 
 def check_parity(tflite_model: bytes, saved_model_dir: str, histories: List[dict], signature: str,
@@ -56,9 +95,7 @@ def check_parity(tflite_model: bytes, saved_model_dir: str, histories: List[dict
     reference = tf.saved_model.load(saved_model_dir).signatures[signature]
     overlaps = []
     for history in histories:
-        if not isinstance(history, dict):
-            history = {"context_movie_id": history}
-        feed = lite.inputs(history["context_movie_id"], history.get("context_movie_rating"))
+        feed = _feed(lite, history)
         expected = reference(**{name: tf.constant(value) for name, value in feed.items()})["top_ids"].numpy()
         got = lite.runner(**feed)["top_ids"]
         overlaps.append(top_k_overlap(expected, got, k))
@@ -67,6 +104,29 @@ def check_parity(tflite_model: bytes, saved_model_dir: str, histories: List[dict
     if result[f"parity_top{k}_overlap"] < min_overlap:
         raise ParityError(f"TFLite top-{k} overlaps the SavedModel's by {result[f'parity_top{k}_overlap']:.4f} "
                           f"on {len(overlaps)} histories, below the required {min_overlap}")
+    return result
+
+
+def tflite_recall(tflite_model: bytes, signature: str, histories: List[dict], labels: List[int],
+                  k: int = 10) -> float:
+    """recall@k of a TFLite model's top ids on held-out (history, next movie) pairs."""
+    lite = TFLiteRecommender(tflite_model, signature)
+    hits = [int(label in lite.runner(**_feed(lite, h))["top_ids"][:k].tolist()) for h, label in zip(histories, labels)]
+    return float(np.mean(hits)) if hits else 0.0
+
+
+def check_quantized_recall(float_model: bytes, quantized_model: bytes, signature: str, histories: List[dict],
+                           labels: List[int], max_relative_drop: float = 0.02, k: int = 10) -> Dict[str, float]:
+    """The quantized model's recall@k may fall at most ``max_relative_drop`` (relative) below float's."""
+    if not histories:
+        raise ParityError("no held-out histories to check the quantized model on")
+    float_recall = tflite_recall(float_model, signature, histories, labels, k)
+    quantized_recall = tflite_recall(quantized_model, signature, histories, labels, k)
+    result = {f"float_recall@{k}": float_recall, f"quantized_recall@{k}": quantized_recall,
+              "quantized_histories": len(histories)}
+    if quantized_recall < float_recall * (1.0 - max_relative_drop):
+        raise ParityError(f"quantized recall@{k} {quantized_recall:.4f} is more than {max_relative_drop:.0%} below "
+                          f"the float model's {float_recall:.4f} on {len(histories)} histories")
     return result
 
 
@@ -97,6 +157,7 @@ def publish(serving_dir: str, files: Dict[str, bytes], keep_versions: int = 5,
             version: Optional[str] = None) -> str:
     """Writes ``files`` as a new version, points ``latest`` at it and prunes old versions; returns its path."""
     os.makedirs(serving_dir, exist_ok=True)
+    remove_leftovers(serving_dir)
     version = version or new_version_name(serving_dir)
     staging = os.path.join(serving_dir, f".staging-{version}-{os.getpid()}")
     final = os.path.join(serving_dir, version)
@@ -118,6 +179,33 @@ def publish(serving_dir: str, files: Dict[str, bytes], keep_versions: int = 5,
     os.replace(link_tmp, os.path.join(serving_dir, LATEST))
     prune(serving_dir, keep_versions)
     return final
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(serving_dir: str) -> List[str]:
+    """Removes staging folders and temporary links left by publishers that died (their pid is gone)."""
+    removed = []
+    for name in os.listdir(serving_dir):
+        if not (name.startswith(".staging-") or name.startswith(f".{LATEST}-")):
+            continue
+        pid = name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            path = os.path.join(serving_dir, name)
+            if os.path.islink(path) or not os.path.isdir(path):
+                os.remove(path)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+            removed.append(name)
+    return removed
 
 
 def list_versions(serving_dir: str) -> List[str]:

@@ -33,3 +33,21 @@ def test_quality_benchmark_writes_json_table_and_plot(tmp_path):
     assert result["baselines"]["markov (last item)"]["recall@10"] > result["baselines"]["popularity"]["recall@10"]
     table = (tmp_path / "out" / "quality.md").read_text()
     assert "| bow | 5 |" in table and "| popularity |" in table
+
+
+def test_latency_benchmark_measures_every_mode_against_the_saved_model(tmp_path):
+    from ondevice_rec.benchmarks import latency
+    out = tmp_path / "latency.json"
+    result = latency.run_all(work_dir=str(tmp_path / "work"), encoders=["cnn"], quantizations=("float32", "dynamic"),
+                             items=200, users=300, iterations=60, out=str(out), report=lambda _: None)
+    float32, dynamic = result["models"]
+    assert (float32["quantization"], dynamic["quantization"]) == ("float32", "dynamic")
+    for entry in (float32, dynamic):
+        for timing in entry["tflite"].values():
+            assert timing["iterations"] == 60 and 0 < timing["p50_us"] <= timing["p90_us"] <= timing["p99_us"]
+        assert entry["speedup_p50_1_thread"] > 1  # the interpreter beats the eager SavedModel call
+        assert 0 <= entry["recall@10"] <= 1
+    assert dynamic["tflite_bytes"] < float32["tflite_bytes"]
+    assert float32["parity"]["parity_top10_overlap"] >= 0.99
+    assert json.loads(out.read_text())["models"][1]["quantization"] == "dynamic"
+    assert "| cnn | dynamic |" in latency.format_table(result["models"])

@@ -53,3 +53,31 @@ def test_pruning_never_removes_the_serving_version(tmp_path):
     os.symlink("v1", os.path.join(serving, "latest"))
     assert publish.prune(serving, keep_versions=1) == ["v2"]
     assert publish.list_versions(serving) == ["v1", "v3"]
+
+
+KILL_AT = {
+    # dies after the files are written, before the staging folder is renamed into place
+    "rename": "os.rename = lambda *a: os.kill(os.getpid(), signal.SIGKILL)",
+    # dies after the new version is in place, before latest is switched to it
+    "replace": "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)",
+}
+
+
+@pytest.mark.parametrize("step", sorted(KILL_AT))
+def test_a_publisher_killed_mid_publish_leaves_the_previous_version_serving(tmp_path, step):
+    import subprocess
+    import sys
+    serving = str(tmp_path / "serving")
+    publish.publish(serving, files("good"), version="v1")
+    script = (f"import os, signal\n{KILL_AT[step]}\n"
+              "from ondevice_rec.components.tflite_pusher import publish\n"
+              f"publish.publish({serving!r}, {{'model.tflite': b'new', 'metadata.json': b'{{}}'}}, version='v2')\n")
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert publish.current_version(serving) == "v1"
+    assert open(os.path.join(serving, "latest", publish.MODEL_FILE), "rb").read() == b"good"
+    assert [n for n in os.listdir(serving) if n.startswith(".")], "the killed publisher left its temporary files"
+    # The next publish cleans up after the dead one and moves latest on.
+    publish.publish(serving, files("next"), version="v3")
+    assert publish.current_version(serving) == "v3"
+    assert not [n for n in os.listdir(serving) if n.startswith(".")]

@@ -12,6 +12,7 @@ from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.data import synthetic
 from ondevice_rec.modules import export, features, metrics, trainer, vocabulary
 from ondevice_rec.modules.config import ModelConfig
+from ondevice_rec.serving import TFLiteRecommender
 
 
 ENCODER_SETTINGS = {
@@ -150,3 +151,73 @@ def test_sampled_softmax_with_log_q_trains_a_model_that_beats_popularity(tmp_pat
     model_recall = metrics.recall_at_k(ranked, [e[features.LABEL_MOVIE_ID] for e in examples["test"]])
     popularity = metrics.popularity_baseline([m.movie_id for m in vocab.movies], examples["test"])
     assert model_recall["recall@10"] > 1.5 * popularity["recall@10"], (model_recall, popularity)
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODER_SETTINGS))
+def test_queries_are_causal_and_serving_uses_the_most_recent_position(encoder):
+    """Training takes a query at every position: each may depend on that item and older ones only, and the
+    serving model's query is the one at the most recent position."""
+    from ondevice_rec.modules import model as model_lib
+    vocab = vocabulary.build({m: 10 + m for m in range(1, 31)}, 30,
+                             {m: {"title": f"m{m}", "genres": ["A" if m % 2 else "B"], "year": 1990} for m in
+                              range(1, 31)})
+    vocab.genres = ["A", "B"]
+    config = ModelConfig(encoder=encoder, history_length=6, embedding_dim=8, transformer_heads=2,
+                         **{k: v for k, v in ENCODER_SETTINGS[encoder].items() if k != "learning_rate"})
+    recommender = model_lib.build_recommender(config, vocab)
+    history = np.array([[4, 9, 2, 17, 0, 0]], np.int32)  # most recent first: oldest-first is [0 0 17 2 9 4]
+    changed = history.copy()
+    changed[0, 1] = 25  # the second most recent item, oldest-first position 4
+    inputs = {features.CONTEXT_MOVIE_ID: history}
+    changed_inputs = {features.CONTEXT_MOVIE_ID: changed}
+    if config.use_ratings:
+        inputs[features.CONTEXT_MOVIE_RATING] = changed_inputs[features.CONTEXT_MOVIE_RATING] = \
+            np.array([[4, 3, 5, 2, 0, 0]], np.float32)
+    queries, index = [t.numpy() for t in recommender.sequence(inputs, training=False)]
+    changed_queries, _ = [t.numpy() for t in recommender.sequence(changed_inputs, training=False)]
+    id_to_index = vocab.id_to_index()
+    np.testing.assert_array_equal(index[0], id_to_index[history[0, ::-1]])
+    np.testing.assert_allclose(queries[0, :4], changed_queries[0, :4], atol=1e-6)  # older positions untouched
+    assert not np.allclose(queries[0, 4:], changed_queries[0, 4:], atol=1e-6)
+    scores = recommender.model(inputs, training=False).numpy()
+    expected = recommender.model.get_layer("scores")(tf.constant(queries[:, -1])).numpy()
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_quantized_models_are_builtin_only_smaller_and_keep_recall(trained):
+    """float16 and dynamic-range int8 pass the publishing check (recall@10 within 2 % of float); full int8
+    converts with builtin ops and still ranks (its check is made at publish time, see the pusher)."""
+    export_dir, _, split_examples, config = trained
+    test = split_examples["test"]
+    histories = [{k: e[k] for k in (features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING)} for e in test]
+    labels = [e[features.LABEL_MOVIE_ID] for e in test]
+    float_model = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE)
+    lite = TFLiteRecommender(float_model, export.RECOMMEND_SIGNATURE)
+    feeds = [lite.inputs(h[features.CONTEXT_MOVIE_ID], h[features.CONTEXT_MOVIE_RATING]) for h in histories[:100]]
+    sizes = {"float32": len(float_model)}
+    for mode in ("float16", "dynamic", "int8"):
+        quantized = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, mode, feeds)
+        sizes[mode] = len(quantized)
+        ops = {op["op_name"] for op in tf.lite.Interpreter(model_content=quantized)._get_ops_details()}  # noqa
+        assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), (mode, ops)
+        if mode == "int8":
+            recall = publish.tflite_recall(quantized, export.RECOMMEND_SIGNATURE, histories, labels)
+            assert recall >= 0.5 * publish.tflite_recall(float_model, export.RECOMMEND_SIGNATURE, histories, labels)
+        else:
+            result = publish.check_quantized_recall(float_model, quantized, export.RECOMMEND_SIGNATURE, histories,
+                                                    labels)
+            assert result["quantized_histories"] == len(test)
+    assert sizes["float16"] < sizes["float32"] and sizes["dynamic"] < sizes["float32"], sizes
+
+
+def test_quantized_recall_check_rejects_a_model_that_ranks_worse(trained, tmp_path):
+    export_dir, vocab, split_examples, config = trained
+    from ondevice_rec.modules import model as model_lib
+    untrained = export.export_saved_model(model_lib.build_model(config, vocab), vocab, config, str(tmp_path / "u"))
+    test = split_examples["test"]
+    histories = [{k: e[k] for k in (features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING)} for e in test]
+    with pytest.raises(publish.ParityError, match="quantized recall@10"):
+        publish.check_quantized_recall(publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE),
+                                       publish.convert_to_tflite(untrained, export.RECOMMEND_SIGNATURE),
+                                       export.RECOMMEND_SIGNATURE, histories,
+                                       [e[features.LABEL_MOVIE_ID] for e in test])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.modules import export, features, metrics
 from ondevice_rec.serving import Recommender, TFLiteRecommender
 
@@ -28,10 +29,19 @@ def test_every_component_executes_once_and_a_model_is_published(two_runs):
         assert os.path.getsize(os.path.join(latest, name)) > 0
     with open(os.path.join(latest, "metadata.json")) as f:
         metadata = json.load(f)
-    assert metadata["encoder"] == "bow" and metadata["history_length"] == 10 and metadata["top_k"] == 50
+    publish.validate_metadata(metadata)  # the JSON Schema apps rely on
+    assert metadata["encoder"] == config.model.encoder and metadata["history_length"] == 10
+    assert metadata["top_k"] == 50 and metadata["quantization"] == "float16"
+    with open(os.path.join(latest, metadata["vocabulary_file"]), encoding="utf-8") as f:
+        vocabulary = json.load(f)
+    counts = [m["count"] for m in vocabulary["movies"]]
+    assert counts == sorted(counts, reverse=True) and len(counts) == metadata["vocabulary"]["size"]
+    assert metadata["genre_vocabulary"] == vocabulary["genres"] and metadata["genre_vocabulary"]
     assert [o["name"] for o in metadata["outputs"]] == ["top_ids", "top_scores"]
     assert metadata["pipeline_run_id"] == first.run_id
-    assert metadata["parity"]["parity_top10_overlap"] >= 0.99
+    assert metadata["parity"]["parity_top10_overlap"] >= 0.99  # float32 TFLite vs SavedModel
+    # ... and the published float16 model's recall@10 is within 2 % of the float32 model's
+    assert metadata["parity"]["quantized_recall@10"] >= 0.98 * metadata["parity"]["float_recall@10"]
     with open(os.path.join(latest, "eval.json")) as f:
         report = json.load(f)
     assert set(report) == {"recall@1", "recall@5", "recall@10", "ndcg@10", "num_eval_users"}
@@ -53,10 +63,12 @@ def test_published_model_beats_popularity_and_matches_the_saved_model(two_runs):
                          for d in os.listdir(os.path.join(config.pipeline_root, "HistoryWindowing", "examples")))
     test = metrics.read_examples(os.path.join(examples_root, "Split-test", "*"))
     rng = np.random.default_rng(0)
+    overlaps = []
     for i in rng.choice(len(test), size=40, replace=False):
         history = lite.pad(test[i][features.CONTEXT_MOVIE_ID])
         expected = reference(context_movie_id=tf.constant(history))["top_ids"].numpy()[:10]
-        np.testing.assert_array_equal(lite(history)["top_ids"][:10], expected)
+        overlaps.append(publish.top_k_overlap(lite(history)["top_ids"], expected))
+    assert np.mean(overlaps) >= 0.95 and min(overlaps) >= 0.7, overlaps  # float16 weights: near-ties may swap
 
 
 @pytest.mark.slow

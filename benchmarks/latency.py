@@ -1,0 +1,236 @@
+"""Latency and size benchmark of the on-device model: TFLite p50/p90/p99 against the SavedModel, same inputs.
+
+``run_model`` measures one published model (a version folder, or a ``.tflite`` plus its SavedModel).
+``run_all`` builds the on-device models of every encoder and quantisation mode at MovieLens-1M scale (a
+3,952-movie synthetic catalogue, N=10, a short training run: latency does not depend on quality) and
+measures each, with its parity against the SavedModel and its recall@10 on held-out synthetic histories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ondevice_rec.modules import export, features
+
+SIGNATURE = export.RECOMMEND_SIGNATURE
+
+
+def percentiles(call: Callable[[], object], iterations: int, warmup: int) -> Dict[str, float]:
+    """p50/p90/p99 and mean in microseconds of ``call`` over ``iterations`` timed calls after ``warmup``."""
+    for _ in range(warmup):
+        call()
+    times = np.empty(iterations)
+    clock = time.perf_counter_ns
+    for i in range(iterations):
+        start = clock()
+        call()
+        times[i] = clock() - start
+    times /= 1e3
+    return {"p50_us": float(np.percentile(times, 50)), "p90_us": float(np.percentile(times, 90)),
+            "p99_us": float(np.percentile(times, 99)), "mean_us": float(times.mean()), "iterations": iterations}
+
+
+def _cycle(feeds: Sequence[Dict[str, np.ndarray]], fn):
+    state = {"i": 0}
+
+    def call():
+        feed = feeds[state["i"] % len(feeds)]
+        state["i"] += 1
+        return fn(feed)
+    return call
+
+
+def tflite_latency(model: bytes, feeds, threads: int, iterations: int, warmup: int) -> Dict[str, float]:
+    import tensorflow as tf
+    interpreter = tf.lite.Interpreter(model_content=model, num_threads=threads)
+    runner = interpreter.get_signature_runner(SIGNATURE)
+    return percentiles(_cycle(feeds, lambda feed: runner(**feed)), iterations, warmup)
+
+
+def saved_model_latency(saved_model_dir: str, feeds, iterations: int, warmup: int) -> Dict[str, float]:
+    import tensorflow as tf
+    fn = tf.saved_model.load(saved_model_dir).signatures[SIGNATURE]
+    tensors = [{k: tf.constant(v) for k, v in feed.items()} for feed in feeds]
+    return percentiles(_cycle(tensors, lambda feed: fn(**feed)), iterations, warmup)
+
+
+def random_feeds(history_length: int, movie_ids: Sequence[int], uses_ratings: bool, count: int = 256,
+                 seed: int = 0) -> List[Dict[str, np.ndarray]]:
+    """Histories of random known movies with random lengths (1..N), padded as an app would."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(count):
+        length = int(rng.integers(1, history_length + 1))
+        ids = np.zeros(history_length, np.int32)
+        ids[:length] = rng.choice(np.asarray(movie_ids), size=length, replace=False)
+        feed = {features.CONTEXT_MOVIE_ID: ids}
+        if uses_ratings:
+            ratings = np.zeros(history_length, np.float32)
+            ratings[:length] = rng.integers(1, 6, size=length)
+            feed[features.CONTEXT_MOVIE_RATING] = ratings
+        feeds.append(feed)
+    return feeds
+
+
+def measure(model: bytes, saved_model_dir: Optional[str], feeds, iterations: int = 2000, warmup: int = 200,
+            threads: Sequence[int] = (1, 4), saved_model_iterations: Optional[int] = None) -> dict:
+    """Latency of ``model`` per thread count and, when given, of the SavedModel on the same inputs."""
+    result = {"tflite_bytes": len(model), "tflite": {}}
+    for n in threads:
+        result["tflite"][f"{n}_thread"] = tflite_latency(model, feeds, n, iterations, warmup)
+    if saved_model_dir:
+        result["saved_model"] = saved_model_latency(saved_model_dir, feeds, saved_model_iterations or iterations,
+                                                    min(warmup, 50))
+        result["speedup_p50_1_thread"] = result["saved_model"]["p50_us"] / result["tflite"]["1_thread"]["p50_us"]
+    return result
+
+
+def run_model(path: str, saved_model_dir: Optional[str] = None, iterations: int = 2000, out: str = "",
+              report=print) -> dict:
+    """Benchmarks a published version folder (``model.tflite`` + ``metadata.json``) or a ``.tflite`` file."""
+    from ondevice_rec.serving import TFLiteRecommender
+    if os.path.isdir(path):
+        with open(os.path.join(path, "metadata.json")) as f:
+            metadata = json.load(f)
+        model_path = os.path.join(path, metadata["model_file"])
+        if saved_model_dir is None and metadata.get("model_uri"):
+            candidate = os.path.join(metadata["model_uri"], "Format-Serving")
+            saved_model_dir = candidate if os.path.isdir(candidate) else None
+        with open(os.path.join(path, metadata["vocabulary_file"]), encoding="utf-8") as f:
+            movie_ids = [m["movie_id"] for m in json.load(f)["movies"]]
+    else:
+        model_path, metadata, movie_ids = path, {}, None
+    with open(model_path, "rb") as f:
+        model = f.read()
+    lite = TFLiteRecommender(model, SIGNATURE)
+    feeds = random_feeds(lite.history_length, movie_ids or list(range(1, 1001)), lite.uses_ratings)
+    result = {"model": os.path.abspath(model_path), "encoder": metadata.get("encoder"),
+              "quantization": metadata.get("quantization"), "history_length": lite.history_length,
+              "saved_model_dir": saved_model_dir, "machine": _machine(),
+              **measure(model, saved_model_dir, feeds, iterations)}
+    report(format_table([result]))
+    if saved_model_dir is None:
+        report("(no SavedModel found: pass --saved-model DIR for the speed-up ratio)")
+    if out:
+        _write_json(result, out)
+    return result
+
+
+def run_all(work_dir: str = "", encoders: Sequence[str] = ("bow", "cnn", "lstm", "transformer"),
+            quantizations: Sequence[str] = ("float32", "float16", "dynamic", "int8"), history_length: int = 10,
+            items: int = 3952, users: int = 3000, iterations: int = 2000,
+            out: str = "benchmarks/results/latency.json",
+            report=print) -> dict:
+    """Every encoder x quantisation mode at MovieLens-1M catalogue size (see the module docstring)."""
+    import dataclasses
+
+    from ondevice_rec.benchmarks.quality import Split
+    from ondevice_rec.components.tflite_pusher import publish
+    from ondevice_rec.data import synthetic
+    from ondevice_rec.modules import trainer
+    from ondevice_rec.modules.config import ModelConfig
+    from ondevice_rec.serving import TFLiteRecommender
+
+    work_dir = work_dir or tempfile.mkdtemp(prefix="ondevice-rec-latency-")
+    data_dir = os.path.join(work_dir, "ml-1m")
+    if not os.path.exists(os.path.join(data_dir, "ratings.dat")):
+        report(f"writing a synthetic ML-1M-layout dataset with {items} movies to {data_dir}")
+        data = synthetic.generate(synthetic.SyntheticConfig(users=users, items=items, mean_ratings_per_user=80,
+                                                            seed=7))
+        synthetic.write(data, data_dir, "ml-1m")
+    split = Split(data_dir, history_length)
+    test_rows = split.rows["test"][:500]
+    holdout = [{features.CONTEXT_MOVIE_ID: split.arrays["context"][r].astype(np.int32).tolist(),
+                features.CONTEXT_MOVIE_RATING: split.arrays["context_rating"][r].astype(np.float32).tolist()}
+               for r in test_rows.tolist()]
+    labels = split.arrays["movie"][test_rows].tolist()
+    movie_ids = [m.movie_id for m in split.vocab.movies]
+    results = {"machine": _machine(), "history_length": history_length, "vocabulary_size": split.vocab.size,
+               "iterations": iterations, "models": []}
+    for encoder in encoders:
+        config = ModelConfig(encoder=encoder, history_length=history_length, embedding_dim=16, epochs=2,
+                             batch_size=256, early_stopping_patience=5)
+        t = time.perf_counter()
+        model = trainer.fit(config, split.vocab, split.dataset("train", config, True),
+                            split.dataset("eval", config, False))
+        saved_model_dir = export.export_saved_model(model, split.vocab, config,
+                                                    os.path.join(work_dir, f"saved_model_{encoder}"))
+        report(f"{encoder}: trained and exported in {time.perf_counter() - t:.0f}s")
+        float_model = publish.convert_to_tflite(saved_model_dir, SIGNATURE)
+        lite = TFLiteRecommender(float_model, SIGNATURE)
+        feeds = [lite.inputs(h[features.CONTEXT_MOVIE_ID], h[features.CONTEXT_MOVIE_RATING]) for h in holdout]
+        parity = publish.check_parity(float_model, saved_model_dir, holdout, SIGNATURE, min_overlap=0.0)
+        float_recall = publish.tflite_recall(float_model, SIGNATURE, holdout, labels)
+        for quantization in quantizations:
+            entry = {"encoder": encoder, "quantization": quantization,
+                     "settings": {k: v for k, v in dataclasses.asdict(config).items()
+                                  if k in ("embedding_dim", "hidden_layers", "top_k", "use_genres", "use_years")}}
+            try:
+                model_bytes = float_model if quantization == "float32" else publish.convert_to_tflite(
+                    saved_model_dir, SIGNATURE, quantization, feeds[:200])
+            except Exception as e:  # pylint: disable=broad-except  (reported, the other modes still run)
+                entry["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+                report(f"  {encoder}/{quantization}: conversion failed: {entry['error']}")
+                results["models"].append(entry)
+                continue
+            recall = publish.tflite_recall(model_bytes, SIGNATURE, holdout, labels)
+            entry.update(measure(model_bytes, saved_model_dir if quantization == "float32" else None,
+                                 random_feeds(history_length, movie_ids, config.use_ratings), iterations))
+            entry["recall@10"] = recall
+            entry["float_recall@10"] = float_recall
+            entry["recall_relative_to_float"] = recall / float_recall if float_recall else None
+            if quantization == "float32":
+                entry["parity"] = parity
+            results["models"].append(entry)
+            report(format_table([entry], header=not any("tflite" in m for m in results["models"][:-1])))
+            _write_json(results, out)
+    for entry in results["models"]:  # the SavedModel figure of the encoder, for every mode's ratio
+        reference = next((m for m in results["models"] if m["encoder"] == entry["encoder"] and "saved_model" in m),
+                         None)
+        if reference and "tflite" in entry:
+            entry["speedup_p50_1_thread"] = reference["saved_model"]["p50_us"] / entry["tflite"]["1_thread"]["p50_us"]
+    _write_json(results, out)
+    report("\n" + format_table(results["models"]))
+    return results
+
+
+def format_table(entries: Sequence[dict], header: bool = True) -> str:
+    lines = []
+    if header:
+        lines += ["| encoder | quantization | size KB | p50 µs 1 thr | p90 | p99 | p50 µs 4 thr | SavedModel p50 µs | "
+                  "speed-up | recall@10 (vs float) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        if "tflite" not in e:
+            lines.append(f"| {e.get('encoder')} | {e.get('quantization')} | conversion failed: {e.get('error')} |")
+            continue
+        one, four = e["tflite"]["1_thread"], e["tflite"].get("4_thread", {})
+        saved = e.get("saved_model", {})
+        speedup = e.get("speedup_p50_1_thread")
+        recall = e.get("recall@10")
+        relative = e.get("recall_relative_to_float")
+        lines.append(
+            f"| {e.get('encoder')} | {e.get('quantization')} | {e['tflite_bytes'] / 1024:.0f} | {one['p50_us']:.1f} | "
+            f"{one['p90_us']:.1f} | {one['p99_us']:.1f} | {four.get('p50_us', float('nan')):.1f} | "
+            f"{saved.get('p50_us', float('nan')):.0f} | {f'{speedup:.0f}x' if speedup else '–'} | "
+            f"{f'{recall:.4f}' if recall is not None else '–'}"
+            f"{f' ({relative:.3f})' if relative is not None else ''} |")
+    return "\n".join(lines)
+
+
+def _machine() -> dict:
+    import tensorflow as tf
+    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "tensorflow": tf.__version__}
+
+
+def _write_json(result: dict, out: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=2)
