@@ -135,6 +135,19 @@ def evaluate_model(model, split: Split, config: ModelConfig, which: str = "test"
     return _metrics(scores, split.targets(which))
 
 
+def overrides_for(encoder: str, overrides: Sequence[str]) -> List[str]:
+    """``KEY=VALUE`` settings of ``encoder`` from ``["KEY=VALUE", "ENCODER:KEY=VALUE", ...]``."""
+    selected = []
+    for override in overrides:
+        prefix, sep, setting = override.partition(":")
+        if sep and "=" not in prefix:
+            if prefix == encoder:
+                selected.append(setting)
+        else:
+            selected.append(override)
+    return selected
+
+
 def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequence[int] = (10, 50, 100),
         out_dir: str = "benchmarks/results", base: ModelConfig = ModelConfig(embedding_dim=64, epochs=20),
         overrides: Sequence[str] = (), report=print) -> dict:
@@ -160,8 +173,7 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
                 report(f"  {name:<22} recall@10 {values['recall@10']:.4f}")
         for encoder in encoders:
             config = dataclasses.replace(base, encoder=encoder, history_length=n).with_overrides(
-                [o.partition(":")[2] if ":" in o.split("=")[0] else o for o in overrides
-                 if ":" not in o.split("=")[0] or o.split(":")[0] == encoder])
+                overrides_for(encoder, overrides))
             t = time.perf_counter()
             model = trainer.fit(config, split.vocab, split.dataset("train", config, True),
                                 split.dataset("eval", config, False))

@@ -51,3 +51,10 @@ def test_latency_benchmark_measures_every_mode_against_the_saved_model(tmp_path)
     assert float32["parity"]["parity_top10_overlap"] >= 0.99
     assert json.loads(out.read_text())["models"][1]["quantization"] == "dynamic"
     assert "| cnn | dynamic |" in latency.format_table(result["models"])
+
+
+def test_benchmark_overrides_apply_to_every_encoder_or_to_the_named_one():
+    overrides = ["dropout=0.2", "bow:batch_size=256", "transformer:transformer_blocks=3"]
+    assert quality.overrides_for("bow", overrides) == ["dropout=0.2", "batch_size=256"]
+    assert quality.overrides_for("lstm", overrides) == ["dropout=0.2"]
+    assert quality.overrides_for("transformer", overrides) == ["dropout=0.2", "transformer_blocks=3"]

@@ -1,0 +1,98 @@
+"""The TFLitePusher executor: publishes only what passes its checks, and records every outcome."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.types import standard_artifacts
+
+from ondevice_rec.components.history_windowing.executor import to_tf_example
+from ondevice_rec.components.tflite_pusher import executor, publish
+from ondevice_rec.modules import export, features, model, vocabulary
+from ondevice_rec.modules.config import ModelConfig
+
+HISTORY_LENGTH = 5
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """An exported (untrained) model and windowed test examples, as the pusher's inputs."""
+    root = tmp_path_factory.mktemp("pusher")
+    vocab = vocabulary.build({m: 200 - m for m in range(1, 80)}, 80,
+                             {m: {"title": f"Movie {m}", "genres": ["Drama" if m % 2 else "Comedy"], "year": 1995}
+                              for m in range(1, 80)})
+    vocab.genres = ["Comedy", "Drama"]
+    config = ModelConfig(encoder="cnn", history_length=HISTORY_LENGTH, embedding_dim=8, top_k=20)
+    model_uri = str(root / "model")
+    export.export_saved_model(model.build_model(config, vocab), vocab, config,
+                              os.path.join(model_uri, "Format-Serving"))
+    examples_uri = str(root / "examples")
+    os.makedirs(os.path.join(examples_uri, "Split-test"))
+    rng = np.random.default_rng(0)
+    with tf.io.TFRecordWriter(os.path.join(examples_uri, "Split-test", "data.gz"), options="GZIP") as writer:
+        for _ in range(60):
+            ids = rng.choice(np.arange(1, 80), size=HISTORY_LENGTH + 1, replace=False).tolist()
+            writer.write(to_tf_example({features.CONTEXT_MOVIE_ID: ids[:-1],
+                                        features.CONTEXT_MOVIE_RATING: [4.0] * HISTORY_LENGTH,
+                                        features.LABEL_MOVIE_ID: ids[-1]}))
+    return model_uri, examples_uri
+
+
+def push(tmp_path, artifacts, quantization, with_examples=True, blessed=True):
+    model_uri, examples_uri = artifacts
+    model_artifact = standard_artifacts.Model()
+    model_artifact.uri = model_uri
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    blessing.set_int_custom_property("blessed", int(blessed))
+    examples = standard_artifacts.Examples()
+    examples.uri = examples_uri
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / "pushed")
+    os.makedirs(pushed.uri, exist_ok=True)
+    inputs = {executor.MODEL_KEY: [model_artifact], executor.BLESSING_KEY: [blessing]}
+    if with_examples:
+        inputs[executor.EXAMPLES_KEY] = [examples]
+    serving_dir = str(tmp_path / "serving")
+    executor.Executor().Do(inputs, {executor.PUSHED_MODEL_KEY: [pushed]},
+                           {"serving_dir": serving_dir, "quantization": quantization, "parity_samples": 50})
+    return pushed, serving_dir
+
+
+@pytest.mark.parametrize("quantization", ["float16", "int8"])
+def test_a_quantized_model_is_checked_and_published_with_valid_metadata(tmp_path, artifacts, quantization):
+    pushed, serving_dir = push(tmp_path, artifacts, quantization)
+    assert pushed.get_int_custom_property("pushed") == 1, pushed.get_string_custom_property("push_outcome")
+    latest = os.path.join(serving_dir, publish.LATEST)
+    with open(os.path.join(latest, publish.METADATA_FILE)) as f:
+        metadata = json.load(f)
+    publish.validate_metadata(metadata)
+    assert metadata["quantization"] == quantization and metadata["history_length"] == HISTORY_LENGTH
+    assert metadata["genre_vocabulary"] == ["Comedy", "Drama"]
+    assert metadata["parity"]["parity_histories"] == 50 and metadata["parity"]["quantized_histories"] == 50
+    assert metadata["parity"]["quantized_recall@10"] >= 0.98 * metadata["parity"]["float_recall@10"]
+    float_size = len(publish.convert_to_tflite(os.path.join(artifacts[0], "Format-Serving"),
+                                               export.RECOMMEND_SIGNATURE))
+    assert metadata["tflite_bytes"] == os.path.getsize(os.path.join(latest, publish.MODEL_FILE)) < float_size
+
+
+def test_a_quantized_model_without_held_out_histories_is_not_published(tmp_path, artifacts):
+    pushed, serving_dir = push(tmp_path, artifacts, "dynamic", with_examples=False)
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert "needs held-out histories" in pushed.get_string_custom_property("push_outcome")
+    assert publish.current_version(serving_dir) is None
+
+
+def test_an_unblessed_model_is_not_published(tmp_path, artifacts):
+    pushed, serving_dir = push(tmp_path, artifacts, "float32", blessed=False)
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert "did not bless" in pushed.get_string_custom_property("push_outcome")
+    assert not os.path.exists(serving_dir) or publish.list_versions(serving_dir) == []
+
+
+def test_metadata_that_breaks_the_schema_is_rejected():
+    import jsonschema
+    with pytest.raises(jsonschema.ValidationError):
+        publish.validate_metadata({"model_file": "model.tflite"})
