@@ -63,10 +63,13 @@ def tflite_latency(model: bytes, feeds, threads: int, iterations: int, warmup: i
             set_tensor(index, feed[name])
         invoke()
         return [get_tensor(index) for index in outputs]
-    expected = reference(**feeds[0])  # the fast path computes what the signature runner does
-    got = call(feeds[0])
-    if not any(np.array_equal(got[0], v) for v in expected.values()):
-        raise RuntimeError("the direct interpreter path disagrees with the signature runner")
+    # The fast path computes what the signature runner does (near-ties may swap between thread counts).
+    for feed in feeds[:20]:
+        expected = reference(**feed)[export.TOP_IDS]
+        got = call(feed)[list(tensors["outputs"]).index(export.TOP_IDS)]
+        if len(set(expected[:10].tolist()) & set(got[:10].tolist())) < 8:
+            raise RuntimeError(f"the direct interpreter path disagrees with the signature runner: {got[:10]} "
+                               f"vs {expected[:10]}")
     return percentiles(_cycle(feeds, call), iterations, warmup)
 
 
@@ -100,7 +103,13 @@ def measure(model: bytes, saved_model_dir: Optional[str], feeds, iterations: int
     """Latency of ``model`` per thread count and, when given, of the SavedModel on the same inputs."""
     result = {"tflite_bytes": len(model), "tflite": {}}
     for n in threads:
-        result["tflite"][f"{n}_thread"] = tflite_latency(model, feeds, n, iterations, warmup)
+        # More threads than cores make the interpreter's spinning workers wait on each other (88 ms p50 for
+        # 4 threads on a 2-core machine): still measured, with fewer calls, and flagged.
+        oversubscribed = n > (os.cpu_count() or 1)
+        result["tflite"][f"{n}_thread"] = tflite_latency(model, feeds, n, min(iterations, 100) if oversubscribed
+                                                         else iterations, min(warmup, 10) if oversubscribed
+                                                         else warmup)
+        result["tflite"][f"{n}_thread"]["oversubscribed"] = oversubscribed
     if saved_model_dir:
         result["saved_model"] = saved_model_latency(saved_model_dir, feeds, saved_model_iterations or iterations,
                                                     min(warmup, 50))
@@ -220,7 +229,7 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ("bow", "cnn", "lstm",
 def format_table(entries: Sequence[dict], header: bool = True) -> str:
     lines = []
     if header:
-        lines += ["| encoder | quantization | size KB | p50 µs 1 thr | p90 | p99 | p50 µs 4 thr | SavedModel p50 µs | "
+        lines += ["| encoder | quantization | size KB | p50 µs 1 thr | p90 | p99 | p50 µs 4 thr* | SavedModel p50 µs | "
                   "speed-up | recall@10 (vs float) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         if "tflite" not in e:
