@@ -229,8 +229,8 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ("bow", "cnn", "lstm",
 def format_table(entries: Sequence[dict], header: bool = True) -> str:
     lines = []
     if header:
-        lines += ["| encoder | quantization | size KB | p50 µs 1 thr | p90 | p99 | p50 µs 4 thr* | SavedModel p50 µs | "
-                  "speed-up | recall@10 (vs float) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| encoder | quantization | size KB | p50 µs 1 thr | p90 | p99 | p50 µs 4 thr* | "
+                  "SavedModel p50 µs | speed-up | recall@10 (vs float) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         if "tflite" not in e:
             lines.append(f"| {e.get('encoder')} | {e.get('quantization')} | conversion failed: {e.get('error')} |")
