@@ -38,7 +38,6 @@ class RecommenderModule(tf.Module):
         super().__init__()
         self.model = model
         self._history_length = config.history_length
-        self._vocabulary_size = vocab.size
         # Never ask for more results than there are movies outside any history, so that no padding or
         # history item can reach the top K.
         self._top_k = max(1, min(config.top_k, vocab.size - 1 - config.history_length))
@@ -83,12 +82,11 @@ class RecommenderModule(tf.Module):
         if context_movie_rating is not None:
             inputs[features.CONTEXT_MOVIE_RATING] = tf.reshape(context_movie_rating, [1, self._history_length])
         query = self._query_model(inputs, training=False)
-        layer = self.model.get_layer("scores")
         # Scores over the vocabulary without the model's -1e9 padding mask; the padding index and the history
         # items are set just below the lowest score (by 1/64 of the score range) and the padding index is then
         # dropped. A narrow range keeps full-integer quantization exact enough (a -1e9 entry would take the
         # whole int8 range), and a scatter of N entries costs ~5 us where a [N, V] comparison cost ~130 us.
-        scores = (tf.matmul(query, layer.label_weights(), transpose_b=True) + layer.label_bias)[0]
+        scores = self.model.get_layer("scores").unmasked(query)[0]
         index = self.model.get_layer("id_to_index")(context)[0]
         low, high = tf.reduce_min(scores), tf.reduce_max(scores)
         floor = tf.fill([self._history_length], low - (high - low) / 64.0)

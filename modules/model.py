@@ -199,8 +199,12 @@ class DotProductScores(keras.layers.Layer):
             labels = labels + genre_mean
         return labels
 
+    def unmasked(self, query):
+        """Scores without the padding mask (the on-device function masks by its own means)."""
+        return tf.matmul(query, self.label_weights(), transpose_b=True) + self.label_bias
+
     def call(self, query):
-        return tf.matmul(query, self.label_weights(), transpose_b=True) + self.label_bias + self._padding_mask
+        return self.unmasked(query) + self._padding_mask
 
 
 def model_inputs(config: ModelConfig) -> Dict[str, keras.Input]:
