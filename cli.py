@@ -33,10 +33,56 @@ EXAMPLES = {
   ondevice-rec benchmark quality --data-dir ../shared/data/ml-100k
   ondevice-rec benchmark latency --model out/serving/latest
   ondevice-rec benchmark latency --all      # every encoder x quantisation, 3,952-movie catalogue, N=10
-  ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory""",
+  ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory
+  ondevice-rec benchmark beam-runners --data-dir ../shared/data/ml-100k --workers 2""",
+    "retrain": """examples:
+  ondevice-rec retrain --data-dir /data/movielens-spans --output-dir /srv/ondevice-rec
+  # cron, 03:00 daily:  0 3 * * * cd /srv && .venv/bin/ondevice-rec retrain --data-dir /data/spans --output-dir out""",
+    "kubeflow": """examples:
+  ondevice-rec kubeflow compile --image gcr.io/my-project/ondevice-rec:1 --pipeline-root gs://my-bucket/root \\
+      --data-dir gs://my-bucket/movielens --serving-dir /gcs/my-bucket/serving --output pipeline.yaml \\
+      --beam-arg=--runner=DataflowRunner --beam-arg=--project=my-project --beam-arg=--region=us-central1
+  ondevice-rec kubeflow schedule --host http://localhost:8080 --pipeline pipeline.yaml \\
+      --cron "0 0 3 * * *" --experiment ondevice-rec --dry-run""",
     "download": """examples:
   ondevice-rec download ml-1m            # prints the unpacked folder, pass it as --data-dir""",
 }
+
+
+def _add_pipeline_arguments(parser: argparse.ArgumentParser, defaults, encoders) -> None:
+    """Model, windowing and publishing options shared by run, retrain and kubeflow compile."""
+    parser.add_argument("--encoder", default=defaults.encoder, choices=list(encoders),
+                        help="context encoder (default: %(default)s)")
+    parser.add_argument("--history-length", type=int, default=defaults.history_length,
+                        help="N, the number of previous movies the model sees (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default: %(default)s")
+    parser.add_argument("--embedding-dim", type=int, default=defaults.embedding_dim, help="default: %(default)s")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="default: %(default)s")
+    parser.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
+                        help="any model setting of modules/config.py:ModelConfig, e.g. --hparam tie_embeddings=true "
+                             "--hparam transformer_blocks=3 (repeatable)")
+    parser.add_argument("--top-k", type=int, default=defaults.top_k,
+                        help="ids the TFLite model returns (default: %(default)s)")
+    parser.add_argument("--split", choices=["leave-last-out", "temporal"], default="leave-last-out",
+                        help="leave-last-out: each user's last rating is test, the one before eval; temporal: a global "
+                             "time cut (default: %(default)s)")
+    parser.add_argument("--min-timeline-length", type=int, default=None,
+                        help="users with fewer ratings are skipped (default: 3 leave-last-out, 2 temporal)")
+    parser.add_argument("--min-rating", type=float, default=0.0,
+                        help="drop ratings below this before windowing (default: keep all)")
+    parser.add_argument("--max-examples-per-user", type=int, default=0,
+                        help="keep only each user's most recent N train examples (default: all)")
+    parser.add_argument("--stride", type=int, default=None,
+                        help="use every k-th train position (default: N/2 with loss_positions=all, else 1)")
+    parser.add_argument("--min-recall-at-10", type=float, default=0.0,
+                        help="blessing needs at least this eval recall@10 (default: %(default)s)")
+    parser.add_argument("--keep-versions", type=int, default=5, help="published versions kept (default: %(default)s)")
+    parser.add_argument("--quantization", choices=["float32", "float16", "dynamic", "int8"], default="float32",
+                        help="published model: float32, float16 weights, dynamic-range int8 or full int8 "
+                             "(checked: recall@10 within 2%% of float) (default: %(default)s)")
+    parser.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
+                        help="passed to every Beam stage, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,41 +102,55 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--dataset", choices=sorted(download.ARCHIVES),
                         help="download this MovieLens archive from GroupLens (checksum-verified, cached)")
     run.add_argument("--output-dir", required=True, help="pipeline_root, metadata.sqlite and serving/ go here")
-    run.add_argument("--encoder", default=defaults.encoder, choices=list(ENCODERS),
-                     help="context encoder (default: %(default)s)")
-    run.add_argument("--history-length", type=int, default=defaults.history_length,
-                     help="N, the number of previous movies the model sees (default: %(default)s)")
-    run.add_argument("--epochs", type=int, default=defaults.epochs, help="default: %(default)s")
-    run.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default: %(default)s")
-    run.add_argument("--embedding-dim", type=int, default=defaults.embedding_dim, help="default: %(default)s")
-    run.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="default: %(default)s")
-    run.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
-                     help="any model setting of modules/config.py:ModelConfig, e.g. --hparam tie_embeddings=true "
-                          "--hparam transformer_blocks=3 (repeatable)")
-    run.add_argument("--top-k", type=int, default=defaults.top_k,
-                     help="ids the TFLite model returns (default: %(default)s)")
-    run.add_argument("--split", choices=["leave-last-out", "temporal"], default="leave-last-out",
-                     help="leave-last-out: each user's last rating is test, the one before eval; temporal: a global "
-                          "time cut (default: %(default)s)")
-    run.add_argument("--min-timeline-length", type=int, default=None,
-                     help="users with fewer ratings are skipped (default: 3 leave-last-out, 2 temporal)")
-    run.add_argument("--min-rating", type=float, default=0.0,
-                     help="drop ratings below this before windowing (default: keep all)")
-    run.add_argument("--max-examples-per-user", type=int, default=0,
-                     help="keep only each user's most recent N train examples (default: all)")
-    run.add_argument("--stride", type=int, default=None,
-                     help="use every k-th train position (default: N/2 with loss_positions=all, else 1)")
-    run.add_argument("--min-recall-at-10", type=float, default=0.0,
-                     help="blessing needs at least this eval recall@10 (default: %(default)s)")
-    run.add_argument("--keep-versions", type=int, default=5, help="published versions kept (default: %(default)s)")
-    run.add_argument("--quantization", choices=["float32", "float16", "dynamic", "int8"], default="float32",
-                     help="published model: float32, float16 weights, dynamic-range int8 or full int8 "
-                          "(checked: recall@10 within 2%% of float) (default: %(default)s)")
+    _add_pipeline_arguments(run, defaults, ENCODERS)
     run.add_argument("--runner", choices=["beam", "local"], default="beam", help="default: %(default)s")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
-    run.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
-                     help="passed to every Beam stage, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
     run.add_argument("--verbose", action="store_true", help="show TensorFlow / Beam logs instead of a log file")
+
+    retrain = commands.add_parser(
+        "retrain", help="one scheduled-retraining cycle: latest data span, warm start, publish only if not worse",
+        epilog=EXAMPLES["retrain"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    retrain.add_argument("--data-dir", required=True,
+                         help="a folder of data spans span-1/, span-2/, ... (each a complete MovieLens folder); "
+                              "the latest span is read")
+    retrain.add_argument("--output-dir", required=True, help="the same output folder on every cycle")
+    _add_pipeline_arguments(retrain, defaults, ENCODERS)
+    retrain.add_argument("--max-recall-regression", type=float, default=0.0,
+                         help="blessing allows eval recall@10 this far below the serving model's (default: 0)")
+    retrain.add_argument("--no-warm-start", action="store_true",
+                         help="train from scratch instead of from the latest blessed model")
+    retrain.add_argument("--verbose", action="store_true", help="show TensorFlow / Beam logs instead of a log file")
+
+    kubeflow = commands.add_parser("kubeflow", help="compile for Kubeflow Pipelines; schedule retraining there",
+                                   epilog=EXAMPLES["kubeflow"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    kf = kubeflow.add_subparsers(dest="kubeflow_command", required=True)
+    kc = kf.add_parser("compile", help="write the KFP v2 pipeline spec (KubeflowV2DagRunner)",
+                       epilog=EXAMPLES["kubeflow"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    kc.add_argument("--image", required=True,
+                    help="the image built from kubeflow/Dockerfile, e.g. gcr.io/p/ondevice-rec:1")
+    kc.add_argument("--pipeline-root", required=True, help="artifact root URI, e.g. gs://bucket/ondevice-rec")
+    kc.add_argument("--data-dir", required=True,
+                    help="data as the containers see it (the run parameter data_root defaults to it); with "
+                         "span-N/ subfolders the latest span is read")
+    kc.add_argument("--serving-dir", required=True,
+                    help="where versions are published, a POSIX path in the containers (volume or /gcs/<bucket>)")
+    kc.add_argument("--output", required=True, help="pipeline.yaml (PipelineSpec) or pipeline.json (PipelineJob)")
+    kc.add_argument("--spans", action="store_true",
+                    help="the data folder holds span-1/, span-2/, ...: every run reads the latest")
+    kc.add_argument("--warm-start", action="store_true", help="start training from the latest blessed model")
+    kc.add_argument("--no-cache", action="store_true", help="disable KFP caching for every step")
+    _add_pipeline_arguments(kc, defaults, ENCODERS)
+    ks = kf.add_parser("schedule", help="create a KFP recurring run from a compiled .yaml (kfp SDK)",
+                       epilog=EXAMPLES["kubeflow"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ks.add_argument("--host", required=False, default=None, help="KFP API endpoint, e.g. http://localhost:8080")
+    ks.add_argument("--pipeline", required=True, help="the compiled .yaml")
+    ks.add_argument("--cron", required=True, help="6-field KFP cron, seconds first: '0 0 3 * * *' = 03:00 daily")
+    ks.add_argument("--experiment", required=True, help="KFP experiment (created if missing)")
+    ks.add_argument("--job-name", default=None, help="default: '<pipeline> (scheduled)'")
+    ks.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a pipeline parameter, e.g. --param data_root=gs://bucket/data (repeatable)")
+    ks.add_argument("--pipeline-root", default=None, help="default: the root recorded at compile time")
+    ks.add_argument("--dry-run", action="store_true", help="print the request; contact no server")
 
     rec = commands.add_parser("recommend", help="run a published .tflite model on a history",
                               epilog=EXAMPLES["recommend"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,6 +189,12 @@ def _parser() -> argparse.ArgumentParser:
                          "--hparam transformer:dropout=0.2 (repeatable)")
     bq.add_argument("--out-dir", default="benchmarks/results", help="quality.json/.md/.png (default: %(default)s)")
 
+    br = which.add_parser("beam-runners",
+                          help="the Beam data stages on DirectRunner vs a local multi-process portable engine")
+    br.add_argument("--data-dir", required=True, help="a MovieLens folder")
+    br.add_argument("--workers", type=int, default=2, help="SDK worker processes (default: %(default)s)")
+    br.add_argument("--work-dir", default="", help="where outputs go (default: a new temp folder)")
+    br.add_argument("--out", default="benchmarks/results/beam_runners.json", help="JSON output (default: %(default)s)")
     bl = which.add_parser("latency", help="TFLite p50/p90/p99 (1 and 4 threads) vs the SavedModel, and size")
     target = bl.add_mutually_exclusive_group(required=True)
     target.add_argument("--model", help="a published version folder (e.g. OUT/serving/latest) or a .tflite file")
@@ -172,7 +238,9 @@ def _logs_to_file(log_path: str, verbose: bool):
         console.close()
 
 
-def _configure_logging(handler: logging.Handler) -> None:
+@contextlib.contextmanager
+def _logging_to(handler: logging.Handler):
+    """Root logging to the log file (fd 2) and to ``handler`` (the console) while the block runs."""
     import absl.logging
     absl.logging.set_verbosity(absl.logging.INFO)
     root = logging.getLogger()
@@ -182,20 +250,18 @@ def _configure_logging(handler: logging.Handler) -> None:
     root.addHandler(to_file)
     root.addHandler(handler)
     logging.getLogger("ondevice_rec").setLevel(logging.INFO)
+    try:
+        yield
+    finally:  # the console goes away with the block; a later command in this process logs elsewhere
+        root.removeHandler(to_file)
+        root.removeHandler(handler)
 
 
-def cmd_run(args) -> int:
+def _pipeline_config(args, data_dir: str, output_dir: str, **settings):
+    """The PipelineConfig that the shared pipeline options (``_add_pipeline_arguments``) describe."""
     from ondevice_rec.components.history_windowing.windowing import WindowingOptions
-    from ondevice_rec.data import download, movielens
     from ondevice_rec.modules.config import ModelConfig
-    from ondevice_rec.pipeline import runner
     from ondevice_rec.pipeline.config import PipelineConfig
-
-    data_dir = args.data_dir
-    if args.dataset:
-        print(f"Fetching {args.dataset} ...", flush=True)
-        data_dir = download.download(args.dataset, progress=download.print_progress)
-    fmt = movielens.detect_format(data_dir)  # fail fast, before TFX starts, on a wrong folder
     model = ModelConfig(encoder=args.encoder, history_length=args.history_length, epochs=args.epochs,
                         batch_size=args.batch_size, embedding_dim=args.embedding_dim,
                         learning_rate=args.learning_rate, top_k=args.top_k).with_overrides(args.hparam)
@@ -204,26 +270,79 @@ def cmd_run(args) -> int:
         min_timeline_length=args.min_timeline_length or (3 if args.split == "leave-last-out" else 2),
         min_rating=args.min_rating, max_examples_per_user=args.max_examples_per_user,
         stride=args.stride or model.default_train_stride())
-    config = PipelineConfig(data_dir=data_dir, output_dir=args.output_dir, model=model, windowing=windowing,
-                            min_recall_at_10=args.min_recall_at_10, keep_versions=args.keep_versions,
-                            quantization=args.quantization,
-                            enable_cache=not args.no_cache, beam_args=args.beam_arg)
-    log_path = os.path.join(config.output_dir, "logs", time.strftime("run-%Y%m%dT%H%M%S.log"))
-    print(f"ondevice-rec: {fmt.name} data in {config.data_dir}; encoder {model.encoder}, N={model.history_length}")
+    return PipelineConfig(data_dir=data_dir, output_dir=output_dir, model=model, windowing=windowing,
+                          min_recall_at_10=args.min_recall_at_10, keep_versions=args.keep_versions,
+                          quantization=args.quantization, beam_args=args.beam_arg, **settings)
+
+
+def _run_pipeline(config, args, headline: str) -> int:
+    """Runs one pipeline cycle with per-component progress on the console and the rest in a log file."""
+    from ondevice_rec.pipeline import runner
+    log_path = os.path.join(config.output_dir, "logs", time.strftime(f"{args.command}-%Y%m%dT%H%M%S.log"))
+    print(headline)
     if args.verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     else:
         print(f"Logs: {log_path}", flush=True)
-    with _logs_to_file(log_path, args.verbose) as console:
-        _configure_logging(runner.ProgressHandler(console))
+    with _logs_to_file(log_path, args.verbose) as console, _logging_to(runner.ProgressHandler(console)):
         try:
-            summary = runner.run(config, runner=args.runner)
+            summary = runner.run(config, runner=getattr(args, "runner", "beam"))
         except Exception as e:  # pylint: disable=broad-except
             logging.exception("pipeline failed")
             console(f"\nFAILED: {type(e).__name__}: {e}\nSee {log_path} for details.")
             return EXIT_FAILED
         console("")
         console(runner.format_summary(summary))
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from ondevice_rec.data import download, movielens
+
+    data_dir = args.data_dir
+    if args.dataset:
+        print(f"Fetching {args.dataset} ...", flush=True)
+        data_dir = download.download(args.dataset, progress=download.print_progress)
+    fmt = movielens.detect_format(data_dir)  # fail fast, before TFX starts, on a wrong folder
+    config = _pipeline_config(args, data_dir, args.output_dir, enable_cache=not args.no_cache)
+    return _run_pipeline(config, args, f"ondevice-rec: {fmt.name} data in {config.data_dir}; "
+                                       f"encoder {config.model.encoder}, N={config.model.history_length}")
+
+
+def cmd_retrain(args) -> int:
+    from ondevice_rec.data import movielens
+    from ondevice_rec.pipeline.config import SPAN_PATTERN, latest_span
+
+    span, span_dir = latest_span(args.data_dir)  # fail fast: no span folders, or a wrong layout
+    fmt = movielens.detect_format(span_dir)
+    config = _pipeline_config(args, args.data_dir, args.output_dir, input_pattern=SPAN_PATTERN,
+                              warm_start=not args.no_warm_start, max_recall_regression=args.max_recall_regression)
+    return _run_pipeline(config, args, f"ondevice-rec retrain: span {span} ({fmt.name}) of {config.data_dir}; "
+                                       f"warm start {'on' if config.warm_start else 'off'}")
+
+
+def cmd_kubeflow(args) -> int:
+    from ondevice_rec.kubeflow import runner as kubeflow_runner, schedule
+    if args.kubeflow_command == "compile":
+        from ondevice_rec.pipeline.config import SPAN_PATTERN
+        config = _pipeline_config(args, args.data_dir, args.pipeline_root, pipeline_root_uri=args.pipeline_root,
+                                  serving_path=args.serving_dir, warm_start=args.warm_start,
+                                  input_pattern=SPAN_PATTERN if args.spans else "*", enable_cache=not args.no_cache)
+        path = kubeflow_runner.compile_pipeline(config, args.image, args.output)
+        print(f"Compiled {path} (image {args.image}, pipeline root {config.pipeline_root})")
+        return EXIT_OK
+    params = {}
+    for assignment in args.param:
+        name, sep, value = assignment.partition("=")
+        if not sep:
+            raise ValueError(f"--param expects NAME=VALUE, got {assignment!r}")
+        params[name] = value
+    if not args.dry_run and not args.host:
+        raise ValueError("--host is required (or --dry-run)")
+    summary = schedule.schedule(args.host, args.pipeline, args.cron, args.experiment, job_name=args.job_name,
+                                params=params, pipeline_root=args.pipeline_root, dry_run=args.dry_run)
+    print(("Would create (dry run):\n" if args.dry_run else "Created recurring run:\n") +
+          schedule.format_summary(summary))
     return EXIT_OK
 
 
@@ -275,6 +394,10 @@ def cmd_benchmark(args) -> int:
                     overrides=args.hparam)
         print(f"written to {args.out_dir}/quality.json, quality.md, quality.png")
         return EXIT_OK
+    if args.benchmark == "beam-runners":
+        from ondevice_rec.benchmarks import beam_runners
+        result = beam_runners.run(args.data_dir, work_dir=args.work_dir, workers=args.workers, out_json=args.out)
+        return EXIT_OK if result["all_identical"] else EXIT_FAILED
     if args.benchmark == "latency":
         from ondevice_rec.benchmarks import latency
         if args.iterations < 1:
@@ -306,8 +429,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ondevice_rec.data.download import DownloadError
     from ondevice_rec.data.movielens import DataFormatError
     args = _parser().parse_args(argv)
-    handlers = {"run": cmd_run, "recommend": cmd_recommend, "make-synthetic": cmd_make_synthetic,
-                "download": cmd_download, "benchmark": cmd_benchmark}
+    handlers = {"run": cmd_run, "retrain": cmd_retrain, "kubeflow": cmd_kubeflow, "recommend": cmd_recommend,
+                "make-synthetic": cmd_make_synthetic, "download": cmd_download, "benchmark": cmd_benchmark}
     try:
         return handlers[args.command](args)
     except (FileNotFoundError, DataFormatError, DownloadError, ValueError) as e:

@@ -41,6 +41,7 @@ class ModelConfig:
     num_sampled: int = 500
     learning_rate: float = 0.005
     epochs: int = 10
+    steps_per_epoch: int = 0  # 0: one pass over the training windows per epoch
     batch_size: int = 64  # training windows per batch (each holds up to N targets with loss_positions=all)
     early_stopping_patience: int = 3
     top_k: int = 100

@@ -21,6 +21,7 @@ import tf_keras as keras  # noqa: E402
 
 from . import features  # noqa: E402
 from .config import ModelConfig
+from . import warm_start  # noqa: E402
 from .model import MASKED_SCORE  # noqa: E402
 from .vocabulary import Vocabulary  # noqa: E402
 
@@ -109,6 +110,7 @@ def export_saved_model(model: keras.Model, vocab: Vocabulary, config: ModelConfi
     })
     extra = os.path.join(export_dir, ASSETS_EXTRA)
     vocab.save(extra)
+    warm_start.save_weights(model, extra)  # a later span's Trainer can start from these
     with tf.io.gfile.GFile(os.path.join(extra, "model_config.json"), "w") as f:
         f.write(config.to_json())
     return export_dir

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from . import export, features  # noqa: E402
+from . import export, features, warm_start  # noqa: E402
 from .config import ModelConfig
 from .model import RecommenderTrainer, build_recommender, compile_model  # noqa: E402
 from .vocabulary import Vocabulary  # noqa: E402
@@ -78,10 +78,18 @@ class _EpochLog(keras.callbacks.Callback):
 
 
 def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eval_data: tf.data.Dataset,
-        log_dir: Optional[str] = None) -> keras.Model:
-    """Builds and fits the model; keeps the weights of the epoch with the best eval recall@10."""
+        log_dir: Optional[str] = None, base_model_dir: Optional[str] = None) -> keras.Model:
+    """Builds and fits the model; keeps the weights of the epoch with the best eval recall@10.
+
+    ``base_model_dir``: an exported model to warm-start from (skipped, with a warning, if it does not fit).
+    """
     recommender = build_recommender(config, vocab)
     model = recommender.model
+    if base_model_dir:
+        try:
+            warm_start.warm_start(model, vocab, base_model_dir)
+        except ValueError as e:
+            logging.getLogger("ondevice_rec.trainer").warning("warm start skipped: %s", e)
     counts = np.array([0] + [m.count for m in vocab.movies], np.float64)
     fitted = compile_model(RecommenderTrainer(recommender, config, counts), config)
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_recall@10", mode="max",
@@ -89,23 +97,29 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
                                                restore_best_weights=True), _EpochLog(config.epochs)]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
-    fitted.fit(train_data, epochs=config.epochs, validation_data=eval_data, callbacks=callbacks, verbose=0)
+    steps = config.steps_per_epoch or None
+    if steps:
+        train_data = train_data.repeat()
+    fitted.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_data,
+               callbacks=callbacks, verbose=0)
     model.history = fitted.history
     return model
 
 
 def train(config: ModelConfig, vocab: Vocabulary, train_patterns, eval_patterns,
-          log_dir: Optional[str] = None) -> keras.Model:
+          log_dir: Optional[str] = None, base_model_dir: Optional[str] = None) -> keras.Model:
     """``fit`` on the gzipped TFRecord splits written by the windowing component."""
     return fit(config, vocab, make_dataset(train_patterns, config, vocab, shuffle=True),
-               make_dataset(eval_patterns, config, vocab, shuffle=False, drop_unknown_labels=True), log_dir)
+               make_dataset(eval_patterns, config, vocab, shuffle=False, drop_unknown_labels=True), log_dir,
+               base_model_dir)
 
 
 def run_fn(fn_args) -> None:
     """TFX Trainer hook: trains on the train split, validates on eval, exports to ``serving_model_dir``.
 
     Settings come from ``custom_config`` (a ModelConfig as a dict); TFX ``hyperparameters`` (e.g. from a
-    Tuner), when given, override the fields they name.
+    Tuner), when given, override the fields they name. With a ``base_model`` (the pipeline's warm start) the
+    weights start from it.
     """
     settings = dict(fn_args.custom_config or {})
     hyperparameters = getattr(fn_args, "hyperparameters", None)
@@ -116,5 +130,7 @@ def run_fn(fn_args) -> None:
     vocab = Vocabulary.load(examples_root(fn_args.train_files[0]))
     logging.info("training %s on %d movies (history length %d)", config.encoder, vocab.size - 1,
                  config.history_length)
-    model = train(config, vocab, fn_args.train_files, fn_args.eval_files, log_dir=fn_args.model_run_dir)
+    base_model = getattr(fn_args, "base_model", None)  # the latest blessed model, when the pipeline warm-starts
+    model = train(config, vocab, fn_args.train_files, fn_args.eval_files, log_dir=fn_args.model_run_dir,
+                  base_model_dir=base_model)
     export.export_saved_model(model, vocab, config, fn_args.serving_model_dir)

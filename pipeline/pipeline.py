@@ -52,9 +52,9 @@ def eval_config(config: PipelineConfig, with_thresholds: bool) -> tfma.EvalConfi
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
 
 
-def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
-    """Builds the pipeline described in the module docstring from one PipelineConfig."""
-    example_gen = MovieLensExampleGen(input_base=config.data_dir)
+def data_components(config: PipelineConfig, input_base=None):
+    """The data stages, in order: ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, HistoryWindowing."""
+    example_gen = MovieLensExampleGen(input_base=input_base or config.data_dir, split_pattern=config.input_pattern)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
     example_validator = tfx.components.ExampleValidator(
@@ -63,17 +63,28 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     windowing = HistoryWindowing(events=example_gen.outputs["examples"], options=config.windowing,
                                  eval_fraction=config.temporal_eval_fraction,
                                  test_fraction=config.temporal_test_fraction)
+    return example_gen, statistics_gen, schema_gen, example_validator, windowing
 
-    trainer = tfx.components.Trainer(
-        run_fn=TRAINER_RUN_FN,
-        examples=windowing.outputs["examples"],
-        custom_config=dataclasses.asdict(config.model))
+
+def create_pipeline(config: PipelineConfig, with_local_metadata: bool = True, input_base=None) -> tfx.dsl.Pipeline:
+    """Builds the pipeline described in the module docstring from one PipelineConfig.
+
+    ``with_local_metadata``: the SQLite MLMD store under the output folder (local runners); Kubeflow brings its
+    own metadata store. ``input_base``: a runtime parameter standing for ``config.data_dir`` (Kubeflow).
+    """
+    example_gen, statistics_gen, schema_gen, example_validator, windowing = data_components(config, input_base)
 
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
+
+    trainer = tfx.components.Trainer(
+        run_fn=TRAINER_RUN_FN,
+        examples=windowing.outputs["examples"],
+        base_model=latest_blessed_model.outputs["model"] if config.warm_start else None,
+        custom_config=dataclasses.asdict(config.model))
 
     evaluator = tfx.components.Evaluator(
         examples=windowing.outputs["examples"],
@@ -101,9 +112,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, windowing, trainer,
-                    latest_blessed_model, evaluator, test_evaluator, pusher],
+        components=[example_gen, statistics_gen, schema_gen, example_validator, windowing, latest_blessed_model,
+                    trainer, evaluator, test_evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path),
+            config.metadata_path) if with_local_metadata else None,
         beam_pipeline_args=config.beam_pipeline_args())

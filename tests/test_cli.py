@@ -35,7 +35,7 @@ def test_bad_history_exits_2(tmp_path, capsys):
 def test_help_lists_every_command_and_is_fast():
     out = subprocess.run([sys.executable, "-m", "ondevice_rec.cli", "--help"], capture_output=True, text=True,
                          check=True).stdout
-    for command in ("run", "recommend", "make-synthetic", "download"):
+    for command in ("run", "retrain", "kubeflow", "recommend", "make-synthetic", "download", "benchmark"):
         assert command in out
     assert "exit codes" in out
 

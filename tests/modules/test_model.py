@@ -1,5 +1,6 @@
 """The bag-of-words model learns the synthetic sequential structure and exports correct signatures."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -221,3 +222,32 @@ def test_quantized_recall_check_rejects_a_model_that_ranks_worse(trained, tmp_pa
                                        publish.convert_to_tflite(untrained, export.RECOMMEND_SIGNATURE),
                                        export.RECOMMEND_SIGNATURE, histories,
                                        [e[features.LABEL_MOVIE_ID] for e in test])
+
+
+def test_warm_start_carries_weights_over_by_movie_id(trained):
+    """A later span's vocabulary (another order, a movie gone, a new movie): rows follow the movie ids."""
+    from ondevice_rec.modules import model as model_lib, warm_start
+    export_dir, vocab, split_examples, config = trained
+    old_model = tf.saved_model.load(export_dir)
+    gone = vocab.movies[-1].movie_id
+    reordered = list(reversed(vocab.movies[:-1])) + [vocabulary.MovieEntry(vocab.max_movie_id + 1, 1, "New")]
+    new_vocab = vocabulary.Vocabulary(reordered, vocab.max_movie_id + 1, list(vocab.genres))
+    fresh = model_lib.build_model(config, new_vocab)
+    fresh_new_row = fresh.get_layer("context_embedding").embeddings.numpy()[-1].copy()
+    stats = warm_start.warm_start(fresh, new_vocab, export_dir)
+    assert stats["movies_carried_over"] == len(vocab.movies) - 1 and stats["new_movies"] == 1
+    np.testing.assert_array_equal(fresh.get_layer("context_embedding").embeddings.numpy()[-1], fresh_new_row)
+    # Same movies, same weights: the warm-started model scores every history item like the old one.
+    histories = [e for e in split_examples["test"] if gone not in e[features.CONTEXT_MOVIE_ID]][:20]
+    inputs = {features.CONTEXT_MOVIE_ID: tf.constant([e[features.CONTEXT_MOVIE_ID] for e in histories], tf.int32)}
+    if config.use_ratings:
+        inputs[features.CONTEXT_MOVIE_RATING] = tf.constant(
+            [e[features.CONTEXT_MOVIE_RATING] for e in histories], tf.float32)
+    old_scores = old_model.model(inputs, training=False).numpy()
+    new_scores = fresh(inputs, training=False).numpy()
+    for old_index, movie in enumerate(vocab.movies[:-1], start=1):
+        new_index = 1 + reordered.index(movie)
+        np.testing.assert_allclose(new_scores[:, new_index], old_scores[:, old_index], rtol=1e-4, atol=1e-4)
+    other = model_lib.build_model(dataclasses.replace(config, embedding_dim=2 * config.embedding_dim), new_vocab)
+    with pytest.raises(ValueError, match="base shape"):
+        warm_start.warm_start(other, new_vocab, export_dir)

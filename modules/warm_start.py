@@ -1,0 +1,100 @@
+"""Warm start: initialise a new model from an earlier exported one, matching movies by id.
+
+The exported model keeps its trainable weights in ``assets.extra/weights.npz`` (in the model's weight order,
+with their names) next to its
+vocabulary. A later span has a different vocabulary (new movies, another popularity order), so rows of the
+vocabulary-indexed tables are copied by movie id; movies the old model never saw keep their fresh
+initialisation. Any other weight is copied when its shape matches; if the architecture differs (another encoder,
+dimension or history length) nothing is copied and the caller is told why.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from typing import Dict
+
+import numpy as np
+
+from .vocabulary import Vocabulary
+
+WEIGHTS_FILE = "weights.npz"
+
+log = logging.getLogger("ondevice_rec.warm_start")
+
+
+def vocabulary_indexed(model) -> np.ndarray:
+    """Per trainable weight: is its first axis the vocabulary index (item and label embeddings, label bias)?"""
+    scores = model.get_layer("scores")
+    tables = [model.get_layer("context_embedding").embeddings, scores.label_bias]
+    if hasattr(scores, "label_embedding"):
+        tables.append(scores.label_embedding)
+    ids = {id(t) for t in tables}
+    return np.array([id(w) in ids for w in model.trainable_weights])
+
+
+def save_weights(model, directory: str) -> str:
+    """Writes ``model``'s trainable weights to ``directory/weights.npz``."""
+    import tensorflow as tf
+    path = os.path.join(directory, WEIGHTS_FILE)
+    buffer = io.BytesIO()  # np.savez seeks, which a GCS / S3 file does not allow
+    np.savez(buffer, names=np.array([w.name for w in model.trainable_weights]), indexed=vocabulary_indexed(model),
+             **{f"w{i}": w.numpy() for i, w in enumerate(model.trainable_weights)})
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
+    return path
+
+
+def index_mapping(old: Vocabulary, new: Vocabulary) -> np.ndarray:
+    """``mapping[new_index]`` = the old index of the same movie id, or -1 (index 0, padding, maps to 0)."""
+    old_index = {m.movie_id: i for i, m in enumerate(old.movies, start=1)}
+    return np.array([0] + [old_index.get(m.movie_id, -1) for m in new.movies], np.int64)
+
+
+def warm_start(model, vocab: Vocabulary, base_dir: str) -> Dict[str, int]:
+    """Copies weights from the exported model at ``base_dir`` into ``model`` (built for ``vocab``).
+
+    Returns counts: ``copied_weights``, ``movies_carried_over`` and ``new_movies``; raises ValueError (and
+    copies nothing) when the architectures differ.
+    """
+    import tensorflow as tf
+    from .export import ASSETS_EXTRA
+    extra = os.path.join(base_dir, ASSETS_EXTRA)
+    path = os.path.join(extra, WEIGHTS_FILE)
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f"{base_dir} has no {ASSETS_EXTRA}/{WEIGHTS_FILE} (exported by an older version)")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        saved = np.load(io.BytesIO(f.read()))
+        names = [str(n) for n in saved["names"]]
+        old_indexed = saved["indexed"].tolist()
+        old = [saved[f"w{i}"] for i in range(len(names))]
+    # Matched by position (Keras may number sub-layer names differently in another process); the
+    # vocabulary-indexed tables must sit at the same positions.
+    if len(old) != len(model.trainable_weights):
+        raise ValueError(f"the base model has {len(old)} trainable weights, this one "
+                         f"{len(model.trainable_weights)} (another architecture)")
+    mapping = index_mapping(Vocabulary.load(extra), vocab)
+    known = mapping >= 0
+    values = []
+    indexed = vocabulary_indexed(model).tolist()
+    if indexed != old_indexed:
+        raise ValueError(f"weights {names} do not line up with this model's (another architecture)")
+    for weight, is_indexed, previous in zip(model.trainable_weights, indexed, old):
+        current = weight.numpy()
+        if is_indexed:
+            if previous.shape[1:] != current.shape[1:]:
+                raise ValueError(f"{weight.name}: base shape {previous.shape} vs {current.shape}")
+            current[known] = previous[mapping[known]]
+            values.append(current)
+        elif previous.shape != current.shape:
+            raise ValueError(f"{weight.name}: base shape {previous.shape} vs {current.shape}")
+        else:
+            values.append(previous)
+    for weight, value in zip(model.trainable_weights, values):
+        weight.assign(value)
+    stats = {"copied_weights": len(values), "movies_carried_over": int(known[1:].sum()),
+             "new_movies": int((~known[1:]).sum())}
+    log.info("warm start from %s: %d weights, %d movies carried over, %d new", base_dir, stats["copied_weights"],
+             stats["movies_carried_over"], stats["new_movies"])
+    return stats

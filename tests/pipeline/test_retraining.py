@@ -1,0 +1,106 @@
+"""Scheduled retraining: data spans, warm start, and a worse model never replacing the one serving."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+from ondevice_rec import cli
+from ondevice_rec.data import synthetic
+from ondevice_rec.pipeline import runner
+from ondevice_rec.pipeline.config import SPAN_PATTERN, PipelineConfig
+from ondevice_rec.modules.config import ModelConfig
+
+SPAN_1 = synthetic.SyntheticConfig(users=150, items=120, mean_ratings_per_user=30, seed=7)
+SPAN_2 = dataclasses.replace(SPAN_1, users=170)  # a later snapshot of the same world: more users, new ratings
+
+
+def _executions(config, run_id):
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = config.metadata_path
+    store = metadata_store.MetadataStore(connection)
+    run = store.get_context_by_type_and_name("pipeline_run", run_id)
+    return store, store.get_executions_by_context(run.id)
+
+
+def _input_types(config, run_id, node_type_name):
+    """Artifact type names of the inputs of the run's execution of ``node_type_name``."""
+    store, executions = _executions(config, run_id)
+    execution = next(e for e in executions if store.get_execution_types_by_id([e.type_id])[0].name
+                     .endswith(node_type_name))
+    events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type == e.INPUT]
+    return {(e.path.steps[0].key, store.get_artifact_types_by_id(
+        [store.get_artifacts_by_id([e.artifact_id])[0].type_id])[0].name) for e in events}
+
+
+def _span_of_examples(config, run_id):
+    store, _ = _executions(config, run_id)
+    run = store.get_context_by_type_and_name("pipeline_run", run_id)
+    spans = {a.custom_properties["span"].int_value for a in store.get_artifacts_by_context(run.id)
+             if "/MovieLensExampleGen/" in a.uri}
+    return spans
+
+
+@pytest.fixture(scope="module")
+def cycles(tmp_path_factory):
+    data = tmp_path_factory.mktemp("spans")
+    synthetic.write(synthetic.generate(SPAN_1), str(data / "span-1"), "ml-1m")
+    out = str(tmp_path_factory.mktemp("retrain"))
+    # Cycle 1, through the CLI: span 1, nothing to warm-start from yet.
+    assert cli.main(["retrain", "--data-dir", str(data), "--output-dir", out, "--epochs", "4", "--top-k", "20",
+                     "--keep-versions", "3"]) == 0
+    config = PipelineConfig(data_dir=str(data), output_dir=out, input_pattern=SPAN_PATTERN, warm_start=True,
+                            model=ModelConfig(epochs=4, top_k=20), keep_versions=3)
+    first = runner.summarize(config, runner.run_ids(config.metadata_path)[-1])
+    served_after_first = os.path.realpath(os.path.join(config.serving_dir, "latest"))
+    # Span 2 arrives. Cycle 2: a deliberately crippled trainer (one step, from scratch).
+    synthetic.write(synthetic.generate(SPAN_2), str(data / "span-2"), "ml-1m")
+    crippled = dataclasses.replace(config, warm_start=False,
+                                   model=ModelConfig(epochs=1, steps_per_epoch=1, top_k=20))
+    second = runner.run(crippled)
+    served_after_second = (os.path.realpath(os.path.join(config.serving_dir, "latest")),
+                           sorted(d for d in os.listdir(config.serving_dir) if d != "latest"))
+    # Cycle 3: the regular retraining on span 2, warm-started from the model serving (blessed if its eval
+    # recall@10 is within 0.05 of the serving model's, as a user would allow for 150 eval users' noise).
+    third = runner.run(dataclasses.replace(config, max_recall_regression=0.05))
+    return config, (first, served_after_first), (second, served_after_second), third
+
+
+@pytest.mark.slow
+def test_first_span_is_blessed_and_published(cycles):
+    config, (first, served), _, _ = cycles
+    assert first.push["pushed"] == 1 and served == first.push["pushed_destination"]
+    assert _span_of_examples(config, first.run_id) == {1}
+    with open(os.path.join(served, "metadata.json")) as f:
+        assert json.load(f)["pipeline_run_id"] == first.run_id
+
+
+@pytest.mark.slow
+def test_a_worse_model_on_the_next_span_is_not_blessed_and_latest_is_unchanged(cycles):
+    config, (first, served_first), (second, (served_second, versions)), _ = cycles
+    assert _span_of_examples(config, second.run_id) == {2}  # the new span was picked up
+    assert {n.node_id: n.state for n in second.nodes}["Trainer"] == "executed"
+    assert second.push["pushed"] == 0 and "did not bless" in second.push["push_outcome"]
+    assert served_second == served_first
+    assert versions == [os.path.basename(served_first)]  # nothing else was written
+
+
+@pytest.mark.slow
+def test_regular_retraining_warm_starts_from_the_serving_model_and_publishes(cycles):
+    config, (first, served_first), _, third = cycles
+    # The Trainer got the latest blessed model (span 1's) as its base model ...
+    assert ("base_model", "Model") in _input_types(config, third.run_id, "Trainer")
+    assert ("base_model", "Model") not in _input_types(config, first.run_id, "Trainer")
+    # ... and its model, no worse on span 2's eval split than span 1's model, replaced it.
+    assert third.push["pushed"] == 1
+    latest = os.path.realpath(os.path.join(config.serving_dir, "latest"))
+    assert latest == third.push["pushed_destination"] != served_first
+    assert third.test_metrics["recall@10"] > third.popularity["recall@10"]
+
+
+def test_retrain_without_span_folders_says_what_it_expects(tmp_path, capsys):
+    assert cli.main(["retrain", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]) == 2
+    assert "span-1/, span-2/" in capsys.readouterr().err
