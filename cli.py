@@ -26,6 +26,10 @@ EXAMPLES = {
   ondevice-rec run --data-dir data --output-dir out --beam-arg=--direct_num_workers=2""",
     "recommend": """examples:
   ondevice-rec recommend --model /tmp/out/serving/latest --history 50,172,181 --k 10""",
+    "demo": """examples:
+  ondevice-rec demo --model /tmp/out/serving/latest            # then open http://127.0.0.1:8000/""",
+    "report": """examples:
+  ondevice-rec report /tmp/out --quality benchmarks/results/quality.json --latency benchmarks/results/latency.json""",
     "make-synthetic": """examples:
   ondevice-rec make-synthetic --format ml-1m --out /tmp/synthetic --users 500 --items 400""",
     "benchmark": """examples:
@@ -75,6 +79,9 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser, defaults, encoders)
                         help="keep only each user's most recent N train examples (default: all)")
     parser.add_argument("--stride", type=int, default=None,
                         help="use every k-th train position (default: N/2 with loss_positions=all, else 1)")
+    parser.add_argument("--max-bad-fraction", type=float, default=0.001,
+                        help="malformed ratings lines are skipped and counted up to this share of all lines; above "
+                             "it the run fails naming the first (default: %(default)s)")
     parser.add_argument("--min-recall-at-10", type=float, default=0.0,
                         help="blessing needs at least this eval recall@10 (default: %(default)s)")
     parser.add_argument("--keep-versions", type=int, default=5, help="published versions kept (default: %(default)s)")
@@ -158,6 +165,23 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--history", required=True, help="movie ids in the order watched, oldest first: 1,2,3")
     rec.add_argument("--k", type=int, default=10, help="how many to print (default: %(default)s)")
 
+    demo = commands.add_parser("demo", help="serve a page that re-ranks on every pick, the model running in the "
+                                            "browser",
+                               epilog=EXAMPLES["demo"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("--model", required=True, help="a published version folder, e.g. OUT/serving/latest")
+    demo.add_argument("--port", type=int, default=8000, help="default: %(default)s (0: any free port)")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="address to bind (default: %(default)s, this machine only)")
+
+    rep = commands.add_parser("report", help="write one self-contained HTML page about the model serving from OUT",
+                              epilog=EXAMPLES["report"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    rep.add_argument("output_dir", metavar="OUT", help="a pipeline output folder (the --output-dir of run)")
+    rep.add_argument("--out", default=None, help="HTML file (default: OUT/report.html)")
+    rep.add_argument("--quality", default=None,
+                     help="quality benchmark JSON (default: benchmarks/results/quality.json if present)")
+    rep.add_argument("--latency", default=None,
+                     help="latency benchmark JSON (default: benchmarks/results/latency.json if present)")
+
     syn = commands.add_parser("make-synthetic", help="write a synthetic dataset in a MovieLens layout",
                               epilog=EXAMPLES["make-synthetic"], formatter_class=argparse.RawDescriptionHelpFormatter)
     syn.add_argument("--format", choices=sorted(movielens.FORMATS), required=True)
@@ -170,7 +194,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("benchmark", help="measure speed figures (prints a table, writes JSON)",
                                 epilog=EXAMPLES["benchmark"], formatter_class=argparse.RawDescriptionHelpFormatter)
     which = bench.add_subparsers(dest="benchmark", required=True)
-    bw = which.add_parser("windowing", help="Beam windowing vs a numpy/pandas reference at ML-1M scale")
+    examples = {"epilog": EXAMPLES["benchmark"], "formatter_class": argparse.RawDescriptionHelpFormatter}
+    bw = which.add_parser("windowing", help="Beam windowing vs a numpy/pandas reference at ML-1M scale", **examples)
     bw.add_argument("--ratings", type=int, default=1_000_000, help="synthetic ratings (default: %(default)s)")
     bw.add_argument("--history-length", type=int, default=10, help="default: %(default)s")
     bw.add_argument("--work-dir", default="", help="where data and outputs go (default: a new temp folder)")
@@ -178,7 +203,8 @@ def _parser() -> argparse.ArgumentParser:
     bw.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                     help="Beam pipeline option, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
 
-    bq = which.add_parser("quality", help="every encoder x history length vs popularity and Markov baselines")
+    bq = which.add_parser("quality", help="every encoder x history length vs popularity and Markov baselines",
+                          **examples)
     bq.add_argument("--data-dir", required=True, help="a MovieLens folder, e.g. ../shared/data/ml-100k")
     bq.add_argument("--encoders", default="bow,cnn,lstm,transformer", help="default: %(default)s")
     bq.add_argument("--history-lengths", default="10,50,100", help="default: %(default)s")
@@ -190,12 +216,14 @@ def _parser() -> argparse.ArgumentParser:
     bq.add_argument("--out-dir", default="benchmarks/results", help="quality.json/.md/.png (default: %(default)s)")
 
     br = which.add_parser("beam-runners",
-                          help="the Beam data stages on DirectRunner vs a local multi-process portable engine")
+                          help="the Beam data stages on DirectRunner vs a local multi-process portable engine",
+                          **examples)
     br.add_argument("--data-dir", required=True, help="a MovieLens folder")
     br.add_argument("--workers", type=int, default=2, help="SDK worker processes (default: %(default)s)")
     br.add_argument("--work-dir", default="", help="where outputs go (default: a new temp folder)")
     br.add_argument("--out", default="benchmarks/results/beam_runners.json", help="JSON output (default: %(default)s)")
-    bl = which.add_parser("latency", help="TFLite p50/p90/p99 (1 and 4 threads) vs the SavedModel, and size")
+    bl = which.add_parser("latency", help="TFLite p50/p90/p99 (1 and 4 threads) vs the SavedModel, and size",
+                          **examples)
     target = bl.add_mutually_exclusive_group(required=True)
     target.add_argument("--model", help="a published version folder (e.g. OUT/serving/latest) or a .tflite file")
     target.add_argument("--all", action="store_true",
@@ -272,7 +300,8 @@ def _pipeline_config(args, data_dir: str, output_dir: str, **settings):
         stride=args.stride or model.default_train_stride())
     return PipelineConfig(data_dir=data_dir, output_dir=output_dir, model=model, windowing=windowing,
                           min_recall_at_10=args.min_recall_at_10, keep_versions=args.keep_versions,
-                          quantization=args.quantization, beam_args=args.beam_arg, **settings)
+                          quantization=args.quantization, beam_args=args.beam_arg,
+                          max_bad_fraction=args.max_bad_fraction, **settings)
 
 
 def _run_pipeline(config, args, headline: str) -> int:
@@ -365,6 +394,30 @@ def cmd_recommend(args) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args) -> int:
+    from ondevice_rec.demo import server
+    httpd, url = server.make_server(args.model, port=args.port, host=args.host)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
+    print(f"Demo of {os.path.abspath(args.model)} at {url}  (Ctrl-C stops)", flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from ondevice_rec.pipeline import report
+    for path in (args.quality, args.latency):
+        if path and not os.path.exists(path):
+            raise FileNotFoundError(f"{path} does not exist")
+    print(f"Report: {report.write(args.output_dir, args.out, args.quality, args.latency)}")
+    return EXIT_OK
+
+
 def cmd_make_synthetic(args) -> int:
     from ondevice_rec.data import synthetic
     config = synthetic.SyntheticConfig(users=args.users, items=args.items,
@@ -430,7 +483,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ondevice_rec.data.movielens import DataFormatError
     args = _parser().parse_args(argv)
     handlers = {"run": cmd_run, "retrain": cmd_retrain, "kubeflow": cmd_kubeflow, "recommend": cmd_recommend,
-                "make-synthetic": cmd_make_synthetic, "download": cmd_download, "benchmark": cmd_benchmark}
+                "demo": cmd_demo, "report": cmd_report, "make-synthetic": cmd_make_synthetic, "download": cmd_download,
+                "benchmark": cmd_benchmark}
     try:
         return handlers[args.command](args)
     except (FileNotFoundError, DataFormatError, DownloadError, ValueError) as e:

@@ -10,14 +10,14 @@ import os
 import setuptools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SUBPACKAGES = ["pipeline", "components", "modules", "data", "kubeflow", "benchmarks"]
+SUBPACKAGES = ["pipeline", "components", "modules", "data", "kubeflow", "benchmarks", "demo"]
 
 
 def _packages():
     found = ["ondevice_rec"]
     for top in SUBPACKAGES:
         for root, dirs, files in os.walk(os.path.join(HERE, top)):
-            dirs[:] = [d for d in dirs if not d.startswith((".", "__"))]
+            dirs[:] = [d for d in dirs if not d.startswith((".", "__")) and d != "node_modules"]
             if "__init__.py" in files:
                 rel = os.path.relpath(root, HERE)
                 found.append("ondevice_rec." + rel.replace(os.sep, "."))
@@ -31,7 +31,10 @@ setuptools.setup(
     python_requires=">=3.9",
     package_dir={"ondevice_rec": "."},
     packages=_packages(),
-    package_data={"ondevice_rec": ["kubeflow/*.json", "pipeline/*.json", "components/tflite_pusher/*.json"]},
+    # The demo's web runtime (demo/node_modules) is installed by `npm ci` in demo/, not packaged.
+    package_data={"ondevice_rec": ["kubeflow/*.json", "pipeline/*.json", "pipeline/*.pbtxt",
+                                   "components/tflite_pusher/*.json",
+                                   "demo/static/*", "demo/package.json", "demo/package-lock.json"]},
     # The pinned TFX stack is installed from constraints.txt first (see README); these are the direct needs.
     install_requires=[
         "tfx>=1.16,<1.17",

@@ -12,5 +12,21 @@ echo "Installing the pinned TFX 1.16 stack (a few minutes on a cold cache) ..."
 "${PIP[@]}" "tfx[kfp]==1.16.0" 2> >(grep -v "^WARNING: Location" >&2)
 echo "Installing ondevice-rec ..."
 "${PIP[@]}" -e ".[test]" 2> >(grep -v "^WARNING: Location" >&2)
+echo "Installing the demo page's web runtime (LiteRT.js from the npm registry, served locally) ..."
+if command -v npm > /dev/null; then
+  (cd demo && npm ci --no-audit --no-fund --loglevel=error 2> >(grep -v "Unknown user config" >&2))
+else
+  echo "warning: npm not found; 'ondevice-rec demo' and its browser test need Node.js and npm" >&2
+fi
+# The browser test drives Debian's Chromium (no browser download by a test tool).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "Installing Debian's chromium for the demo's browser test ..."
+    apt-get install -y -qq --no-install-recommends chromium > /dev/null ||
+      { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium > /dev/null; }
+  else
+    echo "warning: /usr/bin/chromium missing (apt-get install chromium); the browser test will be skipped" >&2
+  fi
+fi
 .venv/bin/ondevice-rec --help > /dev/null
 echo "Ready: .venv/bin/ondevice-rec --help"

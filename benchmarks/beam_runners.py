@@ -1,9 +1,9 @@
 """The pipeline's Beam stages on DirectRunner and on a multi-process portable engine: same outputs?
 
-Runs the data stages (MovieLensExampleGen, StatisticsGen, SchemaGen, ExampleValidator, HistoryWindowing) of
+Runs the data stages (MovieLensExampleGen, StatisticsGen, ImportSchemaGen, ExampleValidator, HistoryWindowing) of
 the real pipeline twice, unchanged, differing only in ``beam_pipeline_args``: once on the DirectRunner and once
 on ``LocalPortableCluster`` (job service + external SDK worker pool). Compares every output (examples record by
-record per split, the vocabulary, statistics counts, the schema), prints wall times and writes JSON.
+record per split, the vocabulary, statistics counts, the anomalies), prints wall times and writes JSON.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Dict, List
 from ondevice_rec.pipeline.config import PipelineConfig
 from ondevice_rec.pipeline.portable_beam import LocalPortableCluster
 
-DATA_STAGES = ("MovieLensExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "HistoryWindowing")
+DATA_STAGES = ("MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing")
 
 
 def run_data_stages(config: PipelineConfig) -> Dict[str, str]:
@@ -37,7 +37,7 @@ def run_data_stages(config: PipelineConfig) -> Dict[str, str]:
             config.metadata_path)))
     outputs = {}
     for component in stages:
-        key = {"StatisticsGen": "statistics", "SchemaGen": "schema", "ExampleValidator": "anomalies"}.get(
+        key = {"StatisticsGen": "statistics", "ImportSchemaGen": "schema", "ExampleValidator": "anomalies"}.get(
             component.id, "examples")
         outputs[component.id] = _latest_uri(os.path.join(config.pipeline_root, component.id, key))
     return outputs
@@ -72,9 +72,10 @@ def _statistics_counts(uri: str) -> Dict[str, dict]:
     return counts
 
 
-def _schema(uri: str) -> str:
-    with open(os.path.join(uri, "schema.pbtxt")) as f:
-        return f.read()
+def _anomalies(uri: str) -> Dict[str, str]:
+    from tensorflow_data_validation.utils import anomalies_util
+    return {os.path.basename(os.path.dirname(p)): str(anomalies_util.load_anomalies_binary(p).anomaly_info)
+            for p in sorted(glob.glob(os.path.join(uri, "Split-*", "SchemaDiff.pb")))}
 
 
 def compare(direct: Dict[str, str], portable: Dict[str, str]) -> Dict[str, bool]:
@@ -84,7 +85,7 @@ def compare(direct: Dict[str, str], portable: Dict[str, str]) -> Dict[str, bool]
     return {
         "MovieLensExampleGen": _records(direct["MovieLensExampleGen"]) == _records(portable["MovieLensExampleGen"]),
         "StatisticsGen": _statistics_counts(direct["StatisticsGen"]) == _statistics_counts(portable["StatisticsGen"]),
-        "SchemaGen": _schema(direct["SchemaGen"]) == _schema(portable["SchemaGen"]),
+        "ExampleValidator": _anomalies(direct["ExampleValidator"]) == _anomalies(portable["ExampleValidator"]),
         "HistoryWindowing": _records(direct["HistoryWindowing"]) == _records(portable["HistoryWindowing"]),
         "vocabulary": windowed_vocabulary[0] == windowed_vocabulary[1],
     }

@@ -28,6 +28,9 @@ ML100K_GENRES = (
 )
 NO_GENRE_MARKERS = frozenset({"", "(no genres listed)", "unknown"})
 
+MIN_RATING, MAX_RATING = 0.5, 5.0  # MovieLens stars (whole stars in ml-100k / ml-1m, half stars in ml-latest)
+MAX_TIMESTAMP_SECONDS = 10 ** 11  # the year 5138 in seconds; larger values are milliseconds (or garbage)
+
 _YEAR_AT_END = re.compile(r"\s*\((\d{4})(?:[-\u2013]\d{0,4})?\)\s*$")
 
 
@@ -97,6 +100,8 @@ def detect_format(data_dir: str) -> DatasetFormat:
     fmt = found[0]
     if not os.path.exists(fmt.movies_path(data_dir)):
         raise FileNotFoundError(f"{fmt.movies_path(data_dir)} is missing ({fmt.name} layout needs it)")
+    if os.path.getsize(fmt.ratings_path(data_dir)) == 0:
+        raise DataFormatError(fmt.ratings_path(data_dir), None, "the ratings file is empty")
     return fmt
 
 
@@ -119,6 +124,15 @@ def parse_rating_line(fmt: DatasetFormat, line: str, path: str = "", line_number
     if user_id <= 0 or movie_id <= 0:
         raise DataFormatError(path or fmt.ratings_file, line_number,
                               f"user and movie ids must be positive (0 is the padding id): {text[:80]!r}")
+    if not MIN_RATING <= rating <= MAX_RATING:
+        raise DataFormatError(path or fmt.ratings_file, line_number,
+                              f"rating {fields[2]} is outside {MIN_RATING:g}..{MAX_RATING:g}: {text[:80]!r}")
+    if timestamp > MAX_TIMESTAMP_SECONDS:
+        raise DataFormatError(path or fmt.ratings_file, line_number,
+                              f"timestamp {fields[3]} looks like milliseconds (MovieLens uses seconds since 1970): "
+                              f"{text[:80]!r}")
+    if timestamp < 0:
+        raise DataFormatError(path or fmt.ratings_file, line_number, f"negative timestamp: {text[:80]!r}")
     return Rating(user_id, movie_id, rating, timestamp)
 
 
@@ -215,11 +229,14 @@ def _movie(movie_id: str, raw_title: str, genres: List[str]) -> Movie:
     return Movie(int(movie_id), title, _clean_genres(genres), year)
 
 
+def decode_line(raw: bytes, encoding: str) -> str:
+    """One line: UTF-8 when it is valid UTF-8, else the layout's encoding (files mixing both read correctly)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode(encoding if encoding != "utf-8" else "latin-1")
+
+
 def _decode(raw: bytes, encoding: str) -> str:
-    """Decodes with the layout's encoding; UTF-8 files mislabelled as latin-1 (or mixed) still read."""
-    if encoding == "latin-1":
-        try:
-            return raw.decode("utf-8")  # pure ASCII or genuinely UTF-8
-        except UnicodeDecodeError:
-            return raw.decode("latin-1")
-    return raw.decode(encoding, errors="replace")
+    """Decodes line by line (see ``decode_line``): a latin-1 file with some UTF-8 titles, or the reverse."""
+    return "".join(decode_line(line, encoding) for line in raw.splitlines(keepends=True))

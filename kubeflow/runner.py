@@ -7,12 +7,15 @@ and no module file or wheel is uploaded to the pipeline root.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
-from ondevice_rec.pipeline.config import PipelineConfig
+from ondevice_rec.pipeline.config import DEFAULT_SCHEMA, PipelineConfig
 
 FORMATS = (".yaml", ".yml", ".json")
 DATA_ROOT_PARAMETER = "data_root"  # a run (or a recurring run) may point the pipeline at other data
+# kubeflow/Dockerfile copies the sources to /opt/ondevice-rec/src: the curated schema as the containers see it.
+IMAGE_SCHEMA_FILE = "/opt/ondevice-rec/src/pipeline/rating_events.schema.pbtxt"
 
 
 def check_config(config: PipelineConfig) -> None:
@@ -33,6 +36,8 @@ def compile_pipeline(config: PipelineConfig, image: str, output: str) -> str:
     if not output.endswith(FORMATS):
         raise ValueError(f"--output must end with one of {', '.join(FORMATS)}: {output!r}")
     check_config(config)
+    if config.schema_file == DEFAULT_SCHEMA:
+        config = dataclasses.replace(config, schema_file=IMAGE_SCHEMA_FILE)
     runner_config = kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
         display_name=config.pipeline_name, default_image=image, use_pipeline_spec_2_1=True)
     output = os.path.abspath(output)

@@ -12,6 +12,7 @@ from ondevice_rec.modules.config import ModelConfig
 
 
 SPAN_PATTERN = "span-{SPAN}/*"
+DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rating_events.schema.pbtxt")
 
 
 def _absolute(path: str) -> str:
@@ -50,6 +51,10 @@ class PipelineConfig:
     windowing: Optional[WindowingOptions] = None
     temporal_eval_fraction: float = 0.1  # temporal split without explicit cuts: share of events in eval
     temporal_test_fraction: float = 0.1  # ... and in test
+    # The curated schema ExampleValidator checks the rating events against (any anomaly stops the run).
+    schema_file: str = DEFAULT_SCHEMA
+    # Malformed ratings lines are skipped and counted up to this share of all lines; above it the run fails.
+    max_bad_fraction: float = 0.001
     # Blessing: eval-split recall@10 must reach this and must not fall below the latest blessed model's.
     min_recall_at_10: float = 0.0
     max_recall_regression: float = 0.0
@@ -66,6 +71,8 @@ class PipelineConfig:
     dataset_name: Optional[str] = None
 
     def __post_init__(self):
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ValueError(f"max_bad_fraction must be between 0 and 1, got {self.max_bad_fraction}")
         if self.windowing is None:
             self.windowing = WindowingOptions(stride=self.model.default_train_stride())
         self.windowing = dataclasses.replace(self.windowing, history_length=self.model.history_length)

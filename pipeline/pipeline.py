@@ -1,9 +1,10 @@
 """The ondevice-rec TFX pipeline.
 
-MovieLensExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
-                    -> HistoryWindowing -> Trainer -> Evaluator (eval split: blessing vs latest blessed)
-                                                   -> Evaluator (test split: reported)
-                                                   -> TFLitePusher (blessed models only)
+MovieLensExampleGen -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen's curated schema)
+                    -> HistoryWindowing (stops on anomalies) -> Trainer
+                           -> Evaluator (eval split: blessing vs latest blessed)
+                           -> Evaluator (test split: reported)
+                           -> TFLitePusher (blessed models only)
 """
 
 from __future__ import annotations
@@ -53,16 +54,19 @@ def eval_config(config: PipelineConfig, with_thresholds: bool) -> tfma.EvalConfi
 
 
 def data_components(config: PipelineConfig, input_base=None):
-    """The data stages, in order: ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, HistoryWindowing."""
-    example_gen = MovieLensExampleGen(input_base=input_base or config.data_dir, split_pattern=config.input_pattern)
+    """The data stages, in order: ExampleGen, StatisticsGen, ImportSchemaGen (the curated schema),
+    ExampleValidator and HistoryWindowing, which refuses anomalous events."""
+    example_gen = MovieLensExampleGen(input_base=input_base or config.data_dir, split_pattern=config.input_pattern,
+                                      max_bad_fraction=config.max_bad_fraction)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
 
     windowing = HistoryWindowing(events=example_gen.outputs["examples"], options=config.windowing,
                                  eval_fraction=config.temporal_eval_fraction,
-                                 test_fraction=config.temporal_test_fraction)
+                                 test_fraction=config.temporal_test_fraction,
+                                 anomalies=example_validator.outputs["anomalies"])
     return example_gen, statistics_gen, schema_gen, example_validator, windowing
 
 

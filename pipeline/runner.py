@@ -31,6 +31,7 @@ class RunSummary:
     push: Dict[str, object]
     test_metrics: Dict[str, float]
     popularity: Dict[str, float]
+    data: Dict[str, object] = dataclasses.field(default_factory=dict)  # input counts (ExampleGen, windowing)
 
     def node(self, node_id: str) -> NodeResult:
         return next(n for n in self.nodes if n.node_id == node_id)
@@ -126,13 +127,36 @@ def push_result(metadata_path: str, run_id: str) -> Dict[str, object]:
     return {}
 
 
-def _artifact_uri(metadata_path: str, run_id: str, node_id: str, type_name: str) -> Optional[str]:
+def _artifact(metadata_path: str, run_id: str, node_id: str, type_name: str):
     store = _store(metadata_path)
     run = store.get_context_by_type_and_name("pipeline_run", run_id)
     for artifact in store.get_artifacts_by_context(run.id):
         if store.get_artifact_types_by_id([artifact.type_id])[0].name == type_name and f"/{node_id}/" in artifact.uri:
-            return artifact.uri
+            return artifact
     return None
+
+
+def _artifact_uri(metadata_path: str, run_id: str, node_id: str, type_name: str) -> Optional[str]:
+    artifact = _artifact(metadata_path, run_id, node_id, type_name)
+    return artifact.uri if artifact is not None else None
+
+
+def data_counts(metadata_path: str, run_id: str) -> Dict[str, object]:
+    """What the run read and what it set aside: ExampleGen's line counts and windowing's skips."""
+    counts: Dict[str, object] = {}
+    for node_id, keys in (("MovieLensExampleGen", ("span", "rating_lines", "bad_lines", "ratings_of_unlisted_movies")),
+                          ("HistoryWindowing", ("users", "users_skipped", "duplicate_ratings"))):
+        artifact = _artifact(metadata_path, run_id, node_id, "Examples")
+        if artifact is None:
+            continue
+        for key in keys:
+            if key in artifact.custom_properties:
+                counts[key] = artifact.custom_properties[key].int_value
+        report = os.path.join(artifact.uri, "input_report.json")
+        if os.path.exists(report):
+            with open(report) as f:
+                counts["bad_line_samples"] = [s["error"] for s in json.load(f)["bad_line_samples"]]
+    return counts
 
 
 def popularity_on_test(examples_uri: str) -> Dict[str, float]:
@@ -156,7 +180,8 @@ def summarize(config: PipelineConfig, run_id: str, wall_seconds: float = 0.0) ->
                 test_metrics = json.load(f)
     examples_uri = _artifact_uri(config.metadata_path, run_id, "HistoryWindowing", "Examples")
     popularity = popularity_on_test(examples_uri) if examples_uri else {}
-    return RunSummary(run_id, wall_seconds, nodes, push, test_metrics, popularity)
+    return RunSummary(run_id, wall_seconds, nodes, push, test_metrics, popularity,
+                      data_counts(config.metadata_path, run_id))
 
 
 def run(config: PipelineConfig, runner: str = "beam") -> RunSummary:
@@ -173,12 +198,28 @@ def run(config: PipelineConfig, runner: str = "beam") -> RunSummary:
     return summarize(config, new[-1], wall)
 
 
+def format_data_counts(counts: Dict[str, object]) -> List[str]:
+    if "rating_lines" not in counts:
+        return []
+    lines = [f"Input: {counts['rating_lines']:,} ratings lines (span {counts.get('span', 0)}); "
+             f"{counts.get('bad_lines', 0):,} malformed lines skipped; "
+             f"{counts.get('ratings_of_unlisted_movies', 0):,} ratings of movies missing from the movies file kept "
+             f"(no title or genres)"]
+    for sample in counts.get("bad_line_samples", [])[:3]:
+        lines.append(f"  skipped {sample}")
+    if "users" in counts:
+        lines.append(f"Windowing: {counts['users']:,} users; {counts.get('users_skipped', 0):,} with too few ratings "
+                     f"skipped; {counts.get('duplicate_ratings', 0):,} repeated ratings of a movie dropped")
+    return lines
+
+
 def format_summary(summary: RunSummary) -> str:
     lines = [f"Run {summary.run_id} finished in {summary.wall_seconds:.1f}s", ""]
     lines.append(f"  {'component':<32} {'state':<9} {'seconds':>8}")
     for node in summary.nodes:
         lines.append(f"  {node.node_id:<32} {node.state:<9} {node.seconds:8.1f}")
     lines.append("")
+    lines.extend(format_data_counts(summary.data))
     outcome = summary.push.get("push_outcome", "the pusher did not run")
     lines.append(f"Publish: {outcome}")
     if summary.push.get("pushed_destination"):

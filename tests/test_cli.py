@@ -84,3 +84,15 @@ def test_bad_hparam_exits_2(tmp_path, capsys):
     code = cli.main(["run", "--data-dir", str(data), "--output-dir", str(tmp_path / "out"), "--hparam", "x=1"])
     assert code == cli.EXIT_BAD_INPUT
     assert "--hparam expects KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [
+    ["run"], ["retrain"], ["kubeflow"], ["kubeflow", "compile"], ["kubeflow", "schedule"], ["recommend"], ["demo"],
+    ["report"], ["make-synthetic"], ["benchmark"], ["benchmark", "windowing"], ["benchmark", "quality"],
+    ["benchmark", "latency"], ["benchmark", "beam-runners"], ["download"]])
+def test_every_command_has_help_with_examples(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(command + ["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"ondevice-rec {command[0]}" in out.split("examples:", 1)[1]

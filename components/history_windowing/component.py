@@ -1,6 +1,7 @@
 """HistoryWindowing: a custom Beam component (spec + executor) after the MovieLens ExampleGen."""
 
 import dataclasses
+from typing import Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
@@ -24,7 +25,9 @@ class HistoryWindowingSpec(types.ComponentSpec):
         "eval_start": ExecutionParameter(type=int, optional=True),
         "test_start": ExecutionParameter(type=int, optional=True),
     }
-    INPUTS = {executor.EVENTS_KEY: ChannelParameter(type=standard_artifacts.Examples)}
+    INPUTS = {executor.EVENTS_KEY: ChannelParameter(type=standard_artifacts.Examples),
+              # ExampleValidator's verdict on the events: any anomaly stops the run here, before training.
+              executor.ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True)}
     OUTPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
 
 
@@ -35,9 +38,11 @@ class HistoryWindowing(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, events: types.BaseChannel, options: windowing.WindowingOptions,
-                 eval_fraction: float = 0.1, test_fraction: float = 0.1):
-        """``options.eval_start`` / ``test_start`` left empty are derived from the fractions (temporal split)."""
+                 eval_fraction: float = 0.1, test_fraction: float = 0.1,
+                 anomalies: Optional[types.BaseChannel] = None):
+        """``options.eval_start`` / ``test_start`` left empty are derived from the fractions (temporal split).
+        With ``anomalies`` (ExampleValidator's output) the component refuses to run on anomalous events."""
         params = {k: v for k, v in dataclasses.asdict(options).items() if v is not None}
         super().__init__(spec=HistoryWindowingSpec(
-            events=events, eval_fraction=eval_fraction, test_fraction=test_fraction,
+            events=events, anomalies=anomalies, eval_fraction=eval_fraction, test_fraction=test_fraction,
             examples=types.Channel(type=standard_artifacts.Examples), **params))

@@ -24,6 +24,7 @@ from ondevice_rec.components.history_windowing import windowing
 from ondevice_rec.modules import features, vocabulary
 
 EVENTS_KEY = "events"
+ANOMALIES_KEY = "anomalies"
 EXAMPLES_KEY = "examples"
 STATS_FILE = "windowing_stats.json"
 
@@ -97,13 +98,14 @@ class Summary(beam.CombineFn):
     """Per-split example counts, user counts and training movie counts, merged over users."""
 
     def create_accumulator(self):
-        return {"examples": collections.Counter(), "users": 0, "users_skipped": 0,
+        return {"examples": collections.Counter(), "users": 0, "users_skipped": 0, "duplicate_ratings": 0,
                 "movie_counts": collections.Counter()}
 
     def add_input(self, accumulator, user_summary):
         accumulator["examples"].update(user_summary["examples"])
         accumulator["users"] += 1
         accumulator["users_skipped"] += int(user_summary["skipped"])
+        accumulator["duplicate_ratings"] += user_summary["duplicates"]
         accumulator["movie_counts"].update(user_summary["movie_counts"])
         return accumulator
 
@@ -113,6 +115,7 @@ class Summary(beam.CombineFn):
             merged["examples"].update(a["examples"])
             merged["users"] += a["users"]
             merged["users_skipped"] += a["users_skipped"]
+            merged["duplicate_ratings"] += a["duplicate_ratings"]
             merged["movie_counts"].update(a["movie_counts"])
         return merged
 
@@ -135,8 +138,9 @@ class WindowUser(beam.DoFn):
             serialized = to_tf_example(example)
             yield serialized if split == "train" else beam.pvalue.TaggedOutput(split, serialized)
         kept = len(windowing.sort_timeline(events, options.min_rating))
+        duplicates = sum(e.rating >= options.min_rating for e in events) - kept
         yield beam.pvalue.TaggedOutput("summary", {
-            "examples": counts, "skipped": kept < options.min_timeline_length,
+            "examples": counts, "skipped": kept < options.min_timeline_length, "duplicates": duplicates,
             "movie_counts": collections.Counter(e.movie_id for e in windowing.training_events(events, options))})
 
 
@@ -145,7 +149,8 @@ def _write_outputs(summary, profile, options: windowing.WindowingOptions, output
     vocab.genres = sorted(profile["genres"])  # genre id i + 1 in context_movie_genre is genres[i]
     vocab.save(output_dir)
     stats = {"examples": {s: summary["examples"].get(s, 0) for s in features.SPLITS}, "users": summary["users"],
-             "users_skipped": summary["users_skipped"], "options": dataclasses.asdict(options)}
+             "users_skipped": summary["users_skipped"], "duplicate_ratings": summary["duplicate_ratings"],
+             "options": dataclasses.asdict(options)}
     with tf.io.gfile.GFile(os.path.join(output_dir, STATS_FILE), "w") as f:
         json.dump(stats, f)
 
@@ -213,12 +218,38 @@ def options_from_properties(exec_properties: Dict[str, Any]) -> windowing.Window
         test_start=optional_int("test_start"))
 
 
+class DataAnomaliesError(ValueError):
+    """ExampleValidator found anomalies in the rating events; the message lists them."""
+
+
+def check_anomalies(anomalies_artifact) -> None:
+    """Raises DataAnomaliesError listing every anomaly ExampleValidator recorded (any split)."""
+    from tensorflow_data_validation.utils import anomalies_util
+    problems = []
+    for split in standard_artifact_utils.decode_split_names(anomalies_artifact.split_names):
+        path = os.path.join(standard_artifact_utils.get_split_uri([anomalies_artifact], split), "SchemaDiff.pb")
+        if not tf.io.gfile.exists(path):
+            continue
+        anomalies = anomalies_util.load_anomalies_binary(path)
+        for feature, info in sorted(anomalies.anomaly_info.items()):
+            problems.append(f"{feature}: {info.short_description} ({info.description})")
+        if anomalies.HasField("dataset_anomaly_info"):
+            info = anomalies.dataset_anomaly_info
+            problems.append(f"dataset: {info.short_description} ({info.description})")
+    if problems:
+        raise DataAnomaliesError("ExampleValidator found anomalies in the rating events, so the run stops before "
+                                 "training; fix the data or the schema (pipeline/rating_events.schema.pbtxt):\n  "
+                                 + "\n  ".join(problems))
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Windows MovieLens events into leave-last-out train / eval / test examples."""
 
     def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
            exec_properties: Dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
+        for anomalies in input_dict.get(ANOMALIES_KEY) or []:
+            check_anomalies(anomalies)
         options = options_from_properties(exec_properties)
         events_artifact = artifact_utils.get_single_instance(input_dict[EVENTS_KEY])
         split = standard_artifact_utils.decode_split_names(events_artifact.split_names)[0]
@@ -239,6 +270,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             output.set_int_custom_property(f"{split_name}_examples", int(stats["examples"].get(split_name, 0)))
         output.set_int_custom_property("users", int(stats["users"]))
         output.set_int_custom_property("users_skipped", int(stats["users_skipped"]))
+        output.set_int_custom_property("duplicate_ratings", int(stats["duplicate_ratings"]))
         output.set_int_custom_property("history_length", options.history_length)
         output.set_string_custom_property("split_mode", options.split)
         resolved = stats["options"]

@@ -68,7 +68,14 @@ class WindowingOptions:
 
 
 def sort_timeline(events: Iterable[Event], min_rating: float = 0.0) -> List[Event]:
-    return sorted((e for e in events if e.rating >= min_rating), key=lambda e: (e.timestamp, e.movie_id))
+    """The user's events by (timestamp, movie id), below ``min_rating`` dropped; a movie rated again (a
+    duplicate row or a re-rating) keeps only its first rating, so a history never contains its own target."""
+    seen, timeline = set(), []
+    for event in sorted((e for e in events if e.rating >= min_rating), key=lambda e: (e.timestamp, e.movie_id)):
+        if event.movie_id not in seen:
+            seen.add(event.movie_id)
+            timeline.append(event)
+    return timeline
 
 
 def _pad(values: Sequence, length: int, pad) -> list:

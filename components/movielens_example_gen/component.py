@@ -2,6 +2,7 @@
 
 from typing import Optional
 
+from google.protobuf import any_pb2, struct_pb2
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2, range_config_pb2
@@ -12,16 +13,26 @@ EVENTS_SPLIT = "events"
 
 
 class MovieLensExampleGen(FileBasedExampleGen):
-    """Emits one ``events`` split of rating events; splitting into train/eval/test happens in windowing."""
+    """Emits one ``events`` split of rating events; splitting into train/eval/test happens in windowing.
+
+    ``max_bad_fraction``: malformed ratings lines are skipped and counted up to this share of all lines;
+    above it the component fails, naming the first bad lines.
+    """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, input_base: str, split_pattern: str = "*",
-                 range_config: Optional[range_config_pb2.RangeConfig] = None):
+    def __init__(self, input_base, split_pattern: str = "*",
+                 range_config: Optional[range_config_pb2.RangeConfig] = None,
+                 max_bad_fraction: float = executor.DEFAULT_MAX_BAD_FRACTION):
+        settings = struct_pb2.Struct()
+        settings.update({"max_bad_fraction": float(max_bad_fraction)})
+        packed = any_pb2.Any()
+        packed.Pack(settings)
         super().__init__(
             input_base=input_base,
             input_config=example_gen_pb2.Input(splits=[
                 example_gen_pb2.Input.Split(name=EVENTS_SPLIT, pattern=split_pattern)]),
             output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
                 example_gen_pb2.SplitConfig.Split(name=EVENTS_SPLIT, hash_buckets=1)])),
+            custom_config=example_gen_pb2.CustomConfig(custom_config=packed),
             range_config=range_config)

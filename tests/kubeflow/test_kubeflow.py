@@ -18,7 +18,7 @@ from ondevice_rec.kubeflow import schedule
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "registry.example/ondevice-rec:7"
-TASKS = {"MovieLensExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "HistoryWindowing", "Trainer",
+TASKS = {"MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing", "Trainer",
          "Evaluator", "test_evaluator", "TFLitePusher", "latest_blessed_model_resolver-model-resolver",
          "latest_blessed_model_resolver-model-blessing-resolver"}
 BEAM_COMPONENTS = {"MovieLensExampleGen", "StatisticsGen", "HistoryWindowing", "Evaluator", "test_evaluator"}
@@ -61,6 +61,8 @@ def test_compiled_spec_has_every_component_in_the_image_with_caching_and_beam_ar
     assert "ondevice_rec.modules.trainer.run_fn" in text
     assert "ondevice_rec.components.tflite_pusher.executor" in text
     assert "module_file" not in text and ".whl" not in text
+    # The curated schema is read where the image keeps the sources.
+    assert "/opt/ondevice-rec/src/pipeline/rating_events.schema.pbtxt" in json.dumps(tasks["ImportSchemaGen"])
     # The trainer warm-starts from the latest blessed model, and ExampleGen reads the latest span.
     assert tasks["Trainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]["producerTask"] == \
         "latest_blessed_model_resolver-model-resolver"

@@ -11,9 +11,9 @@ from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.modules import export, features, metrics
 from ondevice_rec.serving import Recommender, TFLiteRecommender
 
-COMPONENTS = {"MovieLensExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "HistoryWindowing",
+COMPONENTS = {"MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing",
               "Trainer", "latest_blessed_model_resolver", "Evaluator", "test_evaluator", "TFLitePusher"}
-UPSTREAM_OF_EVALUATION = {"MovieLensExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
+UPSTREAM_OF_EVALUATION = {"MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                           "HistoryWindowing", "Trainer", "test_evaluator"}
 
 

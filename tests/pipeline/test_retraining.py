@@ -47,7 +47,12 @@ def _span_of_examples(config, run_id):
 @pytest.fixture(scope="module")
 def cycles(tmp_path_factory):
     data = tmp_path_factory.mktemp("spans")
-    synthetic.write(synthetic.generate(SPAN_1), str(data / "span-1"), "ml-1m")
+    span_1 = synthetic.write(synthetic.generate(SPAN_1), str(data / "span-1"), "ml-1m")
+    # Real logs are messy: a malformed line, a duplicated row and a user with a single rating.
+    with open(os.path.join(span_1, "ratings.dat"), "r+", encoding="latin-1") as f:
+        first_line = f.readline()
+        f.seek(0, os.SEEK_END)
+        f.write("12::oops\n" + first_line + "9999::1::4::978300000\n")
     out = str(tmp_path_factory.mktemp("retrain"))
     # Cycle 1, through the CLI: span 1, nothing to warm-start from yet.
     assert cli.main(["retrain", "--data-dir", str(data), "--output-dir", out, "--epochs", "4", "--top-k", "20",
@@ -67,6 +72,18 @@ def cycles(tmp_path_factory):
     # recall@10 is within 0.05 of the serving model's, as a user would allow for 150 eval users' noise).
     third = runner.run(dataclasses.replace(config, max_recall_regression=0.05))
     return config, (first, served_after_first), (second, served_after_second), third
+
+
+@pytest.mark.slow
+def test_messy_lines_are_skipped_counted_and_shown_in_the_summary(cycles):
+    config, (first, _), _, _ = cycles
+    data = first.data
+    assert data["bad_lines"] == 1 and data["span"] == 1
+    assert data["rating_lines"] == sum(1 for _ in open(os.path.join(config.data_dir, "span-1", "ratings.dat")))
+    assert data["duplicate_ratings"] == 1 and data["users_skipped"] == 1
+    text = runner.format_summary(first)
+    assert "1 malformed lines skipped" in text and "1 repeated ratings of a movie dropped" in text
+    assert f"span-1{os.sep}ratings.dat:{data['rating_lines'] - 2}: expected 4 fields" in text
 
 
 @pytest.mark.slow

@@ -1,0 +1,42 @@
+"""`ondevice-rec report`: one self-contained HTML page from a real run and real benchmark outputs."""
+
+import os
+import re
+
+import pytest
+
+from ondevice_rec import cli
+
+
+@pytest.mark.slow
+def test_report_shows_data_quality_latency_and_lineage(two_runs, small_ml1m_dir, tmp_path, capsys):
+    config, first, _ = two_runs
+    latency = tmp_path / "latency.json"
+    assert cli.main(["benchmark", "latency", "--model", os.path.join(config.serving_dir, "latest"),
+                     "--iterations", "50", "--out", str(latency)]) == 0
+    quality_dir = tmp_path / "quality"
+    assert cli.main(["benchmark", "quality", "--data-dir", small_ml1m_dir, "--encoders", "bow",
+                     "--history-lengths", "10", "--epochs", "2", "--embedding-dim", "16",
+                     "--out-dir", str(quality_dir)]) == 0
+    out = tmp_path / "report.html"
+    capsys.readouterr()
+    assert cli.main(["report", config.output_dir, "--out", str(out), "--quality", str(quality_dir / "quality.json"),
+                     "--latency", str(latency)]) == 0
+    page = out.read_text(encoding="utf-8")
+    # Self-contained: the plot is inlined, nothing is fetched.
+    assert 'src="data:image/png;base64,' in page
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    # Lineage of the version serving: the run that published it, its blessing, its data span.
+    version = os.path.basename(os.path.realpath(os.path.join(config.serving_dir, "latest")))
+    assert version in page and first.run_id in page
+    assert "/Evaluator/blessing/" in page and "<td>blessed</td><td>yes</td>" in page
+    assert "<td>data span</td><td>0</td>" in page  # a plain folder: ExampleGen's span 0
+    assert "<td>users</td><td>150</td>" in page
+    # Recall table rows (baselines and the benchmark's model) and latency rows.
+    assert "<td>popularity</td>" in page and "<td>markov (last item)</td>" in page and "<td>bow</td><td>10</td>" in page
+    assert "<td>float16</td>" in page  # the two_runs model is published as float16
+
+
+def test_report_on_a_folder_without_a_published_model_exits_2(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path)]) == cli.EXIT_BAD_INPUT
+    assert "nothing is published" in capsys.readouterr().err
