@@ -1,9 +1,10 @@
-"""The pipeline's Beam stages on DirectRunner and on a multi-process portable engine: same outputs?
+"""The pipeline's Beam stages on DirectRunner and on a portable engine in other processes: same outputs?
 
-Runs the data stages (MovieLensExampleGen, StatisticsGen, ImportSchemaGen, ExampleValidator, HistoryWindowing) of
-the real pipeline twice, unchanged, differing only in ``beam_pipeline_args``: once on the DirectRunner and once
-on ``LocalPortableCluster`` (job service + external SDK worker pool). Compares every output (examples record by
-record per split, the vocabulary, statistics counts, the anomalies), prints wall times and writes JSON.
+Runs the data stages (MovieLensExampleGen, StatisticsGen, ImportSchemaGen, ExampleValidator, HistoryWindowing)
+of the real pipeline twice, unchanged, differing only in ``beam_pipeline_args``: once on the DirectRunner and
+once on ``LocalPortableCluster`` (job service + external SDK worker pool, separate processes). Compares every
+output (examples record by record per split, the vocabulary, statistics counts, the anomalies), prints wall
+times and writes JSON.
 """
 
 from __future__ import annotations
@@ -91,13 +92,13 @@ def compare(direct: Dict[str, str], portable: Dict[str, str]) -> Dict[str, bool]
     }
 
 
-def run(data_dir: str, work_dir: str = "", workers: int = 2, out_json: str = "") -> dict:
+def run(data_dir: str, work_dir: str = "", out_json: str = "") -> dict:
     work_dir = work_dir or tempfile.mkdtemp(prefix="beam-runners-")
     base = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, "direct"))
     start = time.time()
     direct = run_data_stages(base)
     direct_seconds = time.time() - start
-    with LocalPortableCluster(workers=workers, log_dir=os.path.join(work_dir, "cluster")) as cluster:
+    with LocalPortableCluster(log_dir=os.path.join(work_dir, "cluster")) as cluster:
         portable_config = dataclasses.replace(base, output_dir=os.path.join(work_dir, "portable"),
                                               beam_args=cluster.beam_args())
         start = time.time()
@@ -129,7 +130,7 @@ def format_result(result: dict) -> str:
     lines = [f"Beam data stages ({', '.join(result['stages'])}) on {result['data_dir']}",
              f"  DirectRunner (in-memory)         {result['direct_runner']['seconds']:8.1f} s",
              f"  PortableRunner, local cluster    {result['portable_runner']['seconds']:8.1f} s   "
-             f"({result['portable_runner']['sdk_worker_processes_started']} SDK worker processes started)",
+             f"({result['portable_runner']['sdk_worker_processes_started']} SDK worker processes started by the pool)",
              "  windowed examples: " + ", ".join(f"{k} {v}" for k, v in result["windowed_examples"].items()),
              "  identical outputs: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in result["identical"].items())]
     return "\n".join(lines)

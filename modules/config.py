@@ -23,7 +23,9 @@ class ModelConfig:
     use_years: bool = True
     use_ratings: bool = False
     label_genres: bool = False  # label tower: item embedding plus its genres' embedding
-    tie_embeddings: bool = False  # label tower reuses the history item embedding table (as SASRec does)
+    # The label tower reuses the history item embedding table (as SASRec does): half the size, and on ML-100K
+    # (N=10, dim 64) recall@10 0.179 vs 0.169 untied for the LSTM, 0.165 vs 0.161 for the Transformer.
+    tie_embeddings: bool = True
     # Encoder sizes.
     cnn_filters: tuple = (32, 64)
     cnn_kernel_size: int = 4

@@ -68,10 +68,10 @@ def test_latency_benchmark_on_a_published_model_finds_its_saved_model(two_runs, 
 
 def test_hparams_override_typed_model_settings():
     from ondevice_rec.modules.config import ModelConfig
-    config = ModelConfig().with_overrides(["tie_embeddings=true", "transformer_blocks=3", "dropout=0.25",
+    config = ModelConfig().with_overrides(["tie_embeddings=false", "transformer_blocks=3", "dropout=0.25",
                                            "cnn_filters=16,32", "encoder=lstm"])
     assert (config.tie_embeddings, config.transformer_blocks, config.dropout, config.cnn_filters, config.encoder) \
-        == (True, 3, 0.25, (16, 32), "lstm")
+        == (False, 3, 0.25, (16, 32), "lstm")
     for bad, message in [("nope=1", "KEY one of"), ("dropout=high", "cannot read"), ("use_genres=maybe", "cannot"),
                          ("encoder=rnn", "unknown encoder")]:
         with pytest.raises(ValueError, match=message):
