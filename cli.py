@@ -38,7 +38,7 @@ EXAMPLES = {
   ondevice-rec benchmark latency --model out/serving/latest
   ondevice-rec benchmark latency --all      # every encoder x quantisation, 3,952-movie catalogue, N=10
   ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory
-  ondevice-rec benchmark beam-runners --data-dir ../shared/data/ml-100k""",
+  ondevice-rec benchmark beam-runners --data-dir ../shared/data/ml-100k --workers 2""",
     "retrain": """examples:
   ondevice-rec retrain --data-dir /data/movielens-spans --output-dir /srv/ondevice-rec
   # cron, 03:00 daily:  0 3 * * * cd /srv && .venv/bin/ondevice-rec retrain --data-dir /data/spans --output-dir out""",
@@ -216,9 +216,10 @@ def _parser() -> argparse.ArgumentParser:
     bq.add_argument("--out-dir", default="benchmarks/results", help="quality.json/.md/.png (default: %(default)s)")
 
     br = which.add_parser("beam-runners",
-                          help="the Beam data stages on DirectRunner vs a local portable engine (separate processes)",
+                          help="the Beam data stages on DirectRunner vs a local multi-worker portable engine",
                           **examples)
     br.add_argument("--data-dir", required=True, help="a MovieLens folder")
+    br.add_argument("--workers", type=int, default=2, help="SDK worker processes per stage (default: %(default)s)")
     br.add_argument("--work-dir", default="", help="where outputs go (default: a new temp folder)")
     br.add_argument("--out", default="benchmarks/results/beam_runners.json", help="JSON output (default: %(default)s)")
     bl = which.add_parser("latency", help="TFLite p50/p90/p99 (1 and 4 threads) vs the SavedModel, and size",
@@ -448,7 +449,7 @@ def cmd_benchmark(args) -> int:
         return EXIT_OK
     if args.benchmark == "beam-runners":
         from ondevice_rec.benchmarks import beam_runners
-        result = beam_runners.run(args.data_dir, work_dir=args.work_dir, out_json=args.out)
+        result = beam_runners.run(args.data_dir, work_dir=args.work_dir, workers=args.workers, out_json=args.out)
         return EXIT_OK if result["all_identical"] else EXIT_FAILED
     if args.benchmark == "latency":
         from ondevice_rec.benchmarks import latency

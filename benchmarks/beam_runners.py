@@ -1,8 +1,8 @@
-"""The pipeline's Beam stages on DirectRunner and on a portable engine in other processes: same outputs?
+"""The pipeline's Beam stages on DirectRunner and on a multi-worker portable engine: same outputs?
 
 Runs the data stages (MovieLensExampleGen, StatisticsGen, ImportSchemaGen, ExampleValidator, HistoryWindowing)
 of the real pipeline twice, unchanged, differing only in ``beam_pipeline_args``: once on the DirectRunner and
-once on ``LocalPortableCluster`` (job service + external SDK worker pool, separate processes). Compares every
+once on ``LocalPortableCluster`` (job service + external pool of SDK worker processes). Compares every
 output (examples record by record per split, the vocabulary, statistics counts, the anomalies), prints wall
 times and writes JSON.
 """
@@ -92,13 +92,13 @@ def compare(direct: Dict[str, str], portable: Dict[str, str]) -> Dict[str, bool]
     }
 
 
-def run(data_dir: str, work_dir: str = "", out_json: str = "") -> dict:
+def run(data_dir: str, work_dir: str = "", workers: int = 2, out_json: str = "") -> dict:
     work_dir = work_dir or tempfile.mkdtemp(prefix="beam-runners-")
     base = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, "direct"))
     start = time.time()
     direct = run_data_stages(base)
     direct_seconds = time.time() - start
-    with LocalPortableCluster(log_dir=os.path.join(work_dir, "cluster")) as cluster:
+    with LocalPortableCluster(workers=workers, log_dir=os.path.join(work_dir, "cluster")) as cluster:
         portable_config = dataclasses.replace(base, output_dir=os.path.join(work_dir, "portable"),
                                               beam_args=cluster.beam_args())
         start = time.time()
@@ -112,7 +112,7 @@ def run(data_dir: str, work_dir: str = "", out_json: str = "") -> dict:
         "stages": list(DATA_STAGES),
         "direct_runner": {"args": base.beam_pipeline_args(), "seconds": round(direct_seconds, 1)},
         "portable_runner": {"args": portable_config.beam_pipeline_args(), "seconds": round(portable_seconds, 1),
-                            "sdk_worker_processes_started": sdk_workers},
+                            "workers_per_stage": workers, "sdk_worker_processes_started": sdk_workers},
         "identical": same,
         "all_identical": all(same.values()),
         "windowed_examples": {split: sum(c.values()) for split, c in windowed.items()},

@@ -1,4 +1,4 @@
-"""The Beam data stages give identical outputs on DirectRunner and on a local portable engine (other processes)."""
+"""The Beam data stages give identical outputs on DirectRunner and on a local multi-worker portable engine."""
 
 import json
 
@@ -10,7 +10,7 @@ from ondevice_rec.pipeline.portable_beam import LocalPortableCluster
 
 
 @pytest.mark.slow
-def test_data_stages_are_identical_on_a_portable_engine_in_other_processes(tmp_path, capsys):
+def test_data_stages_are_identical_on_a_multi_worker_portable_engine(tmp_path, capsys):
     data = synthetic.write(synthetic.generate(synthetic.SyntheticConfig(users=60, items=60, mean_ratings_per_user=20,
                                                                         seed=3)), str(tmp_path / "data"), "ml-100k")
     out = tmp_path / "beam_runners.json"
@@ -21,15 +21,16 @@ def test_data_stages_are_identical_on_a_portable_engine_in_other_processes(tmp_p
     assert set(result["identical"]) == {"MovieLensExampleGen", "StatisticsGen", "ExampleValidator", "HistoryWindowing",
                                         "vocabulary"}
     assert "--runner=PortableRunner" in result["portable_runner"]["args"]
-    # SDK worker processes started by the pool ran the Beam jobs (ExampleGen, StatisticsGen, HistoryWindowing ...)
-    assert result["portable_runner"]["sdk_worker_processes_started"] >= 3
+    # The pool started 2 SDK worker processes for each Beam job (ExampleGen, StatisticsGen, HistoryWindowing).
+    assert result["portable_runner"]["sdk_worker_processes_started"] >= 6
     assert result["windowed_examples"]["Split-test"] > 0
     assert "identical outputs" in capsys.readouterr().out
 
 
 def test_cluster_processes_are_stopped_on_exit(tmp_path):
-    with LocalPortableCluster(log_dir=str(tmp_path)) as cluster:
+    with LocalPortableCluster(workers=2, log_dir=str(tmp_path)) as cluster:
         processes = list(cluster._processes)  # pylint: disable=protected-access
         assert all(p.poll() is None for p in processes)
         assert f"--job_endpoint=localhost:{cluster.job_port}" in cluster.beam_args()
+        assert "--direct_num_workers=2" in cluster.beam_args()
     assert all(p.poll() is not None for p in processes)
