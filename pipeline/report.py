@@ -16,33 +16,18 @@ import time
 from typing import Dict, List, Optional
 
 from ondevice_rec.components.tflite_pusher import publish
+from ondevice_rec.pipeline import runner
 
 DEFAULT_RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results")
-
-
-def _value(prop):
-    kind = prop.WhichOneof("value")
-    return getattr(prop, kind) if kind else None
-
-
-def _props(artifact) -> Dict[str, object]:
-    values = {k: _value(v) for k, v in artifact.properties.items()}
-    values.update({k: _value(v) for k, v in artifact.custom_properties.items()})
-    return values
 
 
 class Lineage:
     """Read-only walk over an output folder's MLMD store."""
 
     def __init__(self, metadata_path: str):
-        from ml_metadata import metadata_store
-        from ml_metadata.proto import metadata_store_pb2
         if not os.path.exists(metadata_path):
             raise FileNotFoundError(f"no ML Metadata store at {metadata_path}: is this a pipeline output folder?")
-        connection = metadata_store_pb2.ConnectionConfig()
-        connection.sqlite.filename_uri = metadata_path
-        connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-        self.store = metadata_store.MetadataStore(connection)
+        self.store = runner.open_store(metadata_path)
 
     def type_name(self, artifact) -> str:
         return self.store.get_artifact_types_by_id([artifact.type_id])[0].name
@@ -90,7 +75,8 @@ class Lineage:
 
     def publish_of(self, version: str):
         for artifact in self.store.get_artifacts_by_type("PushedModel"):
-            if _props(artifact).get("pushed_version") == version and _props(artifact).get("pushed") == 1:
+            properties = runner.artifact_properties(artifact)
+            if properties.get("pushed_version") == version and properties.get("pushed") == 1:
                 return artifact
         return None
 
@@ -136,20 +122,21 @@ def collect(output_dir: str, quality_json: Optional[str] = None, latency_json: O
         pusher = lineage.producer(pushed)
         inputs = lineage.inputs(pusher.id)
         report["run_id"] = lineage.run_id(pusher)
-        report["publish"] = _props(pushed)
+        report["publish"] = runner.artifact_properties(pushed)
         blessing = inputs.get("model_blessing")
-        report["blessing"] = _props(blessing) if blessing is not None else {}
+        report["blessing"] = runner.artifact_properties(blessing) if blessing is not None else {}
         if blessing is not None:
             report["blessing"]["uri"] = blessing.uri
         model = inputs.get("model")
         report["model_uri"] = model.uri if model is not None else None
         windowed = inputs.get("examples")
         if windowed is not None:
-            report["windowing"] = _props(windowed)
+            report["windowing"] = runner.artifact_properties(windowed)
             windowing = lineage.producer(windowed)
             events = lineage.inputs(windowing.id).get("events") if windowing else None
             if events is not None:
-                report["data"] = {"uri": events.uri, **{k: v for k, v in _props(events).items()
+                properties = runner.artifact_properties(events)
+                report["data"] = {"uri": events.uri, **{k: v for k, v in properties.items()
                                                        if k in ("span", "input_fingerprint", "version")}}
                 report["statistics"] = _statistics(lineage, events)
                 producer = lineage.producer(events)

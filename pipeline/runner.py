@@ -79,7 +79,18 @@ def make_runner(kind: str):
     raise ValueError(f"unknown runner {kind!r}; choose one of {', '.join(RUNNERS)}")
 
 
-def _store(metadata_path: str):
+def artifact_properties(artifact) -> Dict[str, object]:
+    """An MLMD artifact's properties and custom properties as plain values."""
+    def value(prop):
+        kind = prop.WhichOneof("value")
+        return getattr(prop, kind) if kind else None
+    values = {k: value(v) for k, v in artifact.properties.items()}
+    values.update({k: value(v) for k, v in artifact.custom_properties.items()})
+    return values
+
+
+def open_store(metadata_path: str):
+    """The output folder's MLMD store, read-only."""
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
     connection = metadata_store_pb2.ConnectionConfig()
@@ -91,14 +102,14 @@ def _store(metadata_path: str):
 def run_ids(metadata_path: str) -> List[str]:
     if not os.path.exists(metadata_path):
         return []
-    store = _store(metadata_path)
+    store = open_store(metadata_path)
     runs = store.get_contexts_by_type("pipeline_run")
     return [r.name for r in sorted(runs, key=lambda r: r.create_time_since_epoch)]
 
 
 def node_results(metadata_path: str, run_id: str) -> List[NodeResult]:
     """State and duration of every node execution of ``run_id``, in execution order."""
-    store = _store(metadata_path)
+    store = open_store(metadata_path)
     run = store.get_context_by_type_and_name("pipeline_run", run_id)
     if run is None:
         raise KeyError(f"no pipeline run {run_id!r} in {metadata_path}")
@@ -115,20 +126,16 @@ def node_results(metadata_path: str, run_id: str) -> List[NodeResult]:
 
 def push_result(metadata_path: str, run_id: str) -> Dict[str, object]:
     """Custom properties of the PushedModel artifact the run produced (or reused from the cache)."""
-    store = _store(metadata_path)
+    store = open_store(metadata_path)
     run = store.get_context_by_type_and_name("pipeline_run", run_id)
     for artifact in store.get_artifacts_by_context(run.id):
         if store.get_artifact_types_by_id([artifact.type_id])[0].name == "PushedModel":
-            props = {}
-            for key, value in artifact.custom_properties.items():
-                kind = value.WhichOneof("value")
-                props[key] = getattr(value, kind) if kind else None
-            return props
+            return {k: v for k, v in artifact_properties(artifact).items() if k in artifact.custom_properties}
     return {}
 
 
 def _artifact(metadata_path: str, run_id: str, node_id: str, type_name: str):
-    store = _store(metadata_path)
+    store = open_store(metadata_path)
     run = store.get_context_by_type_and_name("pipeline_run", run_id)
     for artifact in store.get_artifacts_by_context(run.id):
         if store.get_artifact_types_by_id([artifact.type_id])[0].name == type_name and f"/{node_id}/" in artifact.uri:
@@ -149,9 +156,8 @@ def data_counts(metadata_path: str, run_id: str) -> Dict[str, object]:
         artifact = _artifact(metadata_path, run_id, node_id, "Examples")
         if artifact is None:
             continue
-        for key in keys:
-            if key in artifact.custom_properties:
-                counts[key] = artifact.custom_properties[key].int_value
+        properties = artifact_properties(artifact)
+        counts.update({key: properties[key] for key in keys if key in properties})
         report = os.path.join(artifact.uri, "input_report.json")
         if os.path.exists(report):
             with open(report) as f:
