@@ -14,6 +14,8 @@ import sys
 import time
 from typing import List, Optional
 
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")  # as publish.QUANTIZATIONS (kept TF-free)
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ logs; --verbose on `run` shows them
 
@@ -85,11 +87,15 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser, defaults, encoders)
     parser.add_argument("--min-recall-at-10", type=float, default=0.0,
                         help="blessing needs at least this eval recall@10 (default: %(default)s)")
     parser.add_argument("--keep-versions", type=int, default=5, help="published versions kept (default: %(default)s)")
-    parser.add_argument("--quantization", choices=["float32", "float16", "dynamic", "int8"], default="float32",
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="float32",
                         help="published model: float32, float16 weights, dynamic-range int8 or full int8 "
                              "(checked: recall@10 within 2%% of float) (default: %(default)s)")
     parser.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                         help="passed to every Beam stage, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
+
+
+def _csv(text: str) -> List[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -231,6 +237,9 @@ def _parser() -> argparse.ArgumentParser:
     bl.add_argument("--saved-model", default=None, help="the SavedModel of --model (default: from metadata.json)")
     bl.add_argument("--iterations", type=int, default=2000, help="timed invocations (default: %(default)s)")
     bl.add_argument("--work-dir", default="", help="--all: where data and models go (default: a new temp folder)")
+    bl.add_argument("--encoders", default="bow,cnn,lstm,transformer", help="--all: default: %(default)s")
+    bl.add_argument("--quantizations", default="float32,float16,dynamic,int8", help="--all: default: %(default)s")
+    bl.add_argument("--top-k", type=int, default=100, help="--all: recommendations per call (default: %(default)s)")
     bl.add_argument("--out", default="benchmarks/results/latency.json", help="JSON output (default: %(default)s)")
 
     dl = commands.add_parser("download", help="download and verify a MovieLens archive",
@@ -457,7 +466,15 @@ def cmd_benchmark(args) -> int:
             print("--iterations must be >= 1", file=sys.stderr)
             return EXIT_BAD_INPUT
         if args.all:
-            latency.run_all(work_dir=args.work_dir, iterations=args.iterations, out=args.out)
+            from ondevice_rec.modules.config import ENCODERS
+            encoders, modes = _csv(args.encoders), _csv(args.quantizations)
+            unknown = sorted(set(encoders) - set(ENCODERS)) + sorted(set(modes) - set(QUANTIZATIONS))
+            if unknown or args.top_k < 1:
+                print(f"unknown encoder or quantization: {', '.join(unknown)}" if unknown else "--top-k must be >= 1",
+                      file=sys.stderr)
+                return EXIT_BAD_INPUT
+            latency.run_all(work_dir=args.work_dir, encoders=encoders, quantizations=modes, top_k=args.top_k,
+                            iterations=args.iterations, out=args.out)
         else:
             if not os.path.exists(args.model):
                 print(f"no model at {args.model}", file=sys.stderr)

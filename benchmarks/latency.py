@@ -73,6 +73,37 @@ def tflite_latency(model: bytes, feeds, threads: int, iterations: int, warmup: i
     return percentiles(_cycle(feeds, call), iterations, warmup)
 
 
+def reference_floor(vocabulary_size: int, top_k: int, iterations: int = 2000, warmup: int = 200) -> dict:
+    """What any TFLite model returning the top K of V scores pays here, measured like the models: an identity
+    model (set input, invoke, read output: the Python call overhead) and TOPK_V2 alone over V-1 scores
+    (256 different random score vectors, cycled as the benchmark cycles histories; TOPK_V2 keeps a heap of
+    K, so its cost grows with the number of heap replacements, which a fixed input would hide)."""
+    import tensorflow as tf
+    n = vocabulary_size - 1
+    rng = np.random.default_rng(0)
+    feeds = [{"scores": rng.normal(size=n).astype(np.float32)} for _ in range(256)]
+
+    def lite(fn) -> bytes:
+        concrete = tf.function(fn).get_concrete_function(tf.TensorSpec([n], tf.float32, name="scores"))
+        return tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert()
+
+    def time_model(model: bytes) -> float:
+        interpreter = tf.lite.Interpreter(model_content=model, num_threads=1)
+        interpreter.allocate_tensors()
+        source = interpreter.get_input_details()[0]["index"]
+        sinks = [o["index"] for o in interpreter.get_output_details()]
+
+        def call(feed):
+            interpreter.set_tensor(source, feed["scores"])
+            interpreter.invoke()
+            return [interpreter.get_tensor(o) for o in sinks]
+        return percentiles(_cycle(feeds, call), iterations, warmup)["p50_us"]
+    k = min(top_k, n)
+    return {"vocabulary_size": vocabulary_size, "top_k": k,
+            "identity_p50_us": time_model(lite(lambda x: x * 2.0)),
+            "topk_only_p50_us": time_model(lite(lambda x: tf.math.top_k(x, k)))}
+
+
 def saved_model_latency(saved_model_dir: str, feeds, iterations: int, warmup: int) -> Dict[str, float]:
     import tensorflow as tf
     fn = tf.saved_model.load(saved_model_dir).signatures[SIGNATURE]
@@ -104,10 +135,10 @@ def measure(model: bytes, saved_model_dir: Optional[str], feeds, iterations: int
     result = {"tflite_bytes": len(model), "tflite": {}}
     for n in threads:
         # More threads than cores make the interpreter's spinning workers wait on each other (88 ms p50 for
-        # 4 threads on a 2-core machine): still measured, with fewer calls, and flagged.
+        # 4 threads on a 2-core machine): still measured, with 20 calls, and flagged.
         oversubscribed = n > (os.cpu_count() or 1)
-        result["tflite"][f"{n}_thread"] = tflite_latency(model, feeds, n, min(iterations, 100) if oversubscribed
-                                                         else iterations, min(warmup, 10) if oversubscribed
+        result["tflite"][f"{n}_thread"] = tflite_latency(model, feeds, n, min(iterations, 20) if oversubscribed
+                                                         else iterations, min(warmup, 2) if oversubscribed
                                                          else warmup)
         result["tflite"][f"{n}_thread"]["oversubscribed"] = oversubscribed
     if saved_model_dir:
@@ -150,7 +181,7 @@ def run_model(path: str, saved_model_dir: Optional[str] = None, iterations: int 
 
 def run_all(work_dir: str = "", encoders: Sequence[str] = ("bow", "cnn", "lstm", "transformer"),
             quantizations: Sequence[str] = ("float32", "float16", "dynamic", "int8"), history_length: int = 10,
-            items: int = 3952, users: int = 3000, iterations: int = 2000,
+            items: int = 3952, users: int = 3000, iterations: int = 2000, top_k: int = 100,
             out: str = "benchmarks/results/latency.json",
             report=print) -> dict:
     """Every encoder x quantisation mode at MovieLens-1M catalogue size (see the module docstring)."""
@@ -179,9 +210,11 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ("bow", "cnn", "lstm",
     movie_ids = [m.movie_id for m in split.vocab.movies]
     results = {"machine": _machine(), "history_length": history_length, "vocabulary_size": split.vocab.size,
                "iterations": iterations, "models": []}
+    results["reference"] = reference_floor(split.vocab.size, top_k, iterations)
+    report(format_reference(results["reference"]))
     for encoder in encoders:
         config = ModelConfig(encoder=encoder, history_length=history_length, embedding_dim=16, epochs=2,
-                             batch_size=256, early_stopping_patience=5)
+                             batch_size=256, early_stopping_patience=5, top_k=top_k)
         t = time.perf_counter()
         model = trainer.fit(config, split.vocab, split.dataset("train", config, True),
                             split.dataset("eval", config, False))
@@ -196,7 +229,8 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ("bow", "cnn", "lstm",
         for quantization in quantizations:
             entry = {"encoder": encoder, "quantization": quantization,
                      "settings": {k: v for k, v in dataclasses.asdict(config).items()
-                                  if k in ("embedding_dim", "hidden_layers", "top_k", "use_genres", "use_years")}}
+                                  if k in ("embedding_dim", "hidden_layers", "top_k", "use_genres", "use_years")},
+                     "top_k": config.top_k}
             try:
                 model_bytes = float_model if quantization == "float32" else publish.convert_to_tflite(
                     saved_model_dir, SIGNATURE, quantization, feeds[:200])
@@ -222,8 +256,14 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ("bow", "cnn", "lstm",
         if reference and "tflite" in entry:
             entry["speedup_p50_1_thread"] = reference["saved_model"]["p50_us"] / entry["tflite"]["1_thread"]["p50_us"]
     _write_json(results, out)
-    report("\n" + format_table(results["models"]))
+    report("\n" + format_table(results["models"]) + "\n" + format_reference(results["reference"]))
     return results
+
+
+def format_reference(reference: dict) -> str:
+    return (f"reference, 1 thread: an identity model {reference['identity_p50_us']:.1f} µs p50 (call overhead); "
+            f"TOPK_V2 alone, top {reference['top_k']} of {reference['vocabulary_size'] - 1} scores: "
+            f"{reference['topk_only_p50_us']:.1f} µs p50")
 
 
 def format_table(entries: Sequence[dict], header: bool = True) -> str:

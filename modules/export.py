@@ -22,7 +22,7 @@ import tf_keras as keras  # noqa: E402
 from . import features  # noqa: E402
 from .config import ModelConfig
 from . import warm_start  # noqa: E402
-from .model import MASKED_SCORE  # noqa: E402
+from .model import MASKED_SCORE, narrowest_int_dtype  # noqa: E402
 from .vocabulary import Vocabulary  # noqa: E402
 
 SERVING_SIGNATURE = "serving_default"
@@ -43,7 +43,8 @@ class RecommenderModule(tf.Module):
         # history item can reach the top K.
         self._top_k = max(1, min(config.top_k, vocab.size - 1 - config.history_length))
         self._query_model = keras.Model(model.inputs, model.get_layer("scores").input)
-        self._index_to_id = tf.constant(vocab.index_to_id(), tf.int32)
+        index_to_id = vocab.index_to_id()
+        self._index_to_id = tf.constant(index_to_id.astype(narrowest_int_dtype(index_to_id)))
         self._id_to_index = tf.constant(vocab.id_to_index(), tf.int32)
         spec = features.example_feature_spec(config.history_length)
         self._inputs = [features.CONTEXT_MOVIE_ID] + ([features.CONTEXT_MOVIE_RATING] if config.use_ratings else [])
@@ -93,7 +94,7 @@ class RecommenderModule(tf.Module):
         floor = tf.fill([self._history_length], low - (high - low) / 64.0)
         scores = tf.tensor_scatter_nd_update(scores, index[:, tf.newaxis], floor)[1:]
         top_scores, top_index = tf.math.top_k(scores, k=self._top_k)
-        return {TOP_IDS: tf.gather(self._index_to_id, top_index + 1), TOP_SCORES: top_scores}
+        return {TOP_IDS: tf.cast(tf.gather(self._index_to_id, top_index + 1), tf.int32), TOP_SCORES: top_scores}
 
 
 def export_saved_model(model: keras.Model, vocab: Vocabulary, config: ModelConfig, export_dir: str) -> str:

@@ -33,18 +33,36 @@ MASKED_SCORE = -1e9
 YEAR_BUCKET_START, YEAR_BUCKET_SIZE, YEAR_BUCKETS = 1900, 5, 26  # 1900-1904 .. 2025+; bucket 0 = unknown
 
 
+def narrowest_int_dtype(table) -> np.dtype:
+    """The smallest of int8 / int16 / int32 that holds every value of ``table`` (the lookup tables are
+    shipped in the on-device model: int8 genre and year tables and int16 index tables take a third of int32)."""
+    table = np.asarray(table)
+    low, high = (int(table.min()), int(table.max())) if table.size else (0, 0)
+    for dtype in (np.int8, np.int16):
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return np.dtype(dtype)
+    return np.dtype(np.int32)
+
+
 class ConstantLookup(keras.layers.Layer):
-    """``table[index]`` for a constant integer table (a non-trainable weight, frozen into TFLite)."""
+    """``table[index]`` as int32 for a constant integer table (a non-trainable weight, frozen into TFLite and
+    stored there in the narrowest integer type that holds its values)."""
 
     def __init__(self, table: np.ndarray, **kwargs):
         super().__init__(trainable=False, **kwargs)
         self._shape = tuple(int(d) for d in np.shape(table))
-        self._table = np.asarray(table, np.int32)
-        self.table = self.add_weight(name="table", shape=self._shape, dtype=tf.int32, trainable=False,
-                                     initializer=keras.initializers.Constant(self._table))
+        self._table_dtype = narrowest_int_dtype(table)
+        self._table = np.asarray(table).astype(self._table_dtype)
+        self.table = self.add_weight(name="table", shape=self._shape, dtype=tf.as_dtype(self._table_dtype),
+                                     trainable=False, initializer=keras.initializers.Constant(self._table))
+
+    def lookup(self, index):
+        values = tf.gather(self.table, index)
+        return values if self._table_dtype == np.int32 else tf.cast(values, tf.int32)
 
     def call(self, index):
-        return tf.gather(self.table, index)
+        return self.lookup(index)
 
 
 class IdToIndex(ConstantLookup):
@@ -53,7 +71,7 @@ class IdToIndex(ConstantLookup):
     def call(self, ids):
         ids = tf.cast(ids, tf.int32)
         in_range = tf.logical_and(ids >= 0, ids < self._shape[0])
-        return tf.gather(self.table, tf.where(in_range, ids, tf.zeros_like(ids)))
+        return self.lookup(tf.where(in_range, ids, tf.zeros_like(ids)))
 
 
 def genre_table(vocab: Vocabulary, genres_per_movie: int = 3) -> np.ndarray:

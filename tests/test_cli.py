@@ -86,6 +86,19 @@ def test_bad_hparam_exits_2(tmp_path, capsys):
     assert "--hparam expects KEY=VALUE" in capsys.readouterr().err
 
 
+def test_latency_all_refuses_unknown_encoders_and_modes_before_any_work(capsys):
+    assert cli.main(["benchmark", "latency", "--all", "--encoders", "bow,gru"]) == cli.EXIT_BAD_INPUT
+    assert "gru" in capsys.readouterr().err
+    assert cli.main(["benchmark", "latency", "--all", "--quantizations", "int4"]) == cli.EXIT_BAD_INPUT
+    assert "int4" in capsys.readouterr().err
+    assert cli.main(["benchmark", "latency", "--all", "--top-k", "0"]) == cli.EXIT_BAD_INPUT
+
+
+def test_cli_quantization_choices_are_the_publishers():
+    from ondevice_rec.components.tflite_pusher import publish
+    assert cli.QUANTIZATIONS == publish.QUANTIZATIONS
+
+
 @pytest.mark.parametrize("command", [
     ["run"], ["retrain"], ["kubeflow"], ["kubeflow", "compile"], ["kubeflow", "schedule"], ["recommend"], ["demo"],
     ["report"], ["make-synthetic"], ["benchmark"], ["benchmark", "windowing"], ["benchmark", "quality"],

@@ -251,3 +251,53 @@ def test_warm_start_carries_weights_over_by_movie_id(trained):
     other = model_lib.build_model(dataclasses.replace(config, embedding_dim=2 * config.embedding_dim), new_vocab)
     with pytest.raises(ValueError, match="base shape"):
         warm_start.warm_start(other, new_vocab, export_dir)
+
+
+def _constants(model: bytes):
+    """``(type name, shape, bytes)`` of every constant tensor of a TFLite model."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+    flat = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    types = {v: k for k, v in schema.TensorType.__dict__.items() if not k.startswith("_")}
+    graph = flat.subgraphs[0]
+    return [(types[t.type], tuple(t.shape), len(flat.buffers[t.buffer].data)) for t in graph.tensors
+            if flat.buffers[t.buffer].data is not None], graph
+
+
+def test_compact_models_store_one_item_table_and_narrow_lookup_tables(trained):
+    """The shipped file: id / genre / year tables in int8-int16 (no vocabulary-sized int32 table), internal
+    tensor names dropped, and in full int8 the tied item table stored once, ranking as before compaction."""
+    export_dir, vocab, split_examples, config = trained
+    test = split_examples["test"]
+    histories = [{k: e[k] for k in (features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING)} for e in test]
+    float_model = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE)
+    constants, graph = _constants(float_model)
+    assert not [c for c in constants if c[0] == "INT32" and vocab.size in c[1]], constants
+    assert [c for c in constants if c[0] == "INT16" and c[1] == (vocab.max_movie_id + 1,)], constants  # id -> index
+    named = [i for i, t in enumerate(graph.tensors) if t.name]
+    assert set(named) == set(graph.inputs) | set(graph.outputs), named
+    uncompacted = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, compact_model=False)
+    assert len(float_model) < len(uncompacted)
+    lite, raw = (TFLiteRecommender(m, export.RECOMMEND_SIGNATURE) for m in (float_model, uncompacted))
+    for h in histories[:50]:
+        feed = lite.inputs(h[features.CONTEXT_MOVIE_ID], h[features.CONTEXT_MOVIE_RATING])
+        np.testing.assert_array_equal(lite.runner(**feed)["top_ids"], raw.runner(**feed)["top_ids"])
+
+    feeds = [lite.inputs(h[features.CONTEXT_MOVIE_ID], h[features.CONTEXT_MOVIE_RATING]) for h in histories[:100]]
+    int8 = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, "int8", feeds)
+    int8_raw = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, "int8", feeds, compact_model=False)
+    tables = [c for c in _constants(int8)[0] if c[0] == "INT8" and c[1] == (vocab.size, config.embedding_dim)]
+    tied = config.tie_embeddings and not config.label_genres  # label weights = the history item table
+    assert len(tables) == (1 if tied else 2), tables
+    if tied:
+        assert len(int8_raw) - len(int8) >= vocab.size * config.embedding_dim
+    compact, raw = (TFLiteRecommender(m, export.RECOMMEND_SIGNATURE) for m in (int8, int8_raw))
+    overlap = np.mean([publish.top_k_overlap(compact.runner(**f)["top_ids"], raw.runner(**f)["top_ids"])
+                       for f in feeds])
+    assert overlap >= 0.9, overlap
+
+
+def test_narrowest_int_dtype():
+    from ondevice_rec.modules.model import narrowest_int_dtype
+    assert narrowest_int_dtype([0, 127]) == np.int8 and narrowest_int_dtype([-1, 128]) == np.int16
+    assert narrowest_int_dtype([0, 40000]) == np.int32 and narrowest_int_dtype([]) == np.int8
