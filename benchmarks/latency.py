@@ -47,6 +47,18 @@ def _cycle(feeds: Sequence[Dict[str, np.ndarray]], fn):
     return call
 
 
+def _direct_call(interpreter, inputs: Dict[str, int], outputs: List[int]):
+    """``call(feed)``: set each named input tensor, invoke, read the outputs (no per-call allocation)."""
+    set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
+
+    def call(feed):
+        for name, index in inputs.items():
+            set_tensor(index, feed[name])
+        invoke()
+        return [get_tensor(index) for index in outputs]
+    return call
+
+
 def tflite_latency(model: bytes, feeds, threads: int, iterations: int, warmup: int) -> Dict[str, float]:
     """Per call: copy the inputs in, ``invoke``, copy both outputs out (what an app does). Tensors are
     allocated once, as on a device; Python's SignatureRunner re-allocates on every call (~0.3 ms here)."""
@@ -55,14 +67,7 @@ def tflite_latency(model: bytes, feeds, threads: int, iterations: int, warmup: i
     interpreter = tf.lite.Interpreter(model_content=model, num_threads=threads)
     interpreter.allocate_tensors()
     tensors = interpreter._get_full_signature_list()[SIGNATURE]  # pylint: disable=protected-access
-    inputs, outputs = tensors["inputs"], list(tensors["outputs"].values())
-    set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
-
-    def call(feed):
-        for name, index in inputs.items():
-            set_tensor(index, feed[name])
-        invoke()
-        return [get_tensor(index) for index in outputs]
+    call = _direct_call(interpreter, tensors["inputs"], list(tensors["outputs"].values()))
     # The fast path computes what the signature runner does (near-ties may swap between thread counts).
     for feed in feeds[:20]:
         expected = reference(**feed)[export.TOP_IDS]
@@ -90,13 +95,8 @@ def reference_floor(vocabulary_size: int, top_k: int, iterations: int = 2000, wa
     def time_model(model: bytes) -> float:
         interpreter = tf.lite.Interpreter(model_content=model, num_threads=1)
         interpreter.allocate_tensors()
-        source = interpreter.get_input_details()[0]["index"]
-        sinks = [o["index"] for o in interpreter.get_output_details()]
-
-        def call(feed):
-            interpreter.set_tensor(source, feed["scores"])
-            interpreter.invoke()
-            return [interpreter.get_tensor(o) for o in sinks]
+        call = _direct_call(interpreter, {"scores": interpreter.get_input_details()[0]["index"]},
+                            [o["index"] for o in interpreter.get_output_details()])
         return percentiles(_cycle(feeds, call), iterations, warmup)["p50_us"]
     k = min(top_k, n)
     return {"vocabulary_size": vocabulary_size, "top_k": k,

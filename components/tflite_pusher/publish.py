@@ -83,10 +83,10 @@ def compact(model: bytes) -> bytes:
     * Drops the names of internal tensors (debug strings: ~10 KB for the unrolled LSTM); the input and output
       tensors and the signature keep theirs.
     * With tied embeddings a full-integer model holds the item table twice, once for the history lookup
-      (GATHER) and once as the label weights (FULLY_CONNECTED), each with its own per-tensor scale. When
-      both copies are symmetric per-tensor int8 and decode to the same values (within one quantisation
-      step), the lookup is pointed at the label copy and its output scale set to match (a gather copies
-      bytes, so its output has its input's scale): 63 KB less at 3,953 movies x 16.
+      (GATHER) and once as the label weights (FULLY_CONNECTED), each with its own per-tensor scale and zero
+      point. When both copies are per-tensor int8 and decode to the same values (within one quantisation
+      step), the lookup is pointed at the label copy and its output scale / zero point set to match (a gather
+      copies bytes, so its output has its input's parameters): 63 KB less at 3,953 movies x 16.
     """
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
