@@ -219,6 +219,9 @@ def _parser() -> argparse.ArgumentParser:
     bq.add_argument("--hparam", action="append", default=[], metavar="[ENCODER:]KEY=VALUE",
                     help="model setting for every encoder, or for one with a prefix, e.g. "
                          "--hparam transformer:dropout=0.2 (repeatable)")
+    bq.add_argument("--seeds", type=int, default=1,
+                    help="train each model this many times (seeds 0, 1, ...) and report the mean and spread "
+                         "(default: %(default)s)")
     bq.add_argument("--out-dir", default="benchmarks/results", help="quality.json/.md/.png (default: %(default)s)")
 
     br = which.add_parser("beam-runners",
@@ -449,11 +452,20 @@ def cmd_benchmark(args) -> int:
     if args.benchmark == "quality":
         from ondevice_rec.benchmarks import quality
         from ondevice_rec.modules.config import ModelConfig
+        from ondevice_rec.modules.config import ENCODERS
+        encoders, lengths = _csv(args.encoders), _csv(args.history_lengths)
+        problems = [f"unknown encoder {e!r}" for e in encoders if e not in ENCODERS]
+        problems += [f"history length {n!r} is not a positive integer" for n in lengths
+                     if not n.isdigit() or int(n) < 1]
+        problems += ["--seeds must be >= 1"] * (args.seeds < 1)
+        problems += [f"no folder at {args.data_dir}"] * (not os.path.isdir(args.data_dir))
+        if problems or not encoders or not lengths:
+            print("; ".join(problems) or "--encoders and --history-lengths need at least one value", file=sys.stderr)
+            return EXIT_BAD_INPUT
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-        quality.run(args.data_dir, encoders=args.encoders.split(","),
-                    history_lengths=[int(n) for n in args.history_lengths.split(",")], out_dir=args.out_dir,
+        quality.run(args.data_dir, encoders=encoders, history_lengths=[int(n) for n in lengths], out_dir=args.out_dir,
                     base=ModelConfig(embedding_dim=args.embedding_dim, epochs=args.epochs),
-                    overrides=args.hparam)
+                    overrides=args.hparam, seeds=args.seeds)
         print(f"written to {args.out_dir}/quality.json, quality.md, quality.png")
         return EXIT_OK
     if args.benchmark == "beam-runners":

@@ -229,7 +229,7 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ("bow", "cnn", "lstm",
         for quantization in quantizations:
             entry = {"encoder": encoder, "quantization": quantization,
                      "settings": {k: v for k, v in dataclasses.asdict(config).items()
-                                  if k in ("embedding_dim", "hidden_layers", "top_k", "use_genres", "use_years")},
+                                  if k in ("embedding_dim", "hidden_layers", "use_genres", "use_years")},
                      "top_k": config.top_k}
             try:
                 model_bytes = float_model if quantization == "float32" else publish.convert_to_tflite(

@@ -150,11 +150,15 @@ def overrides_for(encoder: str, overrides: Sequence[str]) -> List[str]:
 
 def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequence[int] = (10, 50, 100),
         out_dir: str = "benchmarks/results", base: ModelConfig = ModelConfig(embedding_dim=64, epochs=20),
-        overrides: Sequence[str] = (), report=print) -> dict:
+        overrides: Sequence[str] = (), seeds: int = 1, report=print) -> dict:
     """Trains every encoder x history length on one split and writes quality.json/.md/.png to ``out_dir``.
 
-    ``overrides``: ``"KEY=VALUE"`` for every encoder or ``"ENCODER:KEY=VALUE"`` for one.
+    ``overrides``: ``"KEY=VALUE"`` for every encoder or ``"ENCODER:KEY=VALUE"`` for one. ``seeds`` > 1
+    trains each model with seeds ``base.seed``, ``base.seed + 1``, ...: the entry's metrics are the means,
+    with each seed's recall@10 and their standard deviation (single runs differ by a few points here).
     """
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
     from ondevice_rec.modules import trainer
     os.makedirs(out_dir, exist_ok=True)
     results = {"dataset": os.path.abspath(data_dir), "split": "leave-last-out (test = last rating per user)",
@@ -174,19 +178,30 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
         for encoder in encoders:
             config = dataclasses.replace(base, encoder=encoder, history_length=n).with_overrides(
                 overrides_for(encoder, overrides))
-            t = time.perf_counter()
-            model = trainer.fit(config, split.vocab, split.dataset("train", config, True),
-                                split.dataset("eval", config, False))
-            train_seconds = time.perf_counter() - t
-            values = evaluate_model(model, split, config)
+            runs, epochs_run, t = [], [], time.perf_counter()
+            for seed in range(config.seed, config.seed + seeds):
+                seeded = dataclasses.replace(config, seed=seed)
+                model = trainer.fit(seeded, split.vocab, split.dataset("train", seeded, True),
+                                    split.dataset("eval", seeded, False))
+                runs.append(evaluate_model(model, split, seeded))
+                epochs_run.append(len(model.history.history.get("loss", [])) if model.history else None)
+                if seeds > 1:
+                    report(f"  {encoder:<12} N={n:<4} seed {seed}: recall@10 {runs[-1]['recall@10']:.4f}")
+            train_seconds = (time.perf_counter() - t) / seeds
+            values = {name: float(np.mean([r[name] for r in runs])) for name in runs[0]}
             entry = {"encoder": encoder, "history_length": n, "train_seconds": round(train_seconds, 1),
                      "settings": {k: v for k, v in dataclasses.asdict(config).items()
                                   if v != getattr(base, k) and k not in ("encoder", "history_length")},
                      "train_stride": config.default_train_stride(),
-                     "epochs_run": len(model.history.history.get("loss", [])) if model.history else None, **values}
+                     "epochs_run": epochs_run[0] if seeds == 1 else epochs_run, **values}
+            if seeds > 1:
+                entry["seeds"] = list(range(config.seed, config.seed + seeds))
+                entry["recall@10_per_seed"] = [r["recall@10"] for r in runs]
+                entry["recall@10_std"] = float(np.std(entry["recall@10_per_seed"], ddof=1))
             results["models"].append(entry)
-            report(f"  {encoder:<12} N={n:<4} recall@10 {values['recall@10']:.4f}  ndcg@10 {values['ndcg@10']:.4f}"
-                   f"  ({train_seconds:.0f}s)")
+            spread = f" ± {entry['recall@10_std']:.4f} (mean of {seeds})" if seeds > 1 else ""
+            report(f"  {encoder:<12} N={n:<4} recall@10 {values['recall@10']:.4f}{spread}  "
+                   f"ndcg@10 {values['ndcg@10']:.4f}  ({train_seconds:.0f}s per model)")
             _write(results, out_dir)
     results["total_seconds"] = round(time.perf_counter() - start, 1)
     _write(results, out_dir)
@@ -201,8 +216,12 @@ def _write(results: dict, out_dir: str) -> None:
         lines.append(f"| {name} | – | {v['recall@1']:.4f} | {v['recall@5']:.4f} | {v['recall@10']:.4f} | "
                      f"{v['ndcg@10']:.4f} | – |")
     for m in results["models"]:
+        spread = f" ± {m['recall@10_std']:.4f}" if "recall@10_std" in m else ""
         lines.append(f"| {m['encoder']} | {m['history_length']} | {m['recall@1']:.4f} | {m['recall@5']:.4f} | "
-                     f"{m['recall@10']:.4f} | {m['ndcg@10']:.4f} | {m['train_seconds']:.0f} |")
+                     f"{m['recall@10']:.4f}{spread} | {m['ndcg@10']:.4f} | {m['train_seconds']:.0f} |")
+    if any("seeds" in m for m in results["models"]):
+        lines.append("")
+        lines.append("Models: mean over seeds, ± the standard deviation of recall@10 between them.")
     with open(os.path.join(out_dir, "quality.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     import matplotlib

@@ -94,6 +94,19 @@ def test_latency_all_refuses_unknown_encoders_and_modes_before_any_work(capsys):
     assert cli.main(["benchmark", "latency", "--all", "--top-k", "0"]) == cli.EXIT_BAD_INPUT
 
 
+def test_quality_benchmark_refuses_bad_settings_before_any_work(tmp_path, capsys):
+    base = ["benchmark", "quality", "--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "out")]
+    assert cli.main(base + ["--encoders", "lstm,gru"]) == cli.EXIT_BAD_INPUT
+    assert "'gru'" in capsys.readouterr().err
+    assert cli.main(base + ["--history-lengths", "10,0"]) == cli.EXIT_BAD_INPUT
+    assert "'0'" in capsys.readouterr().err
+    assert cli.main(base + ["--seeds", "0"]) == cli.EXIT_BAD_INPUT
+    assert "--seeds" in capsys.readouterr().err
+    assert cli.main(base[:3] + [str(tmp_path / "missing")]) == cli.EXIT_BAD_INPUT
+    assert "no folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_quantization_choices_are_the_publishers():
     from ondevice_rec.components.tflite_pusher import publish
     assert cli.QUANTIZATIONS == publish.QUANTIZATIONS

@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from ondevice_rec.benchmarks import quality, windowing
 from ondevice_rec.data import synthetic
 from ondevice_rec.modules.config import ModelConfig
@@ -33,6 +35,25 @@ def test_quality_benchmark_writes_json_table_and_plot(tmp_path):
     assert result["baselines"]["markov (last item)"]["recall@10"] > result["baselines"]["popularity"]["recall@10"]
     table = (tmp_path / "out" / "quality.md").read_text()
     assert "| bow | 5 |" in table and "| popularity |" in table
+
+
+def test_quality_benchmark_averages_over_seeds(tmp_path, monkeypatch):
+    from ondevice_rec.modules import trainer
+    data_dir = synthetic.write(synthetic.generate(synthetic.SyntheticConfig(users=120, items=80, seed=6)),
+                               str(tmp_path / "data"), "ml-100k")
+    fit, trained_seeds = trainer.fit, []
+    monkeypatch.setattr(trainer, "fit",
+                        lambda config, *a, **k: trained_seeds.append(config.seed) or fit(config, *a, **k))
+    result = quality.run(data_dir, encoders=["bow"], history_lengths=[5], out_dir=str(tmp_path / "out"),
+                         base=ModelConfig(embedding_dim=8, epochs=2, seed=3), seeds=2, report=lambda _: None)
+    (model,) = result["models"]
+    assert trained_seeds == [3, 4] and model["seeds"] == [3, 4] and len(model["epochs_run"]) == 2
+    per_seed = model["recall@10_per_seed"]
+    assert model["recall@10"] == pytest.approx(sum(per_seed) / 2)
+    assert model["recall@10_std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5)
+    assert f"{model['recall@10']:.4f} ± {model['recall@10_std']:.4f}" in (tmp_path / "out" / "quality.md").read_text()
+    with pytest.raises(ValueError, match="seeds"):
+        quality.run(data_dir, encoders=["bow"], history_lengths=[5], out_dir=str(tmp_path / "out2"), seeds=0)
 
 
 def test_latency_benchmark_measures_every_mode_against_the_saved_model(tmp_path):
