@@ -451,16 +451,19 @@ def cmd_benchmark(args) -> int:
         return EXIT_OK if result["identical"] else EXIT_FAILED
     if args.benchmark == "quality":
         from ondevice_rec.benchmarks import quality
-        from ondevice_rec.modules.config import ModelConfig
-        from ondevice_rec.modules.config import ENCODERS
+        from ondevice_rec.modules.config import ENCODERS, ModelConfig
         encoders, lengths = _csv(args.encoders), _csv(args.history_lengths)
         problems = [f"unknown encoder {e!r}" for e in encoders if e not in ENCODERS]
         problems += [f"history length {n!r} is not a positive integer" for n in lengths
                      if not n.isdigit() or int(n) < 1]
-        problems += ["--seeds must be >= 1"] * (args.seeds < 1)
-        problems += [f"no folder at {args.data_dir}"] * (not os.path.isdir(args.data_dir))
-        if problems or not encoders or not lengths:
-            print("; ".join(problems) or "--encoders and --history-lengths need at least one value", file=sys.stderr)
+        if not encoders or not lengths:
+            problems.append("--encoders and --history-lengths need at least one value")
+        if args.seeds < 1:
+            problems.append("--seeds must be >= 1")
+        if not os.path.isdir(args.data_dir):
+            problems.append(f"no folder at {args.data_dir}")
+        if problems:
+            print("; ".join(problems), file=sys.stderr)
             return EXIT_BAD_INPUT
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         quality.run(args.data_dir, encoders=encoders, history_lengths=[int(n) for n in lengths], out_dir=args.out_dir,
