@@ -28,12 +28,8 @@ KS = (1, 5, 10)
 
 
 def _metrics(scores: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
-    from ondevice_rec.modules.ranking_metrics import NdcgAtK, RecallAtK
-    out = {}
-    for metric in [RecallAtK(k) for k in KS] + [NdcgAtK(10)]:
-        metric.update_state(targets, scores)
-        out[metric.name] = float(metric.result().numpy())
-    return out
+    from ondevice_rec.modules.ranking_metrics import evaluate
+    return evaluate(scores, targets, KS)
 
 
 def _mask(scores: np.ndarray, seen: Sequence[Sequence[int]], recommendable: np.ndarray) -> np.ndarray:
@@ -105,10 +101,10 @@ class Split:
         return self.arrays["movie"][self.rows[split]]
 
     def popularity_scores(self, split: str) -> np.ndarray:
-        scores = np.zeros(self.vocab.max_movie_id + 1)
-        for rank, m in enumerate(self.vocab.movies):
-            scores[m.movie_id] = len(self.vocab.movies) - rank  # strict order, ties broken like the vocabulary
-        return _mask(np.tile(scores, (len(self.rows[split]), 1)), self.seen[split], self.recommendable)
+        """Most-rated first (ties broken like the vocabulary), as the pipeline's baseline."""
+        from ondevice_rec.modules.metrics import popularity_scores
+        return popularity_scores([m.movie_id for m in self.vocab.movies], self.seen[split],
+                                 self.vocab.max_movie_id + 1)
 
     def markov_scores(self, split: str, last: int = 1) -> np.ndarray:
         """Transition counts from the last ``last`` items (weights 1, 1/2, 1/3 ...), popularity as back-off."""
@@ -117,7 +113,8 @@ class Split:
         train_rows = self.rows["train"]
         for row in train_rows.tolist():
             transitions[int(a["context"][row, 0])][int(a["movie"][row])] += 1
-        popularity = self.popularity_scores(split)[0]
+        from ondevice_rec.modules.metrics import popularity_scores
+        popularity = popularity_scores([m.movie_id for m in self.vocab.movies], [[]], self.vocab.max_movie_id + 1)[0]
         popularity = np.where(popularity > -1e8, popularity / (len(self.vocab.movies) + 1), 0.0)
         scores = np.tile(popularity * 1e-3, (len(self.rows[split]), 1))
         for i, row in enumerate(self.rows[split].tolist()):

@@ -10,6 +10,8 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from typing import Dict, Iterable  # noqa: E402
+
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
@@ -49,3 +51,13 @@ class NdcgAtK(_RankMetric):
     def _value(self, rank):
         gain = 1.0 / (tf.math.log(tf.cast(rank, tf.float32) + 2.0) / tf.math.log(2.0))
         return tf.where(rank < self.k, gain, 0.0)
+
+
+def evaluate(scores, targets, recall_ks: Iterable[int] = (1, 5, 10), ndcg_k: int = 10) -> Dict[str, float]:
+    """recall@K for each K and NDCG@``ndcg_k`` of a score matrix ``[B, C]`` (numpy or tensor) against integer
+    targets ``[B]``, with the metrics above: ``{"recall@1": ..., "ndcg@10": ...}``."""
+    out = {}
+    for metric in [RecallAtK(k) for k in recall_ks] + [NdcgAtK(ndcg_k)]:
+        metric.update_state(targets, scores)
+        out[metric.name] = float(metric.result().numpy())
+    return out

@@ -11,7 +11,7 @@ from ondevice_rec.components.history_windowing import windowing
 from ondevice_rec.components.history_windowing.executor import to_tf_example
 from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.data import synthetic
-from ondevice_rec.modules import export, features, metrics, trainer, vocabulary
+from ondevice_rec.modules import export, features, metrics, ranking_metrics, trainer, vocabulary
 from ondevice_rec.modules.config import ModelConfig
 from ondevice_rec.serving import TFLiteRecommender
 
@@ -62,8 +62,7 @@ def test_every_encoder_beats_popularity_on_the_test_split(trained):
     serve = tf.saved_model.load(export_dir).signatures[export.SERVING_SIGNATURE]
     serialized = tf.constant([to_tf_example(e) for e in test])
     scores = serve(examples=serialized)["scores"].numpy()
-    ranked = [metrics.top_ids(row, 10) for row in scores]
-    model_recall = metrics.recall_at_k(ranked, [e[features.LABEL_MOVIE_ID] for e in test])
+    model_recall = ranking_metrics.evaluate(scores, [e[features.LABEL_MOVIE_ID] for e in test])
     popularity = metrics.popularity_baseline([m.movie_id for m in vocab.movies], test)
     assert model_recall["recall@10"] > 1.5 * popularity["recall@10"], (model_recall, popularity)
 
@@ -148,8 +147,7 @@ def test_sampled_softmax_with_log_q_trains_a_model_that_beats_popularity(tmp_pat
     assert len(model.history.history["loss"]) >= 2
     module = export.RecommenderModule(model, vocab, config)
     scores = module.serve_examples(tf.constant([to_tf_example(e) for e in examples["test"]]))["scores"].numpy()
-    ranked = [metrics.top_ids(row, 10) for row in scores]
-    model_recall = metrics.recall_at_k(ranked, [e[features.LABEL_MOVIE_ID] for e in examples["test"]])
+    model_recall = ranking_metrics.evaluate(scores, [e[features.LABEL_MOVIE_ID] for e in examples["test"]])
     popularity = metrics.popularity_baseline([m.movie_id for m in vocab.movies], examples["test"])
     assert model_recall["recall@10"] > 1.5 * popularity["recall@10"], (model_recall, popularity)
 
