@@ -68,6 +68,7 @@ class Split:
         """As the pipeline's windowing: train windows every ``config.default_train_stride()`` positions,
         counted back from each user's last train target."""
         import tensorflow as tf
+        from ondevice_rec.modules.model import SEEN_INDEX
         a, rows = self.arrays, self.rows[split]
         if split == "train":
             back = a["timeline_length"][rows] - 3 - a["position"][rows]
@@ -77,7 +78,12 @@ class Split:
         inputs = {features.CONTEXT_MOVIE_ID: a["context"][rows].astype(np.int32)}
         if config.use_ratings:
             inputs[features.CONTEXT_MOVIE_RATING] = a["context_rating"][rows].astype(np.float32)
-        if split != "train":  # validation: targets the model can rank (see trainer.make_dataset)
+        if split != "train":  # validation as trainer.make_dataset: seen movies, targets the model can rank
+            seen = self.seen[split]
+            seen_ids = np.zeros((len(seen), max(map(len, seen), default=0)), np.int64)
+            for i, ids in enumerate(seen):
+                seen_ids[i, :len(ids)] = ids
+            inputs[SEEN_INDEX] = id_to_index[np.minimum(seen_ids, self.vocab.max_movie_id)].astype(np.int32)
             keep = labels > 0
             inputs = {k: v[keep] for k, v in inputs.items()}
             labels = labels[keep]

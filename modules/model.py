@@ -30,6 +30,8 @@ from .config import ModelConfig  # noqa: E402,F401  (re-exported)
 from .vocabulary import Vocabulary  # noqa: E402
 
 MASKED_SCORE = -1e9
+# Validation input (not a model input): each example's already-seen movies as vocabulary indices, 0-padded.
+SEEN_INDEX = "seen_index"
 YEAR_BUCKET_START, YEAR_BUCKET_SIZE, YEAR_BUCKETS = 1900, 5, 26  # 1900-1904 .. 2025+; bucket 0 = unknown
 
 
@@ -293,6 +295,16 @@ def build_model(config: ModelConfig, vocab: Vocabulary) -> keras.Model:
     return build_recommender(config, vocab).model
 
 
+def exclude(scores, index):
+    """``scores`` [B, V] with the vocabulary indices ``index`` [B, S] of each row set to ``MASKED_SCORE``
+    (index 0, padding, is masked already)."""
+    where = tf.where(index > features.PADDING_ID)
+    columns = tf.cast(tf.gather_nd(index, where), tf.int64)
+    coordinates = tf.stack([where[:, 0], columns], axis=1)
+    return tf.tensor_scatter_nd_update(scores, coordinates,
+                                       tf.fill([tf.shape(coordinates)[0]], tf.constant(MASKED_SCORE, scores.dtype)))
+
+
 class RecommenderTrainer(keras.Model):
     """Trains a recommender; validates with the full scores of the serving model.
 
@@ -353,8 +365,14 @@ class RecommenderTrainer(keras.Model):
         return {"loss": self._loss.result()}
 
     def test_step(self, data):
+        """Validation as the Evaluator scores: the history items (and ``SEEN_INDEX``, when given) are
+        excluded from the ranking."""
         inputs, labels = data
+        inputs = dict(inputs)
+        seen = inputs.pop(SEEN_INDEX, None)
         scores = self.model(inputs, training=False)
+        history = self.model.get_layer("id_to_index")(inputs[features.CONTEXT_MOVIE_ID])
+        scores = exclude(scores, history if seen is None else tf.concat([history, seen], axis=1))
         self.compiled_loss(labels, scores)
         self.compiled_metrics.update_state(labels, scores)
         return {m.name: m.result() for m in self.metrics}

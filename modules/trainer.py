@@ -19,7 +19,7 @@ import tf_keras as keras  # noqa: E402
 
 from . import export, features, warm_start  # noqa: E402
 from .config import ModelConfig
-from .model import RecommenderTrainer, build_recommender, compile_model  # noqa: E402
+from .model import SEEN_INDEX, RecommenderTrainer, build_recommender, compile_model  # noqa: E402
 from .vocabulary import Vocabulary  # noqa: E402
 
 
@@ -29,11 +29,13 @@ def examples_root(file_pattern: str) -> str:
 
 
 def make_dataset(file_patterns, config: ModelConfig, vocab: Vocabulary, shuffle: bool,
-                 batch_size: Optional[int] = None, drop_unknown_labels: bool = False) -> tf.data.Dataset:
+                 batch_size: Optional[int] = None, validation: bool = False) -> tf.data.Dataset:
     """Batches of ``({context_movie_id: int32[B, N]}, label_index int32[B])`` from gzipped TFRecords.
 
-    ``drop_unknown_labels`` removes examples whose target never occurs in training (index 0): the model can
-    never rank them, so they only add noise to validation loss; TFMA still counts them as misses.
+    ``validation``: adds each user's already-seen movies as vocabulary indices (``SEEN_INDEX``, int32[B, S],
+    0-padded) so validation recall excludes them as the Evaluator does, and removes examples whose target
+    never occurs in training (index 0): the model can never rank them, so they only add noise to the
+    validation loss; TFMA still counts them as misses.
     """
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
@@ -41,25 +43,32 @@ def make_dataset(file_patterns, config: ModelConfig, vocab: Vocabulary, shuffle:
     wanted = {features.CONTEXT_MOVIE_ID, features.LABEL_MOVIE_ID}
     if config.use_ratings:
         wanted.add(features.CONTEXT_MOVIE_RATING)
+    if validation:
+        wanted.add(features.SEEN_MOVIE_IDS)
     spec = {k: v for k, v in features.example_feature_spec(config.history_length).items() if k in wanted}
     id_to_index = tf.constant(vocab.id_to_index(), tf.int32)
     max_id = vocab.max_movie_id
 
+    def to_index(ids):
+        return tf.gather(id_to_index, tf.clip_by_value(tf.cast(ids, tf.int32), 0, max_id))
+
     def parse(serialized):
         parsed = tf.io.parse_example(serialized, spec)
-        label = tf.cast(parsed[features.LABEL_MOVIE_ID], tf.int32)
-        label = tf.gather(id_to_index, tf.clip_by_value(label, 0, max_id))
+        label = to_index(parsed[features.LABEL_MOVIE_ID])
         inputs = {features.CONTEXT_MOVIE_ID: tf.cast(parsed[features.CONTEXT_MOVIE_ID], tf.int32)}
         if config.use_ratings:
             inputs[features.CONTEXT_MOVIE_RATING] = parsed[features.CONTEXT_MOVIE_RATING]
+        if validation:
+            inputs[SEEN_INDEX] = to_index(tf.sparse.to_dense(parsed[features.SEEN_MOVIE_IDS]))
+            keep = label > 0
+            inputs = {name: tf.boolean_mask(value, keep) for name, value in inputs.items()}
+            label = tf.boolean_mask(label, keep)
         return inputs, label
 
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     if shuffle:
         dataset = dataset.shuffle(200_000, seed=config.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size or config.batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-    if drop_unknown_labels:
-        dataset = dataset.unbatch().filter(lambda x, y: y > 0).batch(batch_size or config.batch_size)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -79,7 +88,8 @@ class _EpochLog(keras.callbacks.Callback):
 
 def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eval_data: tf.data.Dataset,
         log_dir: Optional[str] = None, base_model_dir: Optional[str] = None) -> keras.Model:
-    """Builds and fits the model; keeps the weights of the epoch with the best eval recall@10.
+    """Builds and fits the model; keeps the weights of the epoch with the best eval recall@10 (history
+    items excluded; ``eval_data`` may carry the rest of each user's seen movies as ``SEEN_INDEX``).
 
     ``base_model_dir``: an exported model to warm-start from (skipped, with a warning, if it does not fit).
     """
@@ -110,7 +120,7 @@ def train(config: ModelConfig, vocab: Vocabulary, train_patterns, eval_patterns,
           log_dir: Optional[str] = None, base_model_dir: Optional[str] = None) -> keras.Model:
     """``fit`` on the gzipped TFRecord splits written by the windowing component."""
     return fit(config, vocab, make_dataset(train_patterns, config, vocab, shuffle=True),
-               make_dataset(eval_patterns, config, vocab, shuffle=False, drop_unknown_labels=True), log_dir,
+               make_dataset(eval_patterns, config, vocab, shuffle=False, validation=True), log_dir,
                base_model_dir)
 
 

@@ -12,6 +12,7 @@ from ondevice_rec.components.history_windowing.executor import to_tf_example
 from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.data import synthetic
 from ondevice_rec.modules import export, features, metrics, ranking_metrics, trainer, vocabulary
+from ondevice_rec.modules import model as model_lib
 from ondevice_rec.modules.config import ModelConfig
 from ondevice_rec.serving import TFLiteRecommender
 
@@ -299,3 +300,34 @@ def test_narrowest_int_dtype():
     from ondevice_rec.modules.model import narrowest_int_dtype
     assert narrowest_int_dtype([0, 127]) == np.int8 and narrowest_int_dtype([-1, 128]) == np.int16
     assert narrowest_int_dtype([0, 40000]) == np.int32 and narrowest_int_dtype([]) == np.int8
+
+
+def test_validation_recall_excludes_seen_movies_as_the_evaluator_does(tmp_path):
+    """Early stopping watches the Evaluator's recall: history and seen movies are not ranked, and targets
+    the model cannot rank are dropped from validation."""
+    vocab = vocabulary.build({10: 50, 20: 40, 30: 30, 40: 20}, 40)  # indices 1..4 = movies 10, 20, 30, 40
+    config = ModelConfig(encoder="bow", history_length=2, use_genres=False, use_years=False)
+    examples = [  # label 20: movie 10 outranks it (bias) unless 10 is in the history or seen
+        {features.CONTEXT_MOVIE_ID: [30, 0], features.LABEL_MOVIE_ID: 20, features.SEEN_MOVIE_IDS: [30, 10]},
+        {features.CONTEXT_MOVIE_ID: [10, 30], features.LABEL_MOVIE_ID: 20, features.SEEN_MOVIE_IDS: [10, 30]},
+        {features.CONTEXT_MOVIE_ID: [30, 0], features.LABEL_MOVIE_ID: 20, features.SEEN_MOVIE_IDS: [30]},
+        {features.CONTEXT_MOVIE_ID: [30, 0], features.LABEL_MOVIE_ID: 35, features.SEEN_MOVIE_IDS: [30]},
+    ]
+    os.makedirs(tmp_path / "Split-eval")
+    with tf.io.TFRecordWriter(str(tmp_path / "Split-eval" / "data.gz"), options="GZIP") as w:
+        for example in examples:
+            w.write(to_tf_example(example))
+    data = trainer.make_dataset([str(tmp_path / "Split-eval" / "*")], config, vocab, shuffle=False, validation=True)
+    inputs, labels = next(iter(data))
+    assert labels.numpy().tolist() == [2, 2, 2]  # movie 35 is not in the vocabulary: dropped
+    assert inputs[model_lib.SEEN_INDEX].numpy().tolist() == [[3, 1], [1, 3], [3, 0]]
+
+    recommender = model_lib.build_recommender(config, vocab)
+    for layer in (recommender.model.get_layer("scores"), recommender.model.get_layer("context_embedding")):
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    recommender.model.get_layer("scores").label_bias.assign([0.0, 4.0, 3.0, 2.0, 1.0])  # 10 first, then 20
+    fitted = model_lib.RecommenderTrainer(recommender, config)
+    fitted.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                   metrics=[ranking_metrics.RecallAtK(1)])
+    # Example 1: 10 is seen; example 2: 10 is in the history; example 3: 10 outranks the target.
+    assert fitted.evaluate(data, verbose=0, return_dict=True)["recall@1"] == pytest.approx(2 / 3)
