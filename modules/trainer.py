@@ -86,6 +86,68 @@ class _EpochLog(keras.callbacks.Callback):
             logs.get("val_recall@10", float("nan")))
 
 
+class WeightAverage:
+    """Polyak averaging: an exponential moving average of the trainable weights, updated after every step.
+
+    Validation (hence early stopping's choice and the exported model) sees the averaged weights; training
+    continues from the raw ones. Keras callbacks run in list order, so ``begin`` goes before the early
+    stopping callback (which records the averaged weights of its best epoch) and ``end`` after it.
+    """
+
+    def __init__(self, decay: float):
+        self.decay = decay
+        self.begin, self.end = _AverageIn(self), _AverageOut(self)
+        self._raw = None
+
+    def start(self, model):
+        self._variables = model.trainable_variables
+        self._average = [tf.Variable(v, trainable=False) for v in self._variables]
+        self._steps = tf.Variable(0.0, trainable=False)
+
+    @tf.function
+    def update(self):
+        self._steps.assign_add(1.0)
+        decay = tf.minimum(self.decay, (1.0 + self._steps) / (10.0 + self._steps))  # short memory early on
+        for average, variable in zip(self._average, self._variables):
+            average.assign(decay * average + (1.0 - decay) * variable)
+
+    def swap_in(self):
+        if self._raw is None:
+            self._raw = [v.numpy() for v in self._variables]
+            for average, variable in zip(self._average, self._variables):
+                variable.assign(average)
+
+    def swap_out(self):
+        if self._raw is not None:
+            for raw, variable in zip(self._raw, self._variables):
+                variable.assign(raw)
+            self._raw = None
+
+
+class _AverageIn(keras.callbacks.Callback):
+    def __init__(self, average: WeightAverage):
+        super().__init__()
+        self._average = average
+
+    def on_train_begin(self, logs=None):
+        self._average.start(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._average.update()
+
+    def on_test_begin(self, logs=None):
+        self._average.swap_in()
+
+
+class _AverageOut(keras.callbacks.Callback):
+    def __init__(self, average: WeightAverage):
+        super().__init__()
+        self._average = average
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._average.swap_out()
+
+
 def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eval_data: tf.data.Dataset,
         log_dir: Optional[str] = None, base_model_dir: Optional[str] = None) -> keras.Model:
     """Builds and fits the model; keeps the weights of the epoch with the best eval recall@10 (history
@@ -105,6 +167,9 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_recall@10", mode="max",
                                                patience=config.early_stopping_patience,
                                                restore_best_weights=True), _EpochLog(config.epochs)]
+    if config.weight_average_decay:
+        average = WeightAverage(config.weight_average_decay)
+        callbacks = [average.begin] + callbacks + [average.end]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     steps = config.steps_per_epoch or None
