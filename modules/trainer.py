@@ -103,6 +103,7 @@ class WeightAverage:
         self._variables = model.trainable_variables
         self._average = [tf.Variable(v, trainable=False) for v in self._variables]
         self._steps = tf.Variable(0.0, trainable=False)
+        self.update.get_concrete_function()  # trace now, not inside the first training step's callback
 
     @tf.function
     def update(self):
