@@ -106,10 +106,11 @@ class Split:
     def targets(self, split: str) -> np.ndarray:
         return self.arrays["movie"][self.rows[split]]
 
-    def popularity_scores(self, split: str) -> np.ndarray:
-        """Most-rated first (ties broken like the vocabulary), as the pipeline's baseline."""
+    def popularity_scores(self, split: str = "") -> np.ndarray:
+        """Most-rated first (ties broken like the vocabulary), as the pipeline's baseline; one row per
+        example of ``split`` with its seen movies masked, or a single unmasked row without a split."""
         from ondevice_rec.modules.metrics import popularity_scores
-        return popularity_scores([m.movie_id for m in self.vocab.movies], self.seen[split],
+        return popularity_scores([m.movie_id for m in self.vocab.movies], self.seen[split] if split else [[]],
                                  self.vocab.max_movie_id + 1)
 
     def markov_scores(self, split: str, last: int = 1) -> np.ndarray:
@@ -119,8 +120,7 @@ class Split:
         train_rows = self.rows["train"]
         for row in train_rows.tolist():
             transitions[int(a["context"][row, 0])][int(a["movie"][row])] += 1
-        from ondevice_rec.modules.metrics import popularity_scores
-        popularity = popularity_scores([m.movie_id for m in self.vocab.movies], [[]], self.vocab.max_movie_id + 1)[0]
+        popularity = self.popularity_scores()[0]
         popularity = np.where(popularity > -1e8, popularity / (len(self.vocab.movies) + 1), 0.0)
         scores = np.tile(popularity * 1e-3, (len(self.rows[split]), 1))
         for i, row in enumerate(self.rows[split].tolist()):

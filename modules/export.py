@@ -22,7 +22,7 @@ import tf_keras as keras  # noqa: E402
 from . import features  # noqa: E402
 from .config import ModelConfig
 from . import warm_start  # noqa: E402
-from .model import MASKED_SCORE, narrowest_int_dtype  # noqa: E402
+from .model import MASKED_SCORE, exclude_seen, narrowest_int_dtype  # noqa: E402
 from .vocabulary import Vocabulary  # noqa: E402
 
 SERVING_SIGNATURE = "serving_default"
@@ -61,20 +61,14 @@ class RecommenderModule(tf.Module):
         inputs = {features.CONTEXT_MOVIE_ID: context}
         if features.CONTEXT_MOVIE_RATING in self._inputs:
             inputs[features.CONTEXT_MOVIE_RATING] = parsed[features.CONTEXT_MOVIE_RATING]
-        index_scores = self.model(inputs, training=False)
+        # History and seen movies are masked in vocabulary-index space (as the Trainer validates); ids outside
+        # the vocabulary map to the padding index, which is masked already. Context ids are always excluded,
+        # even where seen_movie_ids is absent (train examples).
+        seen = self.model.get_layer("id_to_index")(tf.sparse.to_dense(parsed[features.SEEN_MOVIE_IDS]))
+        index_scores = exclude_seen(self.model, self.model(inputs, training=False), context, seen)
         # Scores over movie ids: gather each id's index score; ids without an index are masked.
         id_scores = tf.gather(index_scores, self._id_to_index, axis=1)
         id_scores = tf.where(self._id_to_index[tf.newaxis, :] > 0, id_scores, MASKED_SCORE)
-        seen = parsed[features.SEEN_MOVIE_IDS]
-        seen_ids = tf.cast(seen.values, tf.int32)
-        # Context ids are always excluded, even where seen_movie_ids is absent (train examples).
-        rows = tf.concat([seen.indices[:, 0], tf.repeat(tf.range(tf.shape(context, out_type=tf.int64)[0]),
-                                                        self._history_length)], axis=0)
-        ids = tf.concat([seen_ids, tf.reshape(context, [-1])], axis=0)
-        valid = tf.logical_and(ids > features.PADDING_ID, ids < tf.shape(self._id_to_index)[0])
-        coordinates = tf.stack([tf.boolean_mask(rows, valid), tf.cast(tf.boolean_mask(ids, valid), tf.int64)], 1)
-        id_scores = tf.tensor_scatter_nd_update(
-            id_scores, coordinates, tf.fill([tf.shape(coordinates)[0]], tf.constant(MASKED_SCORE, tf.float32)))
         return {"scores": id_scores}
 
     @tf.function

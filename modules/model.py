@@ -305,6 +305,14 @@ def exclude(scores, index):
                                        tf.fill([tf.shape(coordinates)[0]], tf.constant(MASKED_SCORE, scores.dtype)))
 
 
+def exclude_seen(model: keras.Model, scores, context_ids, seen_index=None):
+    """``scores`` [B, V] of ``model`` with each row's history items (``context_ids``, raw ids) and, when given,
+    its other already-seen movies (``seen_index``, vocabulary indices) masked: the ranking that the Trainer's
+    validation and the Evaluator's signature score."""
+    history = model.get_layer("id_to_index")(context_ids)
+    return exclude(scores, history if seen_index is None else tf.concat([history, seen_index], axis=1))
+
+
 class RecommenderTrainer(keras.Model):
     """Trains a recommender; validates with the full scores of the serving model.
 
@@ -370,9 +378,7 @@ class RecommenderTrainer(keras.Model):
         inputs, labels = data
         inputs = dict(inputs)
         seen = inputs.pop(SEEN_INDEX, None)
-        scores = self.model(inputs, training=False)
-        history = self.model.get_layer("id_to_index")(inputs[features.CONTEXT_MOVIE_ID])
-        scores = exclude(scores, history if seen is None else tf.concat([history, seen], axis=1))
+        scores = exclude_seen(self.model, self.model(inputs, training=False), inputs[features.CONTEXT_MOVIE_ID], seen)
         self.compiled_loss(labels, scores)
         self.compiled_metrics.update_state(labels, scores)
         return {m.name: m.result() for m in self.metrics}
