@@ -28,7 +28,7 @@ MEAN_RATINGS_PER_USER = 165  # as ML-1M: 1,000,209 ratings by 6,040 users
 def window_arrays(user, movie, rating, stamp, options: windowing.WindowingOptions) -> Dict[str, np.ndarray]:
     """Vectorised leave-last-out windowing of parallel event arrays (any order).
 
-    Returns the events sorted by (user, timestamp, movie id) with, per event: ``split`` (0 train, 1 eval,
+    Returns the events sorted by (user, timestamp, ``windowing.tie_break``) with, per event: ``split`` (0 train, 1 eval,
     2 test, -1 no example), ``context`` / ``context_rating`` ([E, N], most recent first, 0-padded),
     ``context_length``, ``start`` (index of the user's first event, for the seen-ids slice), ``position`` (in
     the user's timeline) and ``timeline_length``.
@@ -37,7 +37,7 @@ def window_arrays(user, movie, rating, stamp, options: windowing.WindowingOption
         raise ValueError("the vectorised windowing implements the default leave-last-out windowing only")
     keep = rating >= options.min_rating
     user, movie, rating, stamp = user[keep], movie[keep], rating[keep], stamp[keep]
-    order = np.lexsort((movie, stamp, user))
+    order = np.lexsort((windowing.tie_break(user.astype(np.uint64), movie.astype(np.uint64)), stamp, user))
     user, movie, rating, stamp = user[order], movie[order], rating[order], stamp[order]
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     lengths = np.diff(np.r_[starts, len(user)])

@@ -1,7 +1,10 @@
 """Turns one user's rating events into (history -> next movie) examples, split without leaking the future.
 
-Ordering: a user's events are sorted by ``(timestamp, movie_id)``; equal timestamps (common in MovieLens)
-are broken by the smaller movie id first, which is deterministic whatever order the files had.
+Ordering: a user's events are sorted by timestamp. Equal timestamps (MovieLens records seconds, and 44 % of
+ML-100K users' last two ratings share one) are ordered by ``tie_break(user_id, movie_id)``, a fixed hash: the
+order is deterministic whatever order the files had, yet unrelated to the movie id. Ordering ties by movie id
+made every same-second burst ascend in id, and as MovieLens ids grow with the date a movie was added, the
+held-out last rating became systematically the newest, rarest movie of its burst.
 
 Splits (``WindowingOptions.split``):
 
@@ -67,11 +70,28 @@ class WindowingOptions:
             raise ValueError("eval_start must not be later than test_start")
 
 
+_MASK32 = 0xFFFFFFFF
+
+
+def tie_break(user_id, movie_id):
+    """Order of events within one second: a 32-bit hash of (user, movie) (MurmurHash3's finaliser).
+
+    Works on Python ints and, elementwise, on numpy integer arrays (the vectorised benchmark windowing), with
+    identical results."""
+    h = ((user_id & _MASK32) * 0x9E3779B1 + (movie_id & _MASK32)) & _MASK32
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & _MASK32
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & _MASK32
+    return h ^ (h >> 16)
+
+
 def sort_timeline(events: Iterable[Event], min_rating: float = 0.0) -> List[Event]:
-    """The user's events by (timestamp, movie id), below ``min_rating`` dropped; a movie rated again (a
-    duplicate row or a re-rating) keeps only its first rating, so a history never contains its own target."""
+    """The user's events by timestamp (ties by ``tie_break``), below ``min_rating`` dropped; a movie rated again
+    (a duplicate row or a re-rating) keeps only its first rating, so a history never contains its own target."""
     seen, timeline = set(), []
-    for event in sorted((e for e in events if e.rating >= min_rating), key=lambda e: (e.timestamp, e.movie_id)):
+    for event in sorted((e for e in events if e.rating >= min_rating),
+                        key=lambda e: (e.timestamp, tie_break(e.user_id, e.movie_id))):
         if event.movie_id not in seen:
             seen.add(event.movie_id)
             timeline.append(event)

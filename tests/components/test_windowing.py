@@ -20,32 +20,58 @@ GENRES = windowing.genre_index(["Comedy", "Drama", "Action"])  # Action 1, Comed
 
 
 def test_hand_built_timeline_gives_exact_examples():
-    # Given out of order, with a timestamp tie between movies 30 and 20 (broken by the smaller id).
+    # Given out of order, with a timestamp tie between movies 30 and 20, which the tie-break hash orders 30
+    # first (the larger id: ties do not follow the movie id).
+    assert windowing.tie_break(1, 30) < windowing.tie_break(1, 20)
     events = [E(1, 50, 500, 4.0, 1999), E(1, 10, 100, 5.0, 1990, ("Drama", "Action", "Comedy")),
               E(1, 30, 200, 3.0, 1995, ("Comedy",)), E(1, 20, 200, 2.0, 1994), E(1, 40, 400, 1.0, 1998)]
     options = windowing.WindowingOptions(history_length=3, genres_per_movie=2)
     got = list(windowing.window_timeline(events, options, GENRES))
-    # Sorted timeline: 10 (t100), 20 (t200), 30 (t200), 40 (t400), 50 (t500).
+    # Sorted timeline: 10 (t100), 30 (t200), 20 (t200), 40 (t400), 50 (t500).
     assert [(split, ex[features.LABEL_MOVIE_ID]) for split, ex in got] == [
-        ("train", 20), ("train", 30), ("eval", 40), ("test", 50)]
+        ("train", 30), ("train", 20), ("eval", 40), ("test", 50)]
     first_train, second_train, eval_example, test_example = (ex for _, ex in got)
     assert first_train == {
         features.USER_ID: 1, features.CONTEXT_MOVIE_ID: [10, 0, 0], features.CONTEXT_MOVIE_RATING: [5.0, 0.0, 0.0],
         # two genre slots per context position; movie 10 has three genres, the first two are kept
         features.CONTEXT_MOVIE_GENRE: [3, 1, 0, 0, 0, 0],
-        features.CONTEXT_MOVIE_YEAR: [1990, 0, 0], features.CONTEXT_LENGTH: 1, features.LABEL_MOVIE_ID: 20,
+        features.CONTEXT_MOVIE_YEAR: [1990, 0, 0], features.CONTEXT_LENGTH: 1, features.LABEL_MOVIE_ID: 30,
         features.LABEL_TIMESTAMP: 200}
-    assert second_train[features.CONTEXT_MOVIE_ID] == [20, 10, 0]
-    assert second_train[features.CONTEXT_MOVIE_GENRE] == [0, 0, 3, 1, 0, 0]
-    assert eval_example[features.CONTEXT_MOVIE_ID] == [30, 20, 10]
-    assert eval_example[features.CONTEXT_MOVIE_GENRE] == [2, 0, 0, 0, 3, 1]
-    assert eval_example[features.CONTEXT_MOVIE_RATING] == [3.0, 2.0, 5.0]
-    assert eval_example[features.CONTEXT_MOVIE_YEAR] == [1995, 1994, 1990]
-    assert eval_example[features.SEEN_MOVIE_IDS] == [10, 20, 30]
+    assert second_train[features.CONTEXT_MOVIE_ID] == [30, 10, 0]
+    assert second_train[features.CONTEXT_MOVIE_GENRE] == [2, 0, 3, 1, 0, 0]
+    assert eval_example[features.CONTEXT_MOVIE_ID] == [20, 30, 10]
+    assert eval_example[features.CONTEXT_MOVIE_GENRE] == [0, 0, 2, 0, 3, 1]
+    assert eval_example[features.CONTEXT_MOVIE_RATING] == [2.0, 3.0, 5.0]
+    assert eval_example[features.CONTEXT_MOVIE_YEAR] == [1994, 1995, 1990]
+    assert eval_example[features.SEEN_MOVIE_IDS] == [10, 30, 20]
     # History longer than N: the N most recent, most recent first; seen ids keep the whole history.
-    assert test_example[features.CONTEXT_MOVIE_ID] == [40, 30, 20]
+    assert test_example[features.CONTEXT_MOVIE_ID] == [40, 20, 30]
     assert test_example[features.CONTEXT_LENGTH] == 3
-    assert test_example[features.SEEN_MOVIE_IDS] == [10, 20, 30, 40]
+    assert test_example[features.SEEN_MOVIE_IDS] == [10, 30, 20, 40]
+
+
+def test_same_second_ratings_are_not_ordered_by_movie_id():
+    """Ties follow a fixed hash of (user, movie): the same order whatever the input order, and the held-out
+    last rating of a same-second burst is not systematically its largest (in MovieLens: newest) movie id."""
+    options = windowing.WindowingOptions(history_length=3)
+    burst = list(range(1, 21))  # 20 movies rated within one second
+    largest_last, ascending = 0, 0
+    for user in range(1, 201):
+        events = [E(user, m, 1000) for m in burst]
+        timeline = [e.movie_id for e in windowing.sort_timeline(events)]
+        assert timeline == [e.movie_id for e in windowing.sort_timeline(events[::-1])]
+        assert sorted(timeline) == burst
+        assert timeline == sorted(burst, key=lambda m: windowing.tie_break(user, m))
+        test_label = [ex[features.LABEL_MOVIE_ID] for s, ex in windowing.window_timeline(events, options)
+                      if s == "test"]
+        assert test_label == [timeline[-1]]
+        largest_last += timeline[-1] == 20
+        ascending += timeline == burst
+    assert largest_last <= 30, largest_last  # about 200 / 20 = 10 expected; ordering by id gives 200
+    assert ascending == 0
+    # Users are ordered independently: the tie order of one burst is not one global movie order.
+    orders = {tuple(sorted(burst, key=lambda m: windowing.tie_break(u, m))) for u in range(1, 51)}
+    assert len(orders) == 50
 
 
 def _timelines(data):
