@@ -28,8 +28,8 @@ MEAN_RATINGS_PER_USER = 165  # as ML-1M: 1,000,209 ratings by 6,040 users
 def window_arrays(user, movie, rating, stamp, options: windowing.WindowingOptions) -> Dict[str, np.ndarray]:
     """Vectorised leave-last-out windowing of parallel event arrays (any order).
 
-    Returns the events sorted by (user, timestamp, ``windowing.tie_break``) with, per event: ``split`` (0 train, 1 eval,
-    2 test, -1 no example), ``context`` / ``context_rating`` ([E, N], most recent first, 0-padded),
+    Returns the events sorted by (user, timestamp, ``windowing.tie_break``) with, per event: ``split`` (0 train,
+    1 eval, 2 test, -1 no example), ``context`` / ``context_rating`` ([E, N], most recent first, 0-padded),
     ``context_length``, ``start`` (index of the user's first event, for the seen-ids slice), ``position`` (in
     the user's timeline) and ``timeline_length``.
     """
