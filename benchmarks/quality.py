@@ -164,7 +164,9 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
         raise ValueError(f"seeds must be at least 1, got {seeds}")
     from ondevice_rec.modules import trainer
     os.makedirs(out_dir, exist_ok=True)
-    results = {"dataset": os.path.abspath(data_dir), "split": "leave-last-out (test = last rating per user)",
+    results = {"dataset": os.path.abspath(data_dir),
+               "split": "leave-last-out (test = last rating per user; same-second ratings ordered by "
+                        "windowing.tie_break, a hash of user and movie)",
                "exclusions": "padding, movies absent from training, already-rated movies",
                "model_defaults": dataclasses.asdict(base), "baselines": {}, "models": []}
     start = time.perf_counter()
