@@ -5,3 +5,9 @@ The repository root is the ``ondevice_rec`` package (see ``setup.py``): ``pipeli
 """
 
 __version__ = "0.1.0"
+
+import os
+
+# Before TensorFlow is first imported anywhere in the package (this module always loads first): Keras 3
+# SavedModels break the TFLite converter on TF 2.16, so the models are built with tf_keras.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

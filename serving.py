@@ -8,14 +8,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-# Scores at or below this are masked entries (padding, already seen), never recommendations.
-MASKED_THRESHOLD = -1e8
+from ondevice_rec.components.tflite_pusher.publish import METADATA_FILE
+from ondevice_rec.modules import features
 
 
 class TFLiteRecommender:
     """The TFLite interpreter on one signature; takes a history ordered most recent first."""
 
-    def __init__(self, model_path_or_bytes, signature: str = "recommend", num_threads: int = 1):
+    def __init__(self, model_path_or_bytes, signature: str = features.RECOMMEND_SIGNATURE, num_threads: int = 1):
         import tensorflow as tf
         if isinstance(model_path_or_bytes, (bytes, bytearray)):
             self.interpreter = tf.lite.Interpreter(model_content=bytes(model_path_or_bytes), num_threads=num_threads)
@@ -24,8 +24,8 @@ class TFLiteRecommender:
         self.runner = self.interpreter.get_signature_runner(signature)
         details = self.runner.get_input_details()
         self.input_names = sorted(details)
-        self.input_name = "context_movie_id"
-        self.uses_ratings = "context_movie_rating" in details
+        self.input_name = features.CONTEXT_MOVIE_ID
+        self.uses_ratings = features.CONTEXT_MOVIE_RATING in details
         self.history_length = int(details[self.input_name]["shape"][0])
 
     def pad(self, values: Sequence, dtype=np.int32) -> np.ndarray:
@@ -38,7 +38,7 @@ class TFLiteRecommender:
         if self.uses_ratings:
             if ratings is None:
                 ratings = [4.0] * min(len(recent_first), self.history_length)
-            feed["context_movie_rating"] = self.pad(ratings, np.float32)
+            feed[features.CONTEXT_MOVIE_RATING] = self.pad(ratings, np.float32)
         return feed
 
     def __call__(self, recent_first: Sequence[int], ratings: Optional[Sequence[float]] = None
@@ -50,9 +50,9 @@ class Recommender:
     """A published version folder, e.g. ``OUT/serving/latest``."""
 
     def __init__(self, model_dir: str):
-        metadata_path = os.path.join(model_dir, "metadata.json")
+        metadata_path = os.path.join(model_dir, METADATA_FILE)
         if not os.path.exists(metadata_path):
-            raise FileNotFoundError(f"{model_dir} is not a published model folder (no metadata.json)")
+            raise FileNotFoundError(f"{model_dir} is not a published model folder (no {METADATA_FILE})")
         with open(metadata_path) as f:
             self.metadata = json.load(f)
         with open(os.path.join(model_dir, self.metadata["vocabulary_file"]), encoding="utf-8") as f:
@@ -66,8 +66,8 @@ class Recommender:
         result = self.model(list(history_oldest_first)[::-1])
         seen = set(history_oldest_first)
         out = []
-        for movie_id, score in zip(result["top_ids"].tolist(), result["top_scores"].tolist()):
-            if movie_id == 0 or movie_id in seen or score <= MASKED_THRESHOLD:
+        for movie_id, score in zip(result[features.TOP_IDS].tolist(), result[features.TOP_SCORES].tolist()):
+            if movie_id == 0 or movie_id in seen or score <= features.MASKED_BELOW:
                 continue
             out.append((int(movie_id), float(score)))
             if len(out) == k:

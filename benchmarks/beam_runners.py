@@ -19,37 +19,11 @@ import tempfile
 import time
 from typing import Dict, List
 
+from ondevice_rec.modules.features import VOCABULARY_FILE
 from ondevice_rec.pipeline.config import PipelineConfig
+from ondevice_rec.pipeline.nodes import Nodes
 from ondevice_rec.pipeline.portable_beam import LocalPortableCluster
-
-DATA_STAGES = ("MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing")
-
-
-def run_data_stages(config: PipelineConfig) -> Dict[str, str]:
-    """Runs the data stages with BeamDagRunner; returns ``{component id: output uri}`` of their main outputs."""
-    from tfx import v1 as tfx
-    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
-    from ondevice_rec.pipeline.pipeline import data_components
-    stages = data_components(config)
-    BeamDagRunner().run(tfx.dsl.Pipeline(
-        pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root, components=list(stages),
-        enable_cache=False, beam_pipeline_args=config.beam_pipeline_args(),
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path)))
-    outputs = {}
-    for component in stages:
-        key = {"StatisticsGen": "statistics", "ImportSchemaGen": "schema", "ExampleValidator": "anomalies"}.get(
-            component.id, "examples")
-        outputs[component.id] = _latest_uri(os.path.join(config.pipeline_root, component.id, key))
-    return outputs
-
-
-def _latest_uri(folder: str) -> str:
-    runs = sorted(glob.glob(os.path.join(folder, "*")), key=lambda p: int(os.path.basename(p)))
-    if not runs:
-        raise FileNotFoundError(f"no output under {folder}")
-    return runs[-1]
-
+from ondevice_rec.pipeline.runner import run_data_stages
 
 def _records(uri: str) -> Dict[str, collections.Counter]:
     import tensorflow as tf
@@ -81,13 +55,15 @@ def _anomalies(uri: str) -> Dict[str, str]:
 
 def compare(direct: Dict[str, str], portable: Dict[str, str]) -> Dict[str, bool]:
     """Stage-by-stage equality of the two runs' outputs."""
-    windowed_vocabulary = [open(os.path.join(u, "vocabulary.json"), encoding="utf-8").read()
-                           for u in (direct["HistoryWindowing"], portable["HistoryWindowing"])]
+    windowed_vocabulary = [open(os.path.join(u, VOCABULARY_FILE), encoding="utf-8").read()
+                           for u in (direct[Nodes.WINDOWING], portable[Nodes.WINDOWING])]
     return {
-        "MovieLensExampleGen": _records(direct["MovieLensExampleGen"]) == _records(portable["MovieLensExampleGen"]),
-        "StatisticsGen": _statistics_counts(direct["StatisticsGen"]) == _statistics_counts(portable["StatisticsGen"]),
-        "ExampleValidator": _anomalies(direct["ExampleValidator"]) == _anomalies(portable["ExampleValidator"]),
-        "HistoryWindowing": _records(direct["HistoryWindowing"]) == _records(portable["HistoryWindowing"]),
+        Nodes.EXAMPLE_GEN: _records(direct[Nodes.EXAMPLE_GEN]) == _records(portable[Nodes.EXAMPLE_GEN]),
+        Nodes.STATISTICS_GEN: _statistics_counts(direct[Nodes.STATISTICS_GEN]) == _statistics_counts(
+            portable[Nodes.STATISTICS_GEN]),
+        Nodes.EXAMPLE_VALIDATOR: _anomalies(direct[Nodes.EXAMPLE_VALIDATOR]) == _anomalies(
+            portable[Nodes.EXAMPLE_VALIDATOR]),
+        Nodes.WINDOWING: _records(direct[Nodes.WINDOWING]) == _records(portable[Nodes.WINDOWING]),
         "vocabulary": windowed_vocabulary[0] == windowed_vocabulary[1],
     }
 
@@ -106,10 +82,10 @@ def run(data_dir: str, work_dir: str = "", workers: int = 2, out_json: str = "")
         portable_seconds = time.time() - start
         sdk_workers = cluster.worker_starts()
     same = compare(direct, portable)
-    windowed = _records(direct["HistoryWindowing"])
+    windowed = _records(direct[Nodes.WINDOWING])
     result = {
         "data_dir": os.path.abspath(data_dir),
-        "stages": list(DATA_STAGES),
+        "stages": list(Nodes.DATA_STAGES),
         "direct_runner": {"args": base.beam_pipeline_args(), "seconds": round(direct_seconds, 1)},
         "portable_runner": {"args": portable_config.beam_pipeline_args(), "seconds": round(portable_seconds, 1),
                             "workers_per_stage": workers, "sdk_worker_processes_started": sdk_workers},

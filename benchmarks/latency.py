@@ -17,9 +17,13 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ondevice_rec.modules import export, features
+from ondevice_rec.components.tflite_pusher.publish import METADATA_FILE
+from ondevice_rec.components.tflite_pusher.quantization import QUANTIZATIONS
+from ondevice_rec.components.tflite_pusher.release import SERVING_FORMAT
+from ondevice_rec.modules import features
+from ondevice_rec.modules.encoders import ENCODERS
 
-SIGNATURE = export.RECOMMEND_SIGNATURE
+SIGNATURE = features.RECOMMEND_SIGNATURE
 
 
 def percentiles(call: Callable[[], object], iterations: int, warmup: int) -> Dict[str, float]:
@@ -70,8 +74,8 @@ def tflite_latency(model: bytes, feeds, threads: int, iterations: int, warmup: i
     call = _direct_call(interpreter, tensors["inputs"], list(tensors["outputs"].values()))
     # The fast path computes what the signature runner does (near-ties may swap between thread counts).
     for feed in feeds[:20]:
-        expected = reference(**feed)[export.TOP_IDS]
-        got = call(feed)[list(tensors["outputs"]).index(export.TOP_IDS)]
+        expected = reference(**feed)[features.TOP_IDS]
+        got = call(feed)[list(tensors["outputs"]).index(features.TOP_IDS)]
         if len(set(expected[:10].tolist()) & set(got[:10].tolist())) < 8:
             raise RuntimeError(f"the direct interpreter path disagrees with the signature runner: {got[:10]} "
                                f"vs {expected[:10]}")
@@ -152,12 +156,16 @@ def run_model(path: str, saved_model_dir: Optional[str] = None, iterations: int 
               report=print) -> dict:
     """Benchmarks a published version folder (``model.tflite`` + ``metadata.json``) or a ``.tflite`` file."""
     from ondevice_rec.serving import TFLiteRecommender
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no model at {path}")
+    if iterations < 1:
+        raise ValueError("iterations must be >= 1")
     if os.path.isdir(path):
-        with open(os.path.join(path, "metadata.json")) as f:
+        with open(os.path.join(path, METADATA_FILE)) as f:
             metadata = json.load(f)
         model_path = os.path.join(path, metadata["model_file"])
         if saved_model_dir is None and metadata.get("model_uri"):
-            candidate = os.path.join(metadata["model_uri"], "Format-Serving")
+            candidate = os.path.join(metadata["model_uri"], SERVING_FORMAT)
             saved_model_dir = candidate if os.path.isdir(candidate) else None
         with open(os.path.join(path, metadata["vocabulary_file"]), encoding="utf-8") as f:
             movie_ids = [m["movie_id"] for m in json.load(f)["movies"]]
@@ -179,20 +187,32 @@ def run_model(path: str, saved_model_dir: Optional[str] = None, iterations: int 
     return result
 
 
-def run_all(work_dir: str = "", encoders: Sequence[str] = ("bow", "cnn", "lstm", "transformer"),
-            quantizations: Sequence[str] = ("float32", "float16", "dynamic", "int8"), history_length: int = 10,
+def run_all(work_dir: str = "", encoders: Sequence[str] = ENCODERS,
+            quantizations: Sequence[str] = QUANTIZATIONS, history_length: int = 10,
             items: int = 3952, users: int = 3000, iterations: int = 2000, top_k: int = 100,
             out: str = "benchmarks/results/latency.json",
             report=print) -> dict:
     """Every encoder x quantisation mode at MovieLens-1M catalogue size (see the module docstring)."""
     import dataclasses
 
-    from ondevice_rec.benchmarks.quality import Split
-    from ondevice_rec.components.tflite_pusher import publish
+    from ondevice_rec.benchmarks.data import WindowedSplit
+    from ondevice_rec.components.tflite_pusher import checks, conversion, quantization as quantization_modes
     from ondevice_rec.data import synthetic
-    from ondevice_rec.modules import trainer
+    from ondevice_rec.modules import training
     from ondevice_rec.modules.config import ModelConfig
     from ondevice_rec.serving import TFLiteRecommender
+
+    unknown = [e for e in encoders if e not in ENCODERS]
+    for mode in quantizations:
+        try:
+            quantization_modes.get(mode)
+        except ValueError:
+            unknown.append(mode)
+    if unknown:
+        raise ValueError(f"unknown encoder or quantization: {', '.join(unknown)} (encoders: {', '.join(ENCODERS)}; "
+                         f"quantizations: {', '.join(quantization_modes.QUANTIZATIONS)})")
+    if top_k < 1 or iterations < 1:
+        raise ValueError("top_k and iterations must be >= 1")
 
     work_dir = work_dir or tempfile.mkdtemp(prefix="ondevice-rec-latency-")
     data_dir = os.path.join(work_dir, "ml-1m")
@@ -201,45 +221,51 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ("bow", "cnn", "lstm",
         data = synthetic.generate(synthetic.SyntheticConfig(users=users, items=items, mean_ratings_per_user=80,
                                                             seed=7))
         synthetic.write(data, data_dir, "ml-1m")
-    split = Split(data_dir, history_length)
-    test_rows = split.rows["test"][:500]
-    holdout = [{features.CONTEXT_MOVIE_ID: split.arrays["context"][r].astype(np.int32).tolist(),
-                features.CONTEXT_MOVIE_RATING: split.arrays["context_rating"][r].astype(np.float32).tolist()}
-               for r in test_rows.tolist()]
-    labels = split.arrays["movie"][test_rows].tolist()
-    movie_ids = [m.movie_id for m in split.vocab.movies]
-    results = {"machine": _machine(), "history_length": history_length, "vocabulary_size": split.vocab.size,
-               "iterations": iterations, "models": []}
-    results["reference"] = reference_floor(split.vocab.size, top_k, iterations)
-    report(format_reference(results["reference"]))
+    windowings, results = {}, {}  # windowings by train stride
     for encoder in encoders:
         config = ModelConfig(encoder=encoder, history_length=history_length, embedding_dim=16, epochs=2,
                              batch_size=256, early_stopping_patience=5, top_k=top_k)
+        stride = config.default_train_stride()
+        if stride not in windowings:
+            windowings[stride] = WindowedSplit(data_dir, os.path.join(work_dir, "pipeline"), config)
+        split = windowings[stride]
+        if "models" not in results:
+            test = split.examples("test")[:500]
+            holdout = [{features.CONTEXT_MOVIE_ID: [int(x) for x in e[features.CONTEXT_MOVIE_ID]],
+                        features.CONTEXT_MOVIE_RATING: [float(x) for x in e[features.CONTEXT_MOVIE_RATING]]}
+                       for e in test]
+            labels = [int(e[features.LABEL_MOVIE_ID]) for e in test]
+            movie_ids = split.popular_ids()
+            results.update({"machine": _machine(), "history_length": history_length,
+                            "vocabulary_size": split.vocab.size, "iterations": iterations, "models": []})
+            results["reference"] = reference_floor(split.vocab.size, top_k, iterations)
+            report(format_reference(results["reference"]))
         t = time.perf_counter()
-        model = trainer.fit(config, split.vocab, split.dataset("train", config, True),
-                            split.dataset("eval", config, False))
+        model = training.fit(config, split.vocab, split.dataset("train", config, True),
+                             split.dataset("eval", config, False))
+        from ondevice_rec.modules import export
         saved_model_dir = export.export_saved_model(model, split.vocab, config,
                                                     os.path.join(work_dir, f"saved_model_{encoder}"))
         report(f"{encoder}: trained and exported in {time.perf_counter() - t:.0f}s")
-        float_model = publish.convert_to_tflite(saved_model_dir, SIGNATURE)
+        float_model = conversion.convert_to_tflite(saved_model_dir, SIGNATURE)
         lite = TFLiteRecommender(float_model, SIGNATURE)
         feeds = [lite.inputs(h[features.CONTEXT_MOVIE_ID], h[features.CONTEXT_MOVIE_RATING]) for h in holdout]
-        parity = publish.check_parity(float_model, saved_model_dir, holdout, SIGNATURE, min_overlap=0.0)
-        float_recall = publish.tflite_recall(float_model, SIGNATURE, holdout, labels)
+        parity = checks.check_parity(float_model, saved_model_dir, holdout, SIGNATURE, min_overlap=0.0)
+        float_recall = checks.tflite_recall(float_model, SIGNATURE, holdout, labels)
         for quantization in quantizations:
             entry = {"encoder": encoder, "quantization": quantization,
                      "settings": {k: v for k, v in dataclasses.asdict(config).items()
                                   if k in ("embedding_dim", "hidden_layers", "use_genres", "use_years")},
                      "top_k": config.top_k}
             try:
-                model_bytes = float_model if quantization == "float32" else publish.convert_to_tflite(
-                    saved_model_dir, SIGNATURE, quantization, feeds[:200])
+                model_bytes = float_model if quantization == quantization_modes.FLOAT else \
+                    conversion.convert_to_tflite(saved_model_dir, SIGNATURE, quantization, feeds[:200])
             except Exception as e:  # pylint: disable=broad-except  (reported, the other modes still run)
                 entry["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
                 report(f"  {encoder}/{quantization}: conversion failed: {entry['error']}")
                 results["models"].append(entry)
                 continue
-            recall = publish.tflite_recall(model_bytes, SIGNATURE, holdout, labels)
+            recall = checks.tflite_recall(model_bytes, SIGNATURE, holdout, labels)
             entry.update(measure(model_bytes, saved_model_dir if quantization == "float32" else None,
                                  random_feeds(history_length, movie_ids, config.use_ratings), iterations))
             entry["recall@10"] = recall

@@ -72,6 +72,8 @@ def schedule(host: str, package_path: str, cron: str, experiment: str, job_name:
                               pipeline_root or spec.get("defaultPipelineRoot"))
     if dry_run:
         return summary
+    if not host:
+        raise ValueError("a KFP host is required (--host), or a dry run")
     import kfp
     client = kfp.Client(host=host)
     experiment_id = client.create_experiment(name=experiment).experiment_id  # reuses an existing one

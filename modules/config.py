@@ -1,21 +1,39 @@
-"""Model and training hyperparameters (TensorFlow-free, so the CLI and pipeline config import it cheaply)."""
+"""Model and training hyperparameters (TensorFlow-free, so the CLI and pipeline config import it cheaply).
+
+``setting(default, help)`` declares a knob once, with its type (the default's), default and help text; the
+CLI generates its flags from the fields that carry help (``pipeline/options.py``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Dict
+from typing import Any, Dict, Optional, Sequence
 
-ENCODERS = ("bow", "cnn", "lstm", "transformer")
+from ondevice_rec.modules import encoders
+
+ENCODERS = encoders.ENCODERS
+SOFTMAX_MODES = ("full", "sampled")
+LOSS_POSITION_MODES = ("all", "last", "auto")
+
+
+def setting(default: Any, help: str, choices: Optional[Sequence[str]] = None, flag: bool = True):
+    """A dataclass field with the metadata the CLI flags are generated from (``flag=False``: no flag, still
+    settable with ``--hparam`` where the dataclass is ModelConfig)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+
+
+MAX_HISTORY_LENGTH = 200
 
 
 @dataclasses.dataclass
 class ModelConfig:
     """Hyperparameters of the model and its training (one place; the pipeline passes it as custom_config)."""
 
-    encoder: str = "lstm"  # bow | cnn | lstm | transformer
-    history_length: int = 10
-    embedding_dim: int = 32
+    encoder: str = setting("lstm", "context encoder", ENCODERS)
+    # The one home of the history length N: the windowing options and the exported model take it from here.
+    history_length: int = setting(10, "N, the number of previous items the model sees")
+    embedding_dim: int = setting(32, "item and activity embedding size")
     hidden_layers: int = 0  # Dense(embedding_dim, relu) layers after the encoder
     # Activity features added to each history item's id embedding (genres and year are looked up from the id
     # inside the model, so an app passes ids only; ratings are an extra input when enabled).
@@ -37,20 +55,21 @@ class ModelConfig:
     softmax: str = "full"
     # "all": a loss at every history position of each training window (the target being the next item), as
     # SASRec trains on whole sequences; pair it with a windowing stride of about N/2 (the pipeline's default).
-    # "last": only the window's label. "auto": "last" for bag-of-words (a prefix mean over a few items is a
-    # poor query), "all" for the others.
+    # "last": only the window's label. "auto": the encoder's own rule (``LOSS_POSITIONS`` in its module of
+    # ``modules/encoders/``: "last" for bag-of-words, "all" for the others).
     loss_positions: str = "auto"
     num_sampled: int = 500
-    learning_rate: float = 0.005
-    epochs: int = 10
+    learning_rate: float = setting(0.005, "Adam learning rate")
+    epochs: int = setting(10, "maximum training epochs (early stopping on eval recall@10)")
     steps_per_epoch: int = 0  # 0: one pass over the training windows per epoch
-    batch_size: int = 64  # training windows per batch (each holds up to N targets with loss_positions=all)
+    # Training windows per batch (each holds up to N targets with loss_positions=all).
+    batch_size: int = setting(64, "training windows per batch")
     early_stopping_patience: int = 3
     # Polyak averaging: validate, early-stop on and export a moving average of the weights, with per-step decay
     # min(decay, (1 + t) / (10 + t)) (short memory early on); 0 = the raw weights. ML-100K, LSTM N=10, dim 128,
     # 4 seeds: test recall@10 0.193 vs 0.184 without, eval 0.233 vs 0.220.
     weight_average_decay: float = 0.999
-    top_k: int = 100
+    top_k: int = setting(100, "recommendations the TFLite model returns (capped at the catalogue size minus N)")
     seed: int = 0
 
     def default_train_stride(self) -> int:
@@ -59,16 +78,22 @@ class ModelConfig:
         return max(1, self.history_length // 2) if self.loss_at_every_position() else 1
 
     def loss_at_every_position(self) -> bool:
-        return self.loss_positions == "all" or (self.loss_positions == "auto" and self.encoder != "bow")
+        """``loss_positions``, with "auto" resolved by the encoder's own rule (``LOSS_POSITIONS`` of its module)."""
+        rule = encoders.get(self.encoder).LOSS_POSITIONS if self.loss_positions == "auto" else self.loss_positions
+        return rule == "all"
 
     def __post_init__(self):
         self.cnn_filters = tuple(self.cnn_filters)
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
-        if self.softmax not in ("full", "sampled"):
-            raise ValueError(f"softmax must be 'full' or 'sampled', got {self.softmax!r}")
-        if self.loss_positions not in ("all", "last", "auto"):
-            raise ValueError(f"loss_positions must be 'all', 'last' or 'auto', got {self.loss_positions!r}")
+        encoders.check(self.encoder)
+        if self.softmax not in SOFTMAX_MODES:
+            raise ValueError(f"softmax must be one of {', '.join(SOFTMAX_MODES)}, got {self.softmax!r}")
+        if self.loss_positions not in LOSS_POSITION_MODES:
+            raise ValueError(f"loss_positions must be one of {', '.join(LOSS_POSITION_MODES)}, "
+                             f"got {self.loss_positions!r}")
+        if not 1 <= self.history_length <= MAX_HISTORY_LENGTH:
+            raise ValueError(f"history_length must be within 1..{MAX_HISTORY_LENGTH}, got {self.history_length}")
+        if self.epochs < 1 or self.batch_size < 1 or self.embedding_dim < 1 or self.top_k < 1:
+            raise ValueError("epochs, batch_size, embedding_dim and top_k must be >= 1")
         if not 0.0 <= self.weight_average_decay < 1.0:
             raise ValueError(f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}")
         if self.embedding_dim % self.transformer_heads:

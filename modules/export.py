@@ -14,22 +14,19 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
+import tf_keras as keras
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-from . import features  # noqa: E402
+from . import features, warm_start
 from .config import ModelConfig
-from . import warm_start  # noqa: E402
-from .model import MASKED_SCORE, exclude_seen, narrowest_int_dtype  # noqa: E402
-from .vocabulary import Vocabulary  # noqa: E402
+# The signature, tensor and folder names live in ``features`` (TF-free); re-exported for the exporter's users.
+from .features import (ASSETS_EXTRA, MASKED_SCORE, RECOMMEND_SIGNATURE, SCORES, SERVING_SIGNATURE,  # noqa: F401
+                       TOP_IDS, TOP_SCORES)
+from .layers import narrowest_int_dtype
+from .model import exclude_seen
+from .vocabulary import Vocabulary
 
-SERVING_SIGNATURE = "serving_default"
-RECOMMEND_SIGNATURE = "recommend"
-TOP_IDS = "top_ids"
-TOP_SCORES = "top_scores"
-ASSETS_EXTRA = "assets.extra"
+MODEL_CONFIG_FILE = "model_config.json"
 
 
 class RecommenderModule(tf.Module):
@@ -69,7 +66,7 @@ class RecommenderModule(tf.Module):
         # Scores over movie ids: gather each id's index score; ids without an index are masked.
         id_scores = tf.gather(index_scores, self._id_to_index, axis=1)
         id_scores = tf.where(self._id_to_index[tf.newaxis, :] > 0, id_scores, MASKED_SCORE)
-        return {"scores": id_scores}
+        return {SCORES: id_scores}
 
     @tf.function
     def recommend(self, context_movie_id, context_movie_rating=None):
@@ -106,12 +103,12 @@ def export_saved_model(model: keras.Model, vocab: Vocabulary, config: ModelConfi
     extra = os.path.join(export_dir, ASSETS_EXTRA)
     vocab.save(extra)
     warm_start.save_weights(model, extra)  # a later span's Trainer can start from these
-    with tf.io.gfile.GFile(os.path.join(extra, "model_config.json"), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(extra, MODEL_CONFIG_FILE), "w") as f:
         f.write(config.to_json())
     return export_dir
 
 
 def load_export_config(export_dir: str) -> ModelConfig:
     import json
-    with tf.io.gfile.GFile(os.path.join(export_dir, ASSETS_EXTRA, "model_config.json")) as f:
+    with tf.io.gfile.GFile(os.path.join(export_dir, ASSETS_EXTRA, MODEL_CONFIG_FILE)) as f:
         return ModelConfig.from_dict(json.load(f))

@@ -26,9 +26,27 @@ EVENT_RATING = "rating"
 EVENT_GENRES = "genres"
 EVENT_YEAR = "year"
 EVENT_TITLE = "title"
+# Next to the events: line counts, bad-line samples (what ExampleGen read and what it skipped).
+INPUT_REPORT_FILE = "input_report.json"
 
 SPLITS = ("train", "eval", "test")
+
+# The exported model's signatures and the on-device model's output tensors.
+SERVING_SIGNATURE = "serving_default"  # serialized examples -> scores over ids (TFMA)
+RECOMMEND_SIGNATURE = "recommend"  # the on-device function
+TOP_IDS = "top_ids"
+TOP_SCORES = "top_scores"
+SCORES = "scores"  # serving_default's output and TFMA's prediction key
+ASSETS_EXTRA = "assets.extra"  # in the SavedModel: vocabulary, model config and weights for warm start
 VOCABULARY_FILE = "vocabulary.json"
+# Next to the Split-* folders of the windowed examples: counts and the resolved WindowingOptions (whose
+# history_length the Trainer checks against its own).
+WINDOWING_STATS_FILE = "windowing_stats.json"
+
+# Score of a padding, unknown or already-seen item: far below any real score. Any score below
+# MASKED_BELOW counts as masked (scores pass through float32 arithmetic, so no equality test).
+MASKED_SCORE = -1e9
+MASKED_BELOW = -1e8
 
 
 def example_feature_spec(history_length: int, genres_per_movie: int = 3):

@@ -6,16 +6,13 @@ in training, already-seen movies) never outrank it. A target that is itself mask
 With one target per example, recall@K equals hit rate@K; NDCG@K is ``1 / log2(rank + 2)`` inside the top K.
 """
 
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from typing import Dict, Iterable
 
-from typing import Dict, Iterable  # noqa: E402
+import tensorflow as tf
+import tf_keras as keras
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-MASKED_BELOW = -1e8
+from . import features
 
 
 def target_rank(y_true, y_pred):
@@ -23,7 +20,7 @@ def target_rank(y_true, y_pred):
     target_score = tf.gather(y_pred, y_true, axis=1, batch_dims=1)
     rank = tf.reduce_sum(tf.cast(y_pred > target_score[:, tf.newaxis], tf.int32), axis=1)
     # A masked target can never be recommended: count it as a miss.
-    return tf.where(target_score > MASKED_BELOW, rank, tf.fill(tf.shape(rank), tf.int32.max))
+    return tf.where(target_score > features.MASKED_BELOW, rank, tf.fill(tf.shape(rank), tf.int32.max))
 
 
 class _RankMetric(keras.metrics.Mean):

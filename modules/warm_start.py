@@ -17,6 +17,7 @@ from typing import Dict
 
 import numpy as np
 
+from .features import ASSETS_EXTRA
 from .vocabulary import Vocabulary
 
 WEIGHTS_FILE = "weights.npz"
@@ -59,7 +60,6 @@ def warm_start(model, vocab: Vocabulary, base_dir: str) -> Dict[str, int]:
     copies nothing) when the architectures differ.
     """
     import tensorflow as tf
-    from .export import ASSETS_EXTRA
     extra = os.path.join(base_dir, ASSETS_EXTRA)
     path = os.path.join(extra, WEIGHTS_FILE)
     if not tf.io.gfile.exists(path):

@@ -1,17 +1,20 @@
-"""One typed configuration object for a pipeline run."""
+"""One typed configuration object for a pipeline run, and its assembly from flat options."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ondevice_rec.components.history_windowing.windowing import WindowingOptions
-from ondevice_rec.modules.config import ModelConfig
+from ondevice_rec.components.tflite_pusher.options import PublishOptions
+from ondevice_rec.modules.config import ModelConfig, setting
 
 
 SPAN_PATTERN = "span-{SPAN}/*"
+# The layout of an output folder (OUT/pipeline_root, OUT/metadata.sqlite, OUT/serving).
+PIPELINE_ROOT_FOLDER, METADATA_FILE, SERVING_FOLDER = "pipeline_root", "metadata.sqlite", "serving"
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rating_events.schema.pbtxt")
 
 
@@ -35,7 +38,12 @@ def latest_span(data_dir: str) -> Tuple[int, str]:
 
 @dataclasses.dataclass
 class PipelineConfig:
-    """Everything ``create_pipeline`` needs; paths are made absolute on construction."""
+    """Everything ``create_pipeline`` needs; paths are made absolute on construction.
+
+    Built by hand (tests, notebooks) or from flat options with ``from_options`` (the CLI). The history length
+    has one source, ``model.history_length``: the windowing options must agree with it (``from_options`` and
+    a missing ``windowing`` take it from the model).
+    """
 
     data_dir: str  # a MovieLens folder, or a folder of data spans (see input_pattern)
     output_dir: str
@@ -46,21 +54,18 @@ class PipelineConfig:
     # The Trainer starts from the latest blessed model's weights (rows of movies it knew, by movie id).
     warm_start: bool = False
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    # Windowing; its history_length always follows model.history_length. None: the defaults, with the train
-    # stride the model's loss wants (ModelConfig.default_train_stride).
+    # None: the defaults, with the model's N and the train stride its loss wants (default_train_stride).
     windowing: Optional[WindowingOptions] = None
-    temporal_eval_fraction: float = 0.1  # temporal split without explicit cuts: share of events in eval
-    temporal_test_fraction: float = 0.1  # ... and in test
+    # Publishing; serving_dir and dataset left empty come from this config (publish_options).
+    publish: PublishOptions = dataclasses.field(default_factory=PublishOptions)
     # The curated schema ExampleValidator checks the rating events against (any anomaly stops the run).
     schema_file: str = DEFAULT_SCHEMA
-    # Malformed ratings lines are skipped and counted up to this share of all lines; above it the run fails.
-    max_bad_fraction: float = 0.001
+    max_bad_fraction: float = setting(0.001, "malformed ratings lines are skipped and counted up to this share "
+                                             "of all lines; above it the run fails naming the first")
     # Blessing: eval-split recall@10 must reach this and must not fall below the latest blessed model's.
-    min_recall_at_10: float = 0.0
-    max_recall_regression: float = 0.0
-    keep_versions: int = 5
-    quantization: str = "float32"  # float32 | float16 | dynamic | int8 (publish.QUANTIZATIONS)
-    parity_samples: int = 500
+    min_recall_at_10: float = setting(0.0, "blessing needs at least this eval recall@10")
+    max_recall_regression: float = setting(0.0, "blessing allows eval recall@10 this far below the serving "
+                                                "model's")
     enable_cache: bool = True
     # Where TFX writes artifacts and where versions are published; default OUTPUT_DIR/pipeline_root and
     # OUTPUT_DIR/serving. Kubeflow sets a bucket URI as the pipeline root; the serving folder must be a POSIX path
@@ -74,24 +79,59 @@ class PipelineConfig:
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ValueError(f"max_bad_fraction must be between 0 and 1, got {self.max_bad_fraction}")
         if self.windowing is None:
-            self.windowing = WindowingOptions(stride=self.model.default_train_stride())
-        self.windowing = dataclasses.replace(self.windowing, history_length=self.model.history_length)
+            self.windowing = WindowingOptions(history_length=self.model.history_length,
+                                              stride=self.model.default_train_stride())
+        if self.windowing.history_length != self.model.history_length:
+            raise ValueError(f"windowing.history_length {self.windowing.history_length} differs from "
+                             f"model.history_length {self.model.history_length}: the model reads the histories the "
+                             "windowing writes (PipelineConfig.from_options sets both from the model)")
         self.data_dir = _absolute(self.data_dir)
         self.output_dir = _absolute(self.output_dir)
         if not self.dataset_name:
             self.dataset_name = os.path.basename(self.data_dir.rstrip("/"))
 
+    @classmethod
+    def from_options(cls, data_dir: str, output_dir: str, options: Mapping[str, Any],
+                     hparams: Sequence[str] = (), **settings) -> "PipelineConfig":
+        """The one place a run is assembled from flat options (``{field name: value}``, None = the field's
+        default), e.g. the CLI's parsed flags: ModelConfig fields (then ``hparams``, ``["KEY=VALUE"]`` for any
+        model field), WindowingOptions fields (history length from the model, the stride from the model's loss
+        when not given), PublishOptions fields and this class's own; ``settings`` are further fields of this
+        class (paths, warm start, cache)."""
+        def given(kind) -> Dict[str, Any]:
+            names = {f.name for f in dataclasses.fields(kind)}
+            return {k: v for k, v in options.items() if k in names and v is not None}
+
+        known = {f.name for kind in (ModelConfig, WindowingOptions, PublishOptions, cls)
+                 for f in dataclasses.fields(kind)}
+        if set(options) - known:
+            raise ValueError(f"unknown options: {', '.join(sorted(set(options) - known))}")
+
+        model = ModelConfig(**given(ModelConfig)).with_overrides(hparams)
+        windowing = given(WindowingOptions)
+        windowing.update(history_length=model.history_length,
+                         stride=windowing.get("stride") or model.default_train_stride())
+        own = {k: v for k, v in given(cls).items() if k not in ("data_dir", "output_dir", "model", "windowing",
+                                                                 "publish")}
+        return cls(data_dir=data_dir, output_dir=output_dir, model=model, windowing=WindowingOptions(**windowing),
+                   publish=PublishOptions(**given(PublishOptions)), **{**own, **settings})
+
+    def publish_options(self) -> PublishOptions:
+        """``publish`` with this run's serving folder and dataset name filled in (what the pusher gets)."""
+        return dataclasses.replace(self.publish, serving_dir=self.publish.serving_dir or self.serving_dir,
+                                   dataset=self.publish.dataset or self.dataset_name)
+
     @property
     def pipeline_root(self) -> str:
-        return self.pipeline_root_uri or os.path.join(self.output_dir, "pipeline_root")
+        return self.pipeline_root_uri or os.path.join(self.output_dir, PIPELINE_ROOT_FOLDER)
 
     @property
     def metadata_path(self) -> str:
-        return os.path.join(self.output_dir, "metadata.sqlite")
+        return os.path.join(self.output_dir, METADATA_FILE)
 
     @property
     def serving_dir(self) -> str:
-        return self.serving_path or os.path.join(self.output_dir, "serving")
+        return self.serving_path or os.path.join(self.output_dir, SERVING_FOLDER)
 
     def beam_pipeline_args(self) -> List[str]:
         """Defaults for a local DirectRunner unless the caller passed their own runner settings."""

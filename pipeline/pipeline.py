@@ -17,15 +17,15 @@ from tfx import v1 as tfx
 
 from ondevice_rec.components.history_windowing.component import HistoryWindowing
 from ondevice_rec.components.movielens_example_gen.component import MovieLensExampleGen
+from ondevice_rec.components.tflite_pusher import release
 from ondevice_rec.components.tflite_pusher.component import TFLitePusher
 from ondevice_rec.modules import features
 from ondevice_rec.pipeline.config import PipelineConfig
+from ondevice_rec.pipeline.nodes import Nodes
 
 TRAINER_RUN_FN = "ondevice_rec.modules.trainer.run_fn"
-RECALL_KS = (1, 5, 10)
-
-
 METRICS_MODULE = "ondevice_rec.modules.ranking_metrics"
+RECALL_KS = release.RECALL_KS  # the published eval.json reports the same cut-offs
 
 
 def recall_metrics() -> List[tfma.MetricConfig]:
@@ -47,8 +47,8 @@ def eval_config(config: PipelineConfig, with_thresholds: bool) -> tfma.EvalConfi
                 direction=tfma.MetricDirection.HIGHER_IS_BETTER,
                 absolute={"value": -max(config.max_recall_regression, 1e-9)})))
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=features.LABEL_MOVIE_ID,
-                                    prediction_key="scores")],
+        model_specs=[tfma.ModelSpec(signature_name=features.SERVING_SIGNATURE, label_key=features.LABEL_MOVIE_ID,
+                                    prediction_key=features.SCORES)],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
 
@@ -57,16 +57,16 @@ def data_components(config: PipelineConfig, input_base=None):
     """The data stages, in order: ExampleGen, StatisticsGen, ImportSchemaGen (the curated schema),
     ExampleValidator and HistoryWindowing, which refuses anomalous events."""
     example_gen = MovieLensExampleGen(input_base=input_base or config.data_dir, split_pattern=config.input_pattern,
-                                      max_bad_fraction=config.max_bad_fraction)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
+                                      max_bad_fraction=config.max_bad_fraction).with_id(Nodes.EXAMPLE_GEN)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
+        Nodes.STATISTICS_GEN)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file).with_id(Nodes.SCHEMA_GEN)
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]).with_id(
+        Nodes.EXAMPLE_VALIDATOR)
 
     windowing = HistoryWindowing(events=example_gen.outputs["examples"], options=config.windowing,
-                                 eval_fraction=config.temporal_eval_fraction,
-                                 test_fraction=config.temporal_test_fraction,
-                                 anomalies=example_validator.outputs["anomalies"])
+                                 anomalies=example_validator.outputs["anomalies"]).with_id(Nodes.WINDOWING)
     return example_gen, statistics_gen, schema_gen, example_validator, windowing
 
 
@@ -82,36 +82,32 @@ def create_pipeline(config: PipelineConfig, with_local_metadata: bool = True, in
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    ).with_id(Nodes.LATEST_BLESSED_MODEL)
 
     trainer = tfx.components.Trainer(
         run_fn=TRAINER_RUN_FN,
         examples=windowing.outputs["examples"],
         base_model=latest_blessed_model.outputs["model"] if config.warm_start else None,
-        custom_config=dataclasses.asdict(config.model))
+        custom_config=dataclasses.asdict(config.model)).with_id(Nodes.TRAINER)
 
     evaluator = tfx.components.Evaluator(
         examples=windowing.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"],
         eval_config=eval_config(config, with_thresholds=True),
-        example_splits=["eval"])
+        example_splits=["eval"]).with_id(Nodes.EVALUATOR)
     test_evaluator = tfx.components.Evaluator(
         examples=windowing.outputs["examples"],
         model=trainer.outputs["model"],
         eval_config=eval_config(config, with_thresholds=False),
-        example_splits=["test"]).with_id("test_evaluator")
+        example_splits=["test"]).with_id(Nodes.TEST_EVALUATOR)
 
     pusher = TFLitePusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         test_evaluation=test_evaluator.outputs["evaluation"],
         examples=windowing.outputs["examples"],
-        serving_dir=config.serving_dir,
-        dataset=config.dataset_name,
-        keep_versions=config.keep_versions,
-        parity_samples=config.parity_samples,
-        quantization=config.quantization)
+        options=config.publish_options()).with_id(Nodes.PUSHER)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

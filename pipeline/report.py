@@ -16,72 +16,12 @@ import time
 from typing import Dict, List, Optional
 
 from ondevice_rec.components.tflite_pusher import publish
-from ondevice_rec.pipeline import runner
+from ondevice_rec.pipeline import config, mlmd
 
 DEFAULT_RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results")
 
 
-class Lineage:
-    """Read-only walk over an output folder's MLMD store."""
-
-    def __init__(self, metadata_path: str):
-        if not os.path.exists(metadata_path):
-            raise FileNotFoundError(f"no ML Metadata store at {metadata_path}: is this a pipeline output folder?")
-        self.store = runner.open_store(metadata_path)
-
-    def type_name(self, artifact) -> str:
-        return self.store.get_artifact_types_by_id([artifact.type_id])[0].name
-
-    def events(self, execution_id: int, kind) -> Dict[str, object]:
-        """``{key: artifact}`` of an execution's inputs or outputs."""
-        result = {}
-        for event in self.store.get_events_by_execution_ids([execution_id]):
-            if event.type == kind and event.path.steps:
-                result[event.path.steps[0].key] = self.store.get_artifacts_by_id([event.artifact_id])[0]
-        return result
-
-    def inputs(self, execution_id: int) -> Dict[str, object]:
-        from ml_metadata.proto import metadata_store_pb2
-        return self.events(execution_id, metadata_store_pb2.Event.INPUT)
-
-    def outputs(self, execution_id: int) -> Dict[str, object]:
-        from ml_metadata.proto import metadata_store_pb2
-        return self.events(execution_id, metadata_store_pb2.Event.OUTPUT)
-
-    def producer(self, artifact):
-        from ml_metadata.proto import metadata_store_pb2
-        for event in self.store.get_events_by_artifact_ids([artifact.id]):
-            if event.type == metadata_store_pb2.Event.OUTPUT:
-                return self.store.get_executions_by_id([event.execution_id])[0]
-        return None
-
-    def consumers(self, artifact) -> List[object]:
-        from ml_metadata.proto import metadata_store_pb2
-        ids = [e.execution_id for e in self.store.get_events_by_artifact_ids([artifact.id])
-               if e.type == metadata_store_pb2.Event.INPUT]
-        return self.store.get_executions_by_id(ids) if ids else []
-
-    def node(self, execution) -> str:
-        for context in self.store.get_contexts_by_execution(execution.id):
-            if self.store.get_context_types_by_id([context.type_id])[0].name == "node":
-                return context.name.split(".", 1)[-1]
-        return "?"
-
-    def run_id(self, execution) -> str:
-        for context in self.store.get_contexts_by_execution(execution.id):
-            if self.store.get_context_types_by_id([context.type_id])[0].name == "pipeline_run":
-                return context.name
-        return "?"
-
-    def publish_of(self, version: str):
-        for artifact in self.store.get_artifacts_by_type("PushedModel"):
-            properties = runner.artifact_properties(artifact)
-            if properties.get("pushed_version") == version and properties.get("pushed") == 1:
-                return artifact
-        return None
-
-
-def _statistics(lineage: Lineage, events_artifact) -> Dict[str, object]:
+def _statistics(lineage: mlmd.Store, events_artifact) -> Dict[str, object]:
     """Rating events per split and numeric summaries from the StatisticsGen run on the ExampleGen output."""
     from tensorflow_data_validation.utils import stats_util
     for execution in lineage.consumers(events_artifact):
@@ -104,7 +44,7 @@ def _statistics(lineage: Lineage, events_artifact) -> Dict[str, object]:
 
 def collect(output_dir: str, quality_json: Optional[str] = None, latency_json: Optional[str] = None) -> dict:
     """Everything the report shows, as plain data."""
-    serving_dir = os.path.join(output_dir, "serving")
+    serving_dir = os.path.join(output_dir, config.SERVING_FOLDER)
     version = publish.current_version(serving_dir)
     if not version:
         raise FileNotFoundError(f"nothing is published in {serving_dir}; run the pipeline first")
@@ -113,29 +53,29 @@ def collect(output_dir: str, quality_json: Optional[str] = None, latency_json: O
     report = {"output_dir": os.path.abspath(output_dir), "version": version, "metadata": metadata,
               "created": time.strftime("%Y-%m-%d %H:%M:%S"),
               "model_bytes": os.path.getsize(os.path.join(version_dir, metadata["model_file"]))}
-    with open(os.path.join(version_dir, "eval.json")) as f:
+    with open(os.path.join(version_dir, publish.EVAL_FILE)) as f:
         report["test_metrics"] = json.load(f)
 
-    lineage = Lineage(os.path.join(output_dir, "metadata.sqlite"))
+    lineage = mlmd.Store(os.path.join(output_dir, config.METADATA_FILE))
     pushed = lineage.publish_of(version)
     if pushed is not None:
         pusher = lineage.producer(pushed)
         inputs = lineage.inputs(pusher.id)
         report["run_id"] = lineage.run_id(pusher)
-        report["publish"] = runner.artifact_properties(pushed)
+        report["publish"] = mlmd.artifact_properties(pushed)
         blessing = inputs.get("model_blessing")
-        report["blessing"] = runner.artifact_properties(blessing) if blessing is not None else {}
+        report["blessing"] = mlmd.artifact_properties(blessing) if blessing is not None else {}
         if blessing is not None:
             report["blessing"]["uri"] = blessing.uri
         model = inputs.get("model")
         report["model_uri"] = model.uri if model is not None else None
         windowed = inputs.get("examples")
         if windowed is not None:
-            report["windowing"] = runner.artifact_properties(windowed)
+            report["windowing"] = mlmd.artifact_properties(windowed)
             windowing = lineage.producer(windowed)
             events = lineage.inputs(windowing.id).get("events") if windowing else None
             if events is not None:
-                properties = runner.artifact_properties(events)
+                properties = mlmd.artifact_properties(events)
                 report["data"] = {"uri": events.uri, **{k: v for k, v in properties.items()
                                                        if k in ("span", "input_fingerprint", "version")}}
                 report["statistics"] = _statistics(lineage, events)

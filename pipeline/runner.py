@@ -1,164 +1,90 @@
-"""Runs the pipeline locally (BeamDagRunner or LocalDagRunner) and summarises a run from MLMD."""
+"""Runs the pipeline locally on BeamDagRunner, with per-node progress, and summarises a run from MLMD."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
-import re
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List
 
+from ondevice_rec.components.tflite_pusher import publish
+from ondevice_rec.modules.features import INPUT_REPORT_FILE
+from ondevice_rec.pipeline import mlmd
 from ondevice_rec.pipeline.config import PipelineConfig
+from ondevice_rec.pipeline.nodes import Nodes
 
-RUNNERS = ("beam", "local")
-_STATE_NAMES = {3: "executed", 5: "cached", 4: "FAILED", 6: "canceled", 2: "running"}
-
-
-@dataclasses.dataclass
-class NodeResult:
-    node_id: str
-    state: str
-    seconds: float
-
+RUNNERS = ("beam",)
 
 @dataclasses.dataclass
 class RunSummary:
     run_id: str
     wall_seconds: float
-    nodes: List[NodeResult]
+    nodes: List[mlmd.NodeResult]
     push: Dict[str, object]
     test_metrics: Dict[str, float]
     popularity: Dict[str, float]
     data: Dict[str, object] = dataclasses.field(default_factory=dict)  # input counts (ExampleGen, windowing)
 
-    def node(self, node_id: str) -> NodeResult:
+    def node(self, node_id: str) -> mlmd.NodeResult:
         return next(n for n in self.nodes if n.node_id == node_id)
 
-
-class ProgressHandler(logging.Handler):
-    """Turns the orchestrator's 'node X is running / finished' log lines into per-component progress."""
-
-    _RUNNING = re.compile(r"^(?:node|Component) (\S+) is running\.?$")
-    _FINISHED = re.compile(r"^(?:node|Component) (\S+) is finished\.?$")
-    _CACHED = re.compile(r"^A cached execution \d+ is used\.$")
-
-    def __init__(self, emit: Callable[[str], None]):
-        super().__init__(logging.INFO)
-        self._emit, self._started, self._cached = emit, {}, set()
-        self._current: Optional[str] = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-        except Exception:  # pylint: disable=broad-except
-            return
-        if match := self._RUNNING.match(message):
-            self._current = match.group(1)
-            self._started[self._current] = time.time()
-            self._emit(f"  ▸ {self._current:<32} started")
-        elif self._CACHED.match(message) and self._current:
-            self._cached.add(self._current)
-        elif match := self._FINISHED.match(message):
-            node = match.group(1)
-            elapsed = time.time() - self._started.get(node, time.time())
-            state = "cached" if node in self._cached else "finished"
-            self._emit(f"  ✓ {node:<32} {state:<8} {elapsed:7.1f}s")
-        elif record.name.startswith("ondevice_rec") and record.levelno >= logging.INFO:
-            self._emit(f"      {message}")
+    @property
+    def failed(self) -> bool:
+        """A component could not do its work (the pusher's release broke); a gate that refused is no failure."""
+        return bool(self.push.get("push_failed"))
 
 
-def make_runner(kind: str):
+def make_runner(kind: str = "beam"):
+    """BeamDagRunner reporting each node's start and outcome (``progress_runner``)."""
     if kind == "beam":
-        from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
-        return BeamDagRunner()
-    if kind == "local":
-        from tfx.orchestration.local.local_dag_runner import LocalDagRunner
-        return LocalDagRunner()
+        from ondevice_rec.pipeline.progress_runner import ProgressBeamDagRunner
+        return ProgressBeamDagRunner()
     raise ValueError(f"unknown runner {kind!r}; choose one of {', '.join(RUNNERS)}")
 
 
-def artifact_properties(artifact) -> Dict[str, object]:
-    """An MLMD artifact's properties and custom properties as plain values."""
-    def value(prop):
-        kind = prop.WhichOneof("value")
-        return getattr(prop, kind) if kind else None
-    values = {k: value(v) for k, v in artifact.properties.items()}
-    values.update({k: value(v) for k, v in artifact.custom_properties.items()})
-    return values
+# The main output of each data stage, by MLMD artifact type.
+DATA_STAGE_OUTPUTS = {Nodes.EXAMPLE_GEN: "Examples", Nodes.STATISTICS_GEN: "ExampleStatistics",
+                      Nodes.SCHEMA_GEN: "Schema", Nodes.EXAMPLE_VALIDATOR: "ExampleAnomalies",
+                      Nodes.WINDOWING: "Examples"}
 
 
-def open_store(metadata_path: str):
-    """The output folder's MLMD store, read-only."""
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = metadata_path
-    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(connection)
+def run_data_stages(config: PipelineConfig) -> Dict[str, str]:
+    """Runs only the data stages of the pipeline (ExampleGen to HistoryWindowing, ``data_components``) on
+    BeamDagRunner, with the config's cache setting; returns ``{node id: uri of its main output}`` from MLMD.
+    The benchmarks train on exactly what the pipeline's Trainer would read."""
+    from tfx import v1 as tfx
+    from ondevice_rec.pipeline.pipeline import data_components
+    before = set(mlmd.run_ids(config.metadata_path))
+    os.makedirs(config.output_dir, exist_ok=True)
+    make_runner().run(tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
+        components=list(data_components(config)), enable_cache=config.enable_cache,
+        beam_pipeline_args=config.beam_pipeline_args(),
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_path)))
+    store = mlmd.Store(config.metadata_path)
+    run_id = [r for r in store.run_ids() if r not in before][-1]
+    outputs = {}
+    for node_id, type_name in DATA_STAGE_OUTPUTS.items():
+        artifact = store.run_artifact(run_id, type_name, node_id)
+        if artifact is None:
+            raise RuntimeError(f"the data stages of run {run_id} left no {type_name} of {node_id}")
+        outputs[node_id] = artifact.uri
+    return outputs
 
 
-def run_ids(metadata_path: str) -> List[str]:
-    if not os.path.exists(metadata_path):
-        return []
-    store = open_store(metadata_path)
-    runs = store.get_contexts_by_type("pipeline_run")
-    return [r.name for r in sorted(runs, key=lambda r: r.create_time_since_epoch)]
-
-
-def node_results(metadata_path: str, run_id: str) -> List[NodeResult]:
-    """State and duration of every node execution of ``run_id``, in execution order."""
-    store = open_store(metadata_path)
-    run = store.get_context_by_type_and_name("pipeline_run", run_id)
-    if run is None:
-        raise KeyError(f"no pipeline run {run_id!r} in {metadata_path}")
-    node_type = store.get_context_type("node")
-    results = []
-    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
-        nodes = [c for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type.id]
-        node_id = nodes[0].name.split(".", 1)[-1] if nodes else str(execution.id)
-        results.append(NodeResult(node_id, _STATE_NAMES.get(execution.last_known_state, "unknown"),
-                                  (execution.last_update_time_since_epoch - execution.create_time_since_epoch)
-                                  / 1000.0))
-    return results
-
-
-def push_result(metadata_path: str, run_id: str) -> Dict[str, object]:
-    """Custom properties of the PushedModel artifact the run produced (or reused from the cache)."""
-    store = open_store(metadata_path)
-    run = store.get_context_by_type_and_name("pipeline_run", run_id)
-    for artifact in store.get_artifacts_by_context(run.id):
-        if store.get_artifact_types_by_id([artifact.type_id])[0].name == "PushedModel":
-            return {k: v for k, v in artifact_properties(artifact).items() if k in artifact.custom_properties}
-    return {}
-
-
-def _artifact(metadata_path: str, run_id: str, node_id: str, type_name: str):
-    store = open_store(metadata_path)
-    run = store.get_context_by_type_and_name("pipeline_run", run_id)
-    for artifact in store.get_artifacts_by_context(run.id):
-        if store.get_artifact_types_by_id([artifact.type_id])[0].name == type_name and f"/{node_id}/" in artifact.uri:
-            return artifact
-    return None
-
-
-def _artifact_uri(metadata_path: str, run_id: str, node_id: str, type_name: str) -> Optional[str]:
-    artifact = _artifact(metadata_path, run_id, node_id, type_name)
-    return artifact.uri if artifact is not None else None
-
-
-def data_counts(metadata_path: str, run_id: str) -> Dict[str, object]:
+def data_counts(store: mlmd.Store, run_id: str) -> Dict[str, object]:
     """What the run read and what it set aside: ExampleGen's line counts and windowing's skips."""
     counts: Dict[str, object] = {}
-    for node_id, keys in (("MovieLensExampleGen", ("span", "rating_lines", "bad_lines", "ratings_of_unlisted_movies")),
-                          ("HistoryWindowing", ("users", "users_skipped", "duplicate_ratings"))):
-        artifact = _artifact(metadata_path, run_id, node_id, "Examples")
+    for node_id, keys in ((Nodes.EXAMPLE_GEN, ("span", "rating_lines", "bad_lines", "ratings_of_unlisted_movies")),
+                          (Nodes.WINDOWING, ("users", "users_skipped", "duplicate_ratings"))):
+        artifact = store.run_artifact(run_id, "Examples", node_id)
         if artifact is None:
             continue
-        properties = artifact_properties(artifact)
+        properties = mlmd.artifact_properties(artifact)
         counts.update({key: properties[key] for key in keys if key in properties})
-        report = os.path.join(artifact.uri, "input_report.json")
+        report = os.path.join(artifact.uri, INPUT_REPORT_FILE)
         if os.path.exists(report):
             with open(report) as f:
                 counts["bad_line_samples"] = [s["error"] for s in json.load(f)["bad_line_samples"]]
@@ -167,38 +93,38 @@ def data_counts(metadata_path: str, run_id: str) -> Dict[str, object]:
 
 def popularity_on_test(examples_uri: str) -> Dict[str, float]:
     """The popularity baseline on the test split of a windowed examples artifact."""
-    from ondevice_rec.modules import metrics
+    from ondevice_rec.modules import baselines
     from ondevice_rec.modules.vocabulary import Vocabulary
     vocab = Vocabulary.load(examples_uri)
-    examples = metrics.read_examples(os.path.join(examples_uri, "Split-test", "*"))
-    return metrics.popularity_baseline([m.movie_id for m in vocab.movies], examples)
+    examples = baselines.read_examples(os.path.join(examples_uri, "Split-test", "*"))
+    return baselines.popularity_baseline([m.movie_id for m in vocab.movies], examples)
 
 
 def summarize(config: PipelineConfig, run_id: str, wall_seconds: float = 0.0) -> RunSummary:
-    nodes = node_results(config.metadata_path, run_id)
-    push = push_result(config.metadata_path, run_id)
+    store = mlmd.Store(config.metadata_path)
+    push = store.push_result(run_id)
     test_metrics = {}
     version = push.get("pushed_version")
     if version:
-        eval_path = os.path.join(config.serving_dir, str(version), "eval.json")
+        eval_path = os.path.join(config.serving_dir, str(version), publish.EVAL_FILE)
         if os.path.exists(eval_path):
             with open(eval_path) as f:
                 test_metrics = json.load(f)
-    examples_uri = _artifact_uri(config.metadata_path, run_id, "HistoryWindowing", "Examples")
-    popularity = popularity_on_test(examples_uri) if examples_uri else {}
-    return RunSummary(run_id, wall_seconds, nodes, push, test_metrics, popularity,
-                      data_counts(config.metadata_path, run_id))
+    windowed = store.run_artifact(run_id, "Examples", Nodes.WINDOWING)
+    popularity = popularity_on_test(windowed.uri) if windowed is not None else {}
+    return RunSummary(run_id, wall_seconds, store.node_results(run_id), push, test_metrics, popularity,
+                      data_counts(store, run_id))
 
 
 def run(config: PipelineConfig, runner: str = "beam") -> RunSummary:
     """Runs one pipeline cycle and returns its summary (raises if a component failed)."""
     from ondevice_rec.pipeline.pipeline import create_pipeline
-    before = set(run_ids(config.metadata_path))
+    before = set(mlmd.run_ids(config.metadata_path))
     os.makedirs(config.output_dir, exist_ok=True)
     start = time.time()
     make_runner(runner).run(create_pipeline(config))
     wall = time.time() - start
-    new = [r for r in run_ids(config.metadata_path) if r not in before]
+    new = [r for r in mlmd.run_ids(config.metadata_path) if r not in before]
     if not new:
         raise RuntimeError("the pipeline run left no record in MLMD")
     return summarize(config, new[-1], wall)
@@ -230,6 +156,8 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f"Publish: {outcome}")
     if summary.push.get("pushed_destination"):
         lines.append(f"  model: {summary.push['pushed_destination']}/model.tflite")
+    if summary.failed:
+        lines.append("  the release failed: see the log for the traceback")
     if summary.test_metrics:
         metrics = "  ".join(f"{k}={v:.4f}" for k, v in summary.test_metrics.items()
                             if k.startswith(("recall", "ndcg")) and v is not None)

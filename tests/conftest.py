@@ -37,10 +37,11 @@ def two_runs(tmp_path_factory, small_ml1m_dir):
     """The full pipeline run twice on BeamDagRunner over the same small synthetic ML-1M folder."""
     from ondevice_rec.modules.config import ModelConfig
     from ondevice_rec.pipeline import runner
+    from ondevice_rec.components.tflite_pusher.options import PublishOptions
     from ondevice_rec.pipeline.config import PipelineConfig
     out = str(tmp_path_factory.mktemp("out"))
     config = PipelineConfig(data_dir=small_ml1m_dir, output_dir=out, model=ModelConfig(epochs=4, top_k=50),
-                            parity_samples=100, quantization="float16")
+                            publish=PublishOptions(parity_samples=100, quantization="float16"))
     first = runner.run(config)
     second = runner.run(config)
     return config, first, second

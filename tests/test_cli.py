@@ -107,9 +107,30 @@ def test_quality_benchmark_refuses_bad_settings_before_any_work(tmp_path, capsys
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_quantization_choices_are_the_publishers():
-    from ondevice_rec.components.tflite_pusher import publish
-    assert cli.QUANTIZATIONS == publish.QUANTIZATIONS
+def test_pipeline_flags_are_generated_from_the_config_fields(capsys):
+    """Each knob is declared once: its flag, type, choices and shown default come from the dataclass field,
+    and an omitted flag leaves the field's default in the assembled config."""
+    from ondevice_rec.components.tflite_pusher.quantization import QUANTIZATIONS
+    from ondevice_rec.modules.config import ENCODERS, ModelConfig
+    from ondevice_rec.pipeline import options
+    parser = cli.parser()
+    args = parser.parse_args(["run", "--data-dir", "d", "--output-dir", "o", "--encoder", "cnn",
+                              "--history-length", "7", "--quantization", "int8", "--stride", "2"])
+    config = options.config_from_args(args, args.data_dir, args.output_dir)
+    assert (config.model.encoder, config.model.history_length, config.windowing.history_length) == ("cnn", 7, 7)
+    assert config.windowing.stride == 2 and config.publish.quantization == "int8"
+    assert config.model.epochs == ModelConfig().epochs and config.publish.keep_versions == 5
+    defaults = parser.parse_args(["run", "--data-dir", "d", "--output-dir", "o"])
+    default_config = options.config_from_args(defaults, "d", "o")
+    assert default_config.windowing.stride == ModelConfig().default_train_stride() == 5
+    assert default_config.windowing.min_timeline_length == 3
+    run_parser = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith(" run"))
+    flags = {a.dest: a for a in run_parser._actions}
+    assert list(flags["encoder"].choices) == list(ENCODERS)
+    assert list(flags["quantization"].choices) == list(QUANTIZATIONS)
+    assert "(default: 10)" in flags["history_length"].help
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--data-dir", "d", "--output-dir", "o", "--encoder", "gru"])
 
 
 @pytest.mark.parametrize("command", [
@@ -122,3 +143,22 @@ def test_every_command_has_help_with_examples(command, capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and f"ondevice-rec {command[0]}" in out.split("examples:", 1)[1]
+
+
+def test_a_run_is_assembled_in_one_place_with_one_history_length():
+    from ondevice_rec.components.history_windowing.windowing import WindowingOptions
+    from ondevice_rec.modules.config import ModelConfig
+    from ondevice_rec.pipeline.config import PipelineConfig
+    config = PipelineConfig.from_options("d", "o", {"history_length": 20, "encoder": "bow", "split": "temporal"},
+                                         hparams=["dropout=0.1"])
+    assert config.windowing.history_length == config.model.history_length == 20
+    assert config.windowing.stride == 1 and config.windowing.min_timeline_length == 2  # bow's loss; temporal
+    assert config.model.dropout == 0.1
+    with pytest.raises(ValueError, match="unknown options: histroy_length"):
+        PipelineConfig.from_options("d", "o", {"histroy_length": 20})
+    with pytest.raises(ValueError, match="differs from model.history_length"):
+        PipelineConfig("d", "o", model=ModelConfig(history_length=5), windowing=WindowingOptions(history_length=10))
+    with pytest.raises(ValueError, match="unknown encoder"):
+        PipelineConfig.from_options("d", "o", {"encoder": "gru"})
+    windowing = WindowingOptions(history_length=4, split="temporal", eval_fraction=0.2)
+    assert WindowingOptions.from_json(windowing.to_json()) == windowing

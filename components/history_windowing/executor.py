@@ -12,7 +12,7 @@ import collections
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import apache_beam as beam
 import tensorflow as tf
@@ -26,7 +26,8 @@ from ondevice_rec.modules import features, vocabulary
 EVENTS_KEY = "events"
 ANOMALIES_KEY = "anomalies"
 EXAMPLES_KEY = "examples"
-STATS_FILE = "windowing_stats.json"
+OPTIONS_KEY = "options"
+STATS_FILE = features.WINDOWING_STATS_FILE
 
 
 def parse_event(serialized: bytes):
@@ -155,20 +156,18 @@ def _write_outputs(summary, profile, options: windowing.WindowingOptions, output
         json.dump(stats, f)
 
 
-def resolve_options(profile, options: windowing.WindowingOptions,
-                    eval_fraction: float, test_fraction: float) -> windowing.WindowingOptions:
+def resolve_options(profile, options: windowing.WindowingOptions) -> windowing.WindowingOptions:
     """Fills in the temporal cut timestamps from the per-day event histogram when they were not given."""
     if options.split != windowing.TEMPORAL or (options.eval_start is not None and options.test_start is not None):
         return options
-    eval_start, test_start = windowing.temporal_cuts(profile["days"], eval_fraction, test_fraction)
+    eval_start, test_start = windowing.temporal_cuts(profile["days"], options.eval_fraction, options.test_fraction)
     return dataclasses.replace(options, eval_start=options.eval_start if options.eval_start is not None
                                else eval_start, test_start=options.test_start if options.test_start is not None
                                else test_start)
 
 
 @beam.ptransform_fn
-def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str,  # pylint: disable=invalid-name
-                 eval_fraction: float = 0.1, test_fraction: float = 0.1):
+def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str):  # pylint: disable=invalid-name
     """Serialized event tf.Examples -> examples per split and vocabulary files under ``output_dir``.
 
     Each event is parsed once and grouped by user; everything global (genre names, temporal cuts, movie
@@ -179,7 +178,7 @@ def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str,  
                  | "ParseAndKey" >> beam.Map(lambda record: _keyed(parse_event(record)))
                  | "GroupByUser" >> beam.GroupByKey())
     profile = timelines | "Profile" >> beam.Values() | "MergeProfiles" >> beam.CombineGlobally(Profile())
-    resolved = profile | "ResolveOptions" >> beam.Map(resolve_options, options, eval_fraction, test_fraction)
+    resolved = profile | "ResolveOptions" >> beam.Map(resolve_options, options)
     windowed = timelines | "Window" >> beam.ParDo(
         WindowUser(), beam.pvalue.AsSingleton(resolved), beam.pvalue.AsSingleton(profile)
     ).with_outputs("eval", "test", "summary", main="train")
@@ -197,25 +196,6 @@ def _keyed(parsed):
     event, (_, metadata) = parsed
     return event.user_id, (event.movie_id, event.timestamp, event.rating, event.year, event.genres,
                            metadata["title"])
-
-
-def options_from_properties(exec_properties: Dict[str, Any]) -> windowing.WindowingOptions:
-    def optional_int(name) -> Optional[int]:
-        value = exec_properties.get(name)
-        return None if value in (None, "", -1) else int(value)
-
-    split = exec_properties.get("split") or windowing.LEAVE_LAST_OUT
-    return windowing.WindowingOptions(
-        history_length=int(exec_properties["history_length"]),
-        split=split,
-        min_timeline_length=int(exec_properties.get("min_timeline_length")
-                                or (3 if split == windowing.LEAVE_LAST_OUT else 2)),
-        min_rating=float(exec_properties.get("min_rating") or 0.0),
-        max_examples_per_user=int(exec_properties.get("max_examples_per_user") or 0),
-        stride=int(exec_properties.get("stride") or 1),
-        genres_per_movie=int(exec_properties.get("genres_per_movie") or 3),
-        eval_start=optional_int("eval_start"),
-        test_start=optional_int("test_start"))
 
 
 class DataAnomaliesError(ValueError):
@@ -250,7 +230,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         self._log_startup(input_dict, output_dict, exec_properties)
         for anomalies in input_dict.get(ANOMALIES_KEY) or []:
             check_anomalies(anomalies)
-        options = options_from_properties(exec_properties)
+        options = windowing.WindowingOptions.from_json(exec_properties[OPTIONS_KEY])
         events_artifact = artifact_utils.get_single_instance(input_dict[EVENTS_KEY])
         split = standard_artifact_utils.decode_split_names(events_artifact.split_names)[0]
         pattern = io_utils.all_files_pattern(standard_artifact_utils.get_split_uri([events_artifact], split))
@@ -260,9 +240,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         with self._make_beam_pipeline() as pipeline:
             _ = (pipeline
                  | "ReadEvents" >> beam.io.ReadFromTFRecord(pattern)
-                 | "WindowEvents" >> WindowEvents(  # pylint: disable=no-value-for-parameter
-                     options, output.uri, float(exec_properties.get("eval_fraction") or 0.1),
-                     float(exec_properties.get("test_fraction") or 0.1)))
+                 | "WindowEvents" >> WindowEvents(options, output.uri))  # pylint: disable=no-value-for-parameter
 
         with tf.io.gfile.GFile(os.path.join(output.uri, STATS_FILE)) as f:
             stats = json.load(f)

@@ -24,9 +24,11 @@ Padding: context lists are right-padded with 0 (``PADDING_ID``; genre id 0; rati
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ondevice_rec.modules import features
+from ondevice_rec.modules.config import MAX_HISTORY_LENGTH, setting
 
 LEAVE_LAST_OUT = "leave-last-out"
 TEMPORAL = "temporal"
@@ -43,31 +45,70 @@ class Event:
     genres: Tuple[str, ...] = ()
 
 
+def minimum_timeline_length(split: str) -> int:
+    """The fewest events a user needs to give examples: a train, an eval and a test target for
+    leave-last-out; a context and a target for the temporal split."""
+    return 3 if split == LEAVE_LAST_OUT else 2
+
+
 @dataclasses.dataclass(frozen=True)
 class WindowingOptions:
-    history_length: int = 10
-    split: str = LEAVE_LAST_OUT
-    min_timeline_length: int = 3  # users with fewer (kept) events give no examples
-    min_rating: float = 0.0  # events rated below this are dropped before windowing
-    max_examples_per_user: int = 0  # keep only the most recent train examples of a user; 0 = all
-    stride: int = 1  # every stride-th train target, counted back from the last one
+    """How events become examples. Crosses the TFX boundary as one JSON execution parameter (``to_json``).
+
+    ``history_length`` is not a knob of its own: ``PipelineConfig`` sets it from ``ModelConfig.history_length``.
+    """
+
+    history_length: int = setting(10, "", flag=False)
+    split: str = setting(LEAVE_LAST_OUT, "leave-last-out: each user's last event is test, the one before eval; "
+                                         "temporal: a global time cut", SPLIT_MODES)
+    # Users with fewer (kept) events give no examples; None: the split's minimum (minimum_timeline_length).
+    min_timeline_length: Optional[int] = setting(None, "users with fewer events are skipped (default: 3 "
+                                                       "leave-last-out, 2 temporal)")
+    min_rating: float = setting(0.0, "drop events rated below this before windowing (0: keep all)")
+    max_examples_per_user: int = setting(0, "keep only each user's most recent N train examples (0: all)")
+    # Every stride-th train target, counted back from the last one. None: every position standalone; the
+    # pipeline sets the model's ModelConfig.default_train_stride() (N/2 with a loss at every position).
+    stride: Optional[int] = setting(None, "use every k-th train position (default: N/2 with loss_positions=all, "
+                                          "else 1)")
     genres_per_movie: int = 3
-    eval_start: Optional[int] = None  # temporal split: first timestamp of the eval period
-    test_start: Optional[int] = None  # temporal split: first timestamp of the test period
+    # Temporal split: first timestamps of the eval and test periods; None: derived from the fractions below
+    # (day-aligned cuts, ``temporal_cuts``).
+    eval_start: Optional[int] = None
+    test_start: Optional[int] = None
+    eval_fraction: float = setting(0.1, "temporal split without explicit cuts: share of events in eval")
+    test_fraction: float = setting(0.1, "temporal split without explicit cuts: share of events in test")
 
     def __post_init__(self):
-        if not 1 <= self.history_length <= 200:
-            raise ValueError(f"history_length must be within 1..200, got {self.history_length}")
         if self.split not in SPLIT_MODES:
             raise ValueError(f"split must be one of {', '.join(SPLIT_MODES)}, got {self.split!r}")
-        minimum = 3 if self.split == LEAVE_LAST_OUT else 2
+        if not 1 <= self.history_length <= MAX_HISTORY_LENGTH:
+            raise ValueError(f"history_length must be within 1..{MAX_HISTORY_LENGTH}, got {self.history_length}")
+        minimum = minimum_timeline_length(self.split)
+        if self.min_timeline_length is None:
+            object.__setattr__(self, "min_timeline_length", minimum)
+        if self.stride is None:
+            object.__setattr__(self, "stride", 1)
         if self.min_timeline_length < minimum:
             raise ValueError(f"min_timeline_length must be at least {minimum} for the {self.split} split")
         if self.stride < 1 or self.max_examples_per_user < 0 or self.genres_per_movie < 1:
             raise ValueError("stride and genres_per_movie must be >= 1, max_examples_per_user >= 0")
+        if not 0 < self.test_fraction < 1 or not 0 < self.eval_fraction < 1 \
+                or self.eval_fraction + self.test_fraction >= 1:
+            raise ValueError("temporal fractions must be in (0, 1) and sum to less than 1")
         if self.split == TEMPORAL and self.eval_start is not None and self.test_start is not None \
                 and self.eval_start > self.test_start:
             raise ValueError("eval_start must not be later than test_start")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "WindowingOptions":
+        values = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(values) - known:
+            raise ValueError(f"unknown windowing options: {', '.join(sorted(set(values) - known))}")
+        return cls(**values)
 
 
 _MASK32 = 0xFFFFFFFF

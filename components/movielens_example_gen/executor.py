@@ -48,7 +48,7 @@ def rating_to_example(rating: movielens.Rating, movie: Optional[movielens.Movie]
 
 
 DEFAULT_MAX_BAD_FRACTION = 0.001
-REPORT_FILE = "input_report.json"
+REPORT_FILE = features.INPUT_REPORT_FILE
 BAD_SAMPLES = 20
 BAD = "bad"
 

@@ -8,16 +8,12 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from ondevice_rec.components.tflite_pusher import executor
+from ondevice_rec.components.tflite_pusher.options import PublishOptions
 
 
 class TFLitePusherSpec(types.ComponentSpec):
-    PARAMETERS = {
-        "serving_dir": ExecutionParameter(type=str),
-        "dataset": ExecutionParameter(type=str, optional=True),
-        "keep_versions": ExecutionParameter(type=int, optional=True),
-        "parity_samples": ExecutionParameter(type=int, optional=True),
-        "quantization": ExecutionParameter(type=str, optional=True),
-    }
+    # The whole PublishOptions as one JSON parameter (serving folder, quantization, checks, versions kept).
+    PARAMETERS = {executor.OPTIONS_KEY: ExecutionParameter(type=str)}
     INPUTS = {
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
@@ -33,11 +29,11 @@ class TFLitePusher(base_component.BaseComponent):
     SPEC_CLASS = TFLitePusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, model: types.BaseChannel, model_blessing: types.BaseChannel, serving_dir: str,
+    def __init__(self, model: types.BaseChannel, model_blessing: types.BaseChannel, options: PublishOptions,
                  test_evaluation: Optional[types.BaseChannel] = None,
-                 examples: Optional[types.BaseChannel] = None, dataset: str = "", keep_versions: int = 5,
-                 parity_samples: int = 500, quantization: str = "float32"):
+                 examples: Optional[types.BaseChannel] = None):
+        if not options.serving_dir:
+            raise ValueError("PublishOptions.serving_dir is required")
         super().__init__(spec=TFLitePusherSpec(
             model=model, model_blessing=model_blessing, test_evaluation=test_evaluation, examples=examples,
-            serving_dir=serving_dir, dataset=dataset, keep_versions=keep_versions, parity_samples=parity_samples,
-            quantization=quantization, pushed_model=types.Channel(type=standard_artifacts.PushedModel)))
+            options=options.to_json(), pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

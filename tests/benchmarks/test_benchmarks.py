@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from ondevice_rec.modules import training
 from ondevice_rec.benchmarks import quality, windowing
 from ondevice_rec.data import synthetic
 from ondevice_rec.modules.config import ModelConfig
@@ -38,11 +39,10 @@ def test_quality_benchmark_writes_json_table_and_plot(tmp_path):
 
 
 def test_quality_benchmark_averages_over_seeds(tmp_path, monkeypatch):
-    from ondevice_rec.modules import trainer
     data_dir = synthetic.write(synthetic.generate(synthetic.SyntheticConfig(users=120, items=80, seed=6)),
                                str(tmp_path / "data"), "ml-100k")
-    fit, trained_seeds = trainer.fit, []
-    monkeypatch.setattr(trainer, "fit",
+    fit, trained_seeds = training.fit, []
+    monkeypatch.setattr(training, "fit",
                         lambda config, *a, **k: trained_seeds.append(config.seed) or fit(config, *a, **k))
     result = quality.run(data_dir, encoders=["bow"], history_lengths=[5], out_dir=str(tmp_path / "out"),
                          base=ModelConfig(embedding_dim=8, epochs=2, seed=3), seeds=2, report=lambda _: None)
@@ -84,3 +84,22 @@ def test_benchmark_overrides_apply_to_every_encoder_or_to_the_named_one():
     assert quality.overrides_for("bow", overrides) == ["dropout=0.2", "batch_size=256"]
     assert quality.overrides_for("lstm", overrides) == ["dropout=0.2"]
     assert quality.overrides_for("transformer", overrides) == ["dropout=0.2", "transformer_blocks=3"]
+
+
+@pytest.mark.slow
+def test_the_benchmark_trains_on_the_pipelines_own_examples(two_runs, small_ml1m_dir, tmp_path):
+    """The benchmark's train / eval / test examples are the HistoryWindowing component's of a pipeline run with
+    the default options (N=10, train stride N/2 = 5), record for record."""
+    import collections
+    from ondevice_rec.benchmarks.data import WindowedSplit, read_records
+    from ondevice_rec.pipeline import mlmd
+    from ondevice_rec.pipeline.nodes import Nodes
+    config, first, _ = two_runs
+    pipeline_examples = mlmd.Store(config.metadata_path).run_artifact(first.run_id, "Examples", Nodes.WINDOWING).uri
+    benchmark = WindowedSplit(small_ml1m_dir, str(tmp_path / "work"), ModelConfig())
+    assert benchmark.stride == config.windowing.stride == 5
+    for split in ("train", "eval", "test"):
+        ours = collections.Counter(read_records(benchmark.examples_uri, split))
+        theirs = collections.Counter(read_records(pipeline_examples, split))
+        assert ours == theirs and sum(ours.values()) > 0, split
+    assert benchmark.vocab.to_json() == type(benchmark.vocab).load(pipeline_examples).to_json()

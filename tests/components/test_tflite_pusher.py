@@ -8,8 +8,10 @@ import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
+from ondevice_rec.components.tflite_pusher import conversion, metadata as metadata_lib
 from ondevice_rec.components.history_windowing.executor import to_tf_example
 from ondevice_rec.components.tflite_pusher import executor, publish
+from ondevice_rec.components.tflite_pusher.options import PublishOptions
 from ondevice_rec.modules import export, features, model, vocabulary
 from ondevice_rec.modules.config import ModelConfig
 
@@ -56,8 +58,8 @@ def push(tmp_path, artifacts, quantization, with_examples=True, blessed=True):
     if with_examples:
         inputs[executor.EXAMPLES_KEY] = [examples]
     serving_dir = str(tmp_path / "serving")
-    executor.Executor().Do(inputs, {executor.PUSHED_MODEL_KEY: [pushed]},
-                           {"serving_dir": serving_dir, "quantization": quantization, "parity_samples": 50})
+    options = PublishOptions(serving_dir=serving_dir, quantization=quantization, parity_samples=50)
+    executor.Executor().Do(inputs, {executor.PUSHED_MODEL_KEY: [pushed]}, {executor.OPTIONS_KEY: options.to_json()})
     return pushed, serving_dir
 
 
@@ -68,12 +70,12 @@ def test_a_quantized_model_is_checked_and_published_with_valid_metadata(tmp_path
     latest = os.path.join(serving_dir, publish.LATEST)
     with open(os.path.join(latest, publish.METADATA_FILE)) as f:
         metadata = json.load(f)
-    publish.validate_metadata(metadata)
+    metadata_lib.validate(metadata)
     assert metadata["quantization"] == quantization and metadata["history_length"] == HISTORY_LENGTH
     assert metadata["genre_vocabulary"] == ["Comedy", "Drama"]
     assert metadata["parity"]["parity_histories"] == 50 and metadata["parity"]["quantized_histories"] == 50
     assert metadata["parity"]["quantized_recall@10"] >= 0.98 * metadata["parity"]["float_recall@10"]
-    float_size = len(publish.convert_to_tflite(os.path.join(artifacts[0], "Format-Serving"),
+    float_size = len(conversion.convert_to_tflite(os.path.join(artifacts[0], "Format-Serving"),
                                                export.RECOMMEND_SIGNATURE))
     assert metadata["tflite_bytes"] == os.path.getsize(os.path.join(latest, publish.MODEL_FILE)) < float_size
 
@@ -95,4 +97,37 @@ def test_an_unblessed_model_is_not_published(tmp_path, artifacts):
 def test_metadata_that_breaks_the_schema_is_rejected():
     import jsonschema
     with pytest.raises(jsonschema.ValidationError):
-        publish.validate_metadata({"model_file": "model.tflite"})
+        metadata_lib.validate({"model_file": "model.tflite"})
+
+
+def test_the_metadata_schema_takes_its_choices_from_the_registries():
+    from ondevice_rec.components.tflite_pusher import quantization
+    from ondevice_rec.modules import encoders
+    properties = metadata_lib.schema()["properties"]
+    assert properties["encoder"]["enum"] == list(encoders.ENCODERS)
+    assert properties["quantization"]["enum"] == list(quantization.QUANTIZATIONS)
+    assert set(properties["inputs"]["items"]["properties"]["name"]["enum"]) == {
+        features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING}
+    assert properties["outputs"]["items"]["properties"]["name"]["enum"] == [features.TOP_IDS, features.TOP_SCORES]
+
+
+def test_a_failed_conversion_is_recorded_not_raised(tmp_path, artifacts, monkeypatch):
+    """A release that breaks (here the converter) publishes nothing and says why on the artifact."""
+    from ondevice_rec.components.tflite_pusher import conversion
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter exploded")
+    monkeypatch.setattr(conversion, "convert_to_tflite", broken)
+    pushed, serving_dir = push(tmp_path, artifacts, "float32")
+    assert pushed.get_int_custom_property("pushed") == 0 and pushed.get_int_custom_property("push_failed") == 1
+    assert "converter exploded" in pushed.get_string_custom_property("push_outcome")
+    assert not os.path.exists(serving_dir) or publish.list_versions(serving_dir) == []
+
+
+def test_publish_options_cross_the_tfx_boundary_as_one_json_parameter():
+    options = PublishOptions(serving_dir="/srv/x", quantization="int8", keep_versions=2)
+    assert PublishOptions.from_json(options.to_json()) == options
+    with pytest.raises(ValueError, match="unknown quantization"):
+        PublishOptions(quantization="int4")
+    with pytest.raises(ValueError, match="unknown publish options"):
+        PublishOptions.from_json('{"quantisation": "int8"}')

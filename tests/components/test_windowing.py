@@ -179,7 +179,7 @@ def test_beam_transform_matches_the_reference_and_writes_the_vocabulary(tmp_path
         options = expected_options = windowing.WindowingOptions(history_length=4)
     with beam.Pipeline(argv=["--direct_running_mode=in_memory"]) as pipeline:
         _ = (pipeline | beam.Create(list(_serialized_events(small_data)))
-             | executor.WindowEvents(options, out, 0.1, 0.1))  # pylint: disable=no-value-for-parameter
+             | executor.WindowEvents(options, out))  # pylint: disable=no-value-for-parameter
 
     by_user = _timelines(small_data)
     genres = windowing.genre_index(g for m in small_data.movies.values() for g in m.genres)

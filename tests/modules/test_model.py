@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ondevice_rec.components.tflite_pusher import checks, conversion
 from ondevice_rec.components.history_windowing import windowing
 from ondevice_rec.components.history_windowing.executor import to_tf_example
-from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.data import synthetic
-from ondevice_rec.modules import export, features, metrics, ranking_metrics, trainer, vocabulary
+from ondevice_rec.modules import baselines, export, features, ranking_metrics, trainer, training, vocabulary
 from ondevice_rec.modules import model as model_lib
 from ondevice_rec.modules.config import ModelConfig
 from ondevice_rec.serving import TFLiteRecommender
@@ -64,7 +64,7 @@ def test_every_encoder_beats_popularity_on_the_test_split(trained):
     serialized = tf.constant([to_tf_example(e) for e in test])
     scores = serve(examples=serialized)["scores"].numpy()
     model_recall = ranking_metrics.evaluate(scores, [e[features.LABEL_MOVIE_ID] for e in test])
-    popularity = metrics.popularity_baseline([m.movie_id for m in vocab.movies], test)
+    popularity = baselines.popularity_baseline([m.movie_id for m in vocab.movies], test)
     assert model_recall["recall@10"] > 1.5 * popularity["recall@10"], (model_recall, popularity)
 
 
@@ -85,10 +85,10 @@ def test_eval_signature_masks_padding_unseen_and_history(trained):
 
 def test_tflite_conversion_is_builtin_only_and_ranks_like_the_saved_model(trained):
     export_dir, vocab, split_examples, config = trained
-    tflite_model = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE)
+    tflite_model = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE)
     histories = [{k: e[k] for k in (features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING)}
                  for e in split_examples["test"][:100]]
-    parity = publish.check_parity(tflite_model, export_dir, histories, export.RECOMMEND_SIGNATURE)
+    parity = checks.check_parity(tflite_model, export_dir, histories, export.RECOMMEND_SIGNATURE)
     assert parity["parity_top10_overlap"] >= 0.99  # the publishing bar
     assert parity["parity_top10_min_overlap"] >= 0.9
     interpreter = tf.lite.Interpreter(model_content=tflite_model)
@@ -144,12 +144,12 @@ def test_sampled_softmax_with_log_q_trains_a_model_that_beats_popularity(tmp_pat
         keep = labels > 0
         return tf.data.Dataset.from_tensor_slices(({features.CONTEXT_MOVIE_ID: ids[keep]}, labels[keep])).batch(128)
 
-    model = trainer.fit(config, vocab, dataset("train").shuffle(10_000, seed=0), dataset("eval"))
+    model = training.fit(config, vocab, dataset("train").shuffle(10_000, seed=0), dataset("eval"))
     assert len(model.history.history["loss"]) >= 2
     module = export.RecommenderModule(model, vocab, config)
     scores = module.serve_examples(tf.constant([to_tf_example(e) for e in examples["test"]]))["scores"].numpy()
     model_recall = ranking_metrics.evaluate(scores, [e[features.LABEL_MOVIE_ID] for e in examples["test"]])
-    popularity = metrics.popularity_baseline([m.movie_id for m in vocab.movies], examples["test"])
+    popularity = baselines.popularity_baseline([m.movie_id for m in vocab.movies], examples["test"])
     assert model_recall["recall@10"] > 1.5 * popularity["recall@10"], (model_recall, popularity)
 
 
@@ -191,20 +191,20 @@ def test_quantized_models_are_builtin_only_smaller_and_keep_recall(trained):
     test = split_examples["test"]
     histories = [{k: e[k] for k in (features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING)} for e in test]
     labels = [e[features.LABEL_MOVIE_ID] for e in test]
-    float_model = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE)
+    float_model = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE)
     lite = TFLiteRecommender(float_model, export.RECOMMEND_SIGNATURE)
     feeds = [lite.inputs(h[features.CONTEXT_MOVIE_ID], h[features.CONTEXT_MOVIE_RATING]) for h in histories[:100]]
     sizes = {"float32": len(float_model)}
     for mode in ("float16", "dynamic", "int8"):
-        quantized = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, mode, feeds)
+        quantized = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, mode, feeds)
         sizes[mode] = len(quantized)
         ops = {op["op_name"] for op in tf.lite.Interpreter(model_content=quantized)._get_ops_details()}  # noqa
         assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), (mode, ops)
         if mode == "int8":
-            recall = publish.tflite_recall(quantized, export.RECOMMEND_SIGNATURE, histories, labels)
-            assert recall >= 0.5 * publish.tflite_recall(float_model, export.RECOMMEND_SIGNATURE, histories, labels)
+            recall = checks.tflite_recall(quantized, export.RECOMMEND_SIGNATURE, histories, labels)
+            assert recall >= 0.5 * checks.tflite_recall(float_model, export.RECOMMEND_SIGNATURE, histories, labels)
         else:
-            result = publish.check_quantized_recall(float_model, quantized, export.RECOMMEND_SIGNATURE, histories,
+            result = checks.check_quantized_recall(float_model, quantized, export.RECOMMEND_SIGNATURE, histories,
                                                     labels)
             assert result["quantized_histories"] == len(test)
     assert sizes["float16"] < sizes["float32"] and sizes["dynamic"] < sizes["float32"], sizes
@@ -216,9 +216,9 @@ def test_quantized_recall_check_rejects_a_model_that_ranks_worse(trained, tmp_pa
     untrained = export.export_saved_model(model_lib.build_model(config, vocab), vocab, config, str(tmp_path / "u"))
     test = split_examples["test"]
     histories = [{k: e[k] for k in (features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING)} for e in test]
-    with pytest.raises(publish.ParityError, match="quantized recall@10"):
-        publish.check_quantized_recall(publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE),
-                                       publish.convert_to_tflite(untrained, export.RECOMMEND_SIGNATURE),
+    with pytest.raises(checks.ParityError, match="quantized recall@10"):
+        checks.check_quantized_recall(conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE),
+                                       conversion.convert_to_tflite(untrained, export.RECOMMEND_SIGNATURE),
                                        export.RECOMMEND_SIGNATURE, histories,
                                        [e[features.LABEL_MOVIE_ID] for e in test])
 
@@ -269,13 +269,13 @@ def test_compact_models_store_one_item_table_and_narrow_lookup_tables(trained):
     export_dir, vocab, split_examples, config = trained
     test = split_examples["test"]
     histories = [{k: e[k] for k in (features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING)} for e in test]
-    float_model = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE)
+    float_model = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE)
     constants, graph = _constants(float_model)
     assert not [c for c in constants if c[0] == "INT32" and vocab.size in c[1]], constants
     assert [c for c in constants if c[0] == "INT16" and c[1] == (vocab.max_movie_id + 1,)], constants  # id -> index
     named = [i for i, t in enumerate(graph.tensors) if t.name]
     assert set(named) == set(graph.inputs) | set(graph.outputs), named
-    uncompacted = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, compact_model=False)
+    uncompacted = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, compact_model=False)
     assert len(float_model) < len(uncompacted)
     lite, raw = (TFLiteRecommender(m, export.RECOMMEND_SIGNATURE) for m in (float_model, uncompacted))
     for h in histories[:50]:
@@ -283,21 +283,21 @@ def test_compact_models_store_one_item_table_and_narrow_lookup_tables(trained):
         np.testing.assert_array_equal(lite.runner(**feed)["top_ids"], raw.runner(**feed)["top_ids"])
 
     feeds = [lite.inputs(h[features.CONTEXT_MOVIE_ID], h[features.CONTEXT_MOVIE_RATING]) for h in histories[:100]]
-    int8 = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, "int8", feeds)
-    int8_raw = publish.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, "int8", feeds, compact_model=False)
+    int8 = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, "int8", feeds)
+    int8_raw = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, "int8", feeds, compact_model=False)
     tables = [c for c in _constants(int8)[0] if c[0] == "INT8" and c[1] == (vocab.size, config.embedding_dim)]
     tied = config.tie_embeddings and not config.label_genres  # label weights = the history item table
     assert len(tables) == (1 if tied else 2), tables
     if tied:
         assert len(int8_raw) - len(int8) >= vocab.size * config.embedding_dim
     compact, raw = (TFLiteRecommender(m, export.RECOMMEND_SIGNATURE) for m in (int8, int8_raw))
-    overlap = np.mean([publish.top_k_overlap(compact.runner(**f)["top_ids"], raw.runner(**f)["top_ids"])
+    overlap = np.mean([checks.top_k_overlap(compact.runner(**f)["top_ids"], raw.runner(**f)["top_ids"])
                        for f in feeds])
     assert overlap >= 0.9, overlap
 
 
 def test_narrowest_int_dtype():
-    from ondevice_rec.modules.model import narrowest_int_dtype
+    from ondevice_rec.modules.layers import narrowest_int_dtype
     assert narrowest_int_dtype([0, 127]) == np.int8 and narrowest_int_dtype([-1, 128]) == np.int16
     assert narrowest_int_dtype([0, 40000]) == np.int32 and narrowest_int_dtype([]) == np.int8
 
@@ -326,7 +326,7 @@ def test_validation_recall_excludes_seen_movies_as_the_evaluator_does(tmp_path):
     for layer in (recommender.model.get_layer("scores"), recommender.model.get_layer("context_embedding")):
         layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
     recommender.model.get_layer("scores").label_bias.assign([0.0, 4.0, 3.0, 2.0, 1.0])  # 10 first, then 20
-    fitted = model_lib.RecommenderTrainer(recommender, config)
+    fitted = training.RecommenderTrainer(recommender, config)
     fitted.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                    metrics=[ranking_metrics.RecallAtK(1)])
     # Example 1: 10 is seen; example 2: 10 is in the history; example 3: 10 outranks the target.

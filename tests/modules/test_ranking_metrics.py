@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from ondevice_rec.modules import metrics, ranking_metrics
+from ondevice_rec.modules import baselines, ranking_metrics
 
-MASKED = metrics.MASKED_SCORE
+MASKED = baselines.MASKED_SCORE
 
 
 def test_recall_and_ndcg_follow_the_rank_of_the_target():
@@ -32,7 +32,7 @@ def test_a_masked_target_is_a_miss_even_at_large_k():
 
 def test_popularity_baseline_skips_seen_and_unrated_movies():
     popular = [7, 3, 5, 1]  # most rated first; ids 2, 4 and 6 were never rated
-    scores = metrics.popularity_scores(popular, [[7], []])
+    scores = baselines.popularity_scores(popular, [[7], []])
     assert scores.shape == (2, 8)
     assert np.argsort(-scores[0])[:3].tolist() == [3, 5, 1]  # 7 already seen
     assert np.argsort(-scores[1])[:4].tolist() == [7, 3, 5, 1]
@@ -41,7 +41,7 @@ def test_popularity_baseline_skips_seen_and_unrated_movies():
                 {"seen_movie_ids": [], "label_movie_id": 5},   # rank 2
                 {"seen_movie_ids": [], "label_movie_id": 4},   # never rated: a miss
                 {"seen_movie_ids": [], "label_movie_id": 99}]  # beyond every id: a miss
-    result = metrics.popularity_baseline(popular, examples)
+    result = baselines.popularity_baseline(popular, examples)
     assert result["recall@1"] == pytest.approx(1 / 4)
     assert result["recall@5"] == pytest.approx(2 / 4)
     assert result["ndcg@10"] == pytest.approx((1.0 + 1 / math.log2(4)) / 4)

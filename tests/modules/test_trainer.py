@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from ondevice_rec.modules import training
 from ondevice_rec.modules import trainer
 from ondevice_rec.modules.config import ModelConfig
 
@@ -13,7 +14,7 @@ def test_weight_average_follows_the_weights_and_swaps_in_for_validation_only():
     model = keras.Sequential([keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
     model.build((None, 1))
     (kernel,) = model.trainable_variables
-    average = trainer.WeightAverage(decay=0.5)
+    average = training.WeightAverage(decay=0.5)
     average.start(model)
     expected = 0.0
     for step, value in enumerate([4.0, 8.0, 2.0], start=1):
@@ -49,7 +50,25 @@ def test_fit_with_weight_average_keeps_the_averaged_weights_of_the_best_epoch():
     for decay in (0.0, 0.9):
         config = ModelConfig(encoder="bow", history_length=3, embedding_dim=8, use_genres=False, use_years=False,
                              epochs=3, early_stopping_patience=5, learning_rate=0.05, weight_average_decay=decay)
-        model = trainer.fit(config, vocab, data(), data())
+        model = training.fit(config, vocab, data(), data())
         weights[decay] = model.get_layer("context_embedding").get_weights()[0]
         assert max(model.history.history["val_recall@10"]) > 0.5  # it learned the rule either way
     assert not np.allclose(weights[0.0], weights[0.9])
+
+
+def test_the_trainer_refuses_examples_windowed_with_another_history_length(tmp_path):
+    """N has one source: run_fn stops, naming both lengths, before any training on examples of another N."""
+    import json
+    import types
+    from ondevice_rec.modules import features
+    examples = tmp_path / "examples"
+    (examples / "Split-train").mkdir(parents=True)
+    (examples / features.WINDOWING_STATS_FILE).write_text(json.dumps({"options": {"history_length": 5}}))
+    fn_args = types.SimpleNamespace(custom_config={"history_length": 10}, hyperparameters=None,
+                                    train_files=[str(examples / "Split-train" / "*")], eval_files=[],
+                                    model_run_dir=str(tmp_path / "run"), serving_model_dir=str(tmp_path / "m"))
+    with pytest.raises(ValueError, match="hold histories of 5 items but the model is configured for "
+                                         "history_length=10"):
+        trainer.run_fn(fn_args)
+    trainer.check_history_length(str(examples), ModelConfig(history_length=5))  # the same N passes
+    assert not (tmp_path / "m").exists()

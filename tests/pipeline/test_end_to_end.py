@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ondevice_rec.components.tflite_pusher import checks, metadata as metadata_lib
 from ondevice_rec.components.tflite_pusher import publish
-from ondevice_rec.modules import export, features, metrics
+from ondevice_rec.modules import export, features, baselines
 from ondevice_rec.serving import Recommender, TFLiteRecommender
 
 COMPONENTS = {"MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing",
@@ -29,7 +30,7 @@ def test_every_component_executes_once_and_a_model_is_published(two_runs):
         assert os.path.getsize(os.path.join(latest, name)) > 0
     with open(os.path.join(latest, "metadata.json")) as f:
         metadata = json.load(f)
-    publish.validate_metadata(metadata)  # the JSON Schema apps rely on
+    metadata_lib.validate(metadata)  # the JSON Schema apps rely on
     assert metadata["encoder"] == config.model.encoder and metadata["history_length"] == 10
     assert metadata["top_k"] == 50 and metadata["quantization"] == "float16"
     with open(os.path.join(latest, metadata["vocabulary_file"]), encoding="utf-8") as f:
@@ -61,13 +62,13 @@ def test_published_model_beats_popularity_and_matches_the_saved_model(two_runs):
     lite = TFLiteRecommender(os.path.join(latest, "model.tflite"))
     examples_root = next(os.path.join(config.pipeline_root, "HistoryWindowing", "examples", d)
                          for d in os.listdir(os.path.join(config.pipeline_root, "HistoryWindowing", "examples")))
-    test = metrics.read_examples(os.path.join(examples_root, "Split-test", "*"))
+    test = baselines.read_examples(os.path.join(examples_root, "Split-test", "*"))
     rng = np.random.default_rng(0)
     overlaps = []
     for i in rng.choice(len(test), size=40, replace=False):
         history = lite.pad(test[i][features.CONTEXT_MOVIE_ID])
         expected = reference(context_movie_id=tf.constant(history))["top_ids"].numpy()[:10]
-        overlaps.append(publish.top_k_overlap(lite(history)["top_ids"], expected))
+        overlaps.append(checks.top_k_overlap(lite(history)["top_ids"], expected))
     assert np.mean(overlaps) >= 0.95 and min(overlaps) >= 0.7, overlaps  # float16 weights: near-ties may swap
 
 

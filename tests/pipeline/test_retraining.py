@@ -7,8 +7,9 @@ import os
 import pytest
 
 from ondevice_rec import cli
+from ondevice_rec.components.tflite_pusher.options import PublishOptions
 from ondevice_rec.data import synthetic
-from ondevice_rec.pipeline import runner
+from ondevice_rec.pipeline import mlmd, runner
 from ondevice_rec.pipeline.config import SPAN_PATTERN, PipelineConfig
 from ondevice_rec.modules.config import ModelConfig
 
@@ -58,8 +59,8 @@ def cycles(tmp_path_factory):
     assert cli.main(["retrain", "--data-dir", str(data), "--output-dir", out, "--epochs", "4", "--top-k", "20",
                      "--keep-versions", "3"]) == 0
     config = PipelineConfig(data_dir=str(data), output_dir=out, input_pattern=SPAN_PATTERN, warm_start=True,
-                            model=ModelConfig(epochs=4, top_k=20), keep_versions=3)
-    first = runner.summarize(config, runner.run_ids(config.metadata_path)[-1])
+                            model=ModelConfig(epochs=4, top_k=20), publish=PublishOptions(keep_versions=3))
+    first = runner.summarize(config, mlmd.run_ids(config.metadata_path)[-1])
     served_after_first = os.path.realpath(os.path.join(config.serving_dir, "latest"))
     # Span 2 arrives. Cycle 2: a deliberately crippled trainer (one step, from scratch).
     synthetic.write(synthetic.generate(SPAN_2), str(data / "span-2"), "ml-1m")

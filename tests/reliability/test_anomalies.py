@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from ondevice_rec.benchmarks.beam_runners import run_data_stages
+from ondevice_rec.pipeline.runner import run_data_stages
 from ondevice_rec.components.history_windowing.executor import DataAnomaliesError
 from ondevice_rec.data import synthetic
 from ondevice_rec.pipeline.config import PipelineConfig

@@ -11,7 +11,7 @@ import pytest
 
 from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.data import synthetic
-from ondevice_rec.pipeline import runner
+from ondevice_rec.pipeline import mlmd, runner
 from ondevice_rec.pipeline.config import PipelineConfig
 
 UPSTREAM = {"MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing"}
@@ -69,13 +69,13 @@ def test_a_run_killed_during_training_resumes_from_the_cache_and_publishes_once(
     serving = os.path.join(out, "serving")
     assert not os.path.exists(serving) or not publish.list_versions(serving)  # nothing half-published
     config = PipelineConfig(data_dir=data, output_dir=out)
-    killed_runs = runner.run_ids(config.metadata_path)
+    killed_runs = mlmd.run_ids(config.metadata_path)
 
     from ondevice_rec import cli
     assert cli.main(args) == 0
-    rerun = runner.run_ids(config.metadata_path)[-1]
+    rerun = mlmd.run_ids(config.metadata_path)[-1]
     assert rerun not in killed_runs
-    states = {n.node_id: n.state for n in runner.node_results(config.metadata_path, rerun)}
+    states = {n.node_id: n.state for n in mlmd.node_results(config.metadata_path, rerun)}
     assert {n: states[n] for n in UPSTREAM} == {n: "cached" for n in UPSTREAM}
     assert states["Trainer"] == "executed" and states["TFLitePusher"] == "executed"
     assert len(publish.list_versions(serving)) == 1

@@ -1,0 +1,118 @@
+"""``benchmark windowing | quality | latency | beam-runners``: figures as a printed table and a JSON file."""
+
+from __future__ import annotations
+
+import logging
+
+from ondevice_rec.cli.common import EXIT_FAILED, EXIT_OK, add_command, csv
+
+EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
+  ondevice-rec benchmark quality --data-dir ../shared/data/ml-100k
+  ondevice-rec benchmark latency --model out/serving/latest
+  ondevice-rec benchmark latency --all      # every encoder x quantisation, 3,952-movie catalogue, N=10
+  ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory
+  ondevice-rec benchmark beam-runners --data-dir ../shared/data/ml-100k --workers 2"""
+
+
+def register(commands) -> None:
+    from ondevice_rec.components.tflite_pusher.quantization import QUANTIZATIONS
+    from ondevice_rec.modules.encoders import ENCODERS
+    bench = add_command(commands, "benchmark", "measure speed figures (prints a table, writes JSON)", EXAMPLES)
+    which = bench.add_subparsers(dest="benchmark", required=True)
+
+    def sub(name: str, help_text: str, handler):
+        return add_command(which, name, help_text, EXAMPLES, handler)
+
+    bw = sub("windowing", "Beam windowing vs a numpy/pandas reference at ML-1M scale", cmd_windowing)
+    bw.add_argument("--ratings", type=int, default=1_000_000, help="synthetic ratings (default: %(default)s)")
+    bw.add_argument("--history-length", type=int, default=10, help="default: %(default)s")
+    bw.add_argument("--work-dir", default="", help="where data and outputs go (default: a new temp folder)")
+    bw.add_argument("--out", default="benchmarks/results/windowing.json", help="JSON output (default: %(default)s)")
+    bw.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
+                    help="Beam pipeline option, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
+
+    bq = sub("quality", "every encoder x history length vs popularity and Markov baselines", cmd_quality)
+    bq.add_argument("--data-dir", required=True, help="a MovieLens folder, e.g. ../shared/data/ml-100k")
+    bq.add_argument("--encoders", default=",".join(ENCODERS), help="default: %(default)s")
+    bq.add_argument("--history-lengths", default="10,50,100", help="default: %(default)s")
+    bq.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping) (default: %(default)s)")
+    bq.add_argument("--embedding-dim", type=int, default=64, help="default: %(default)s")
+    bq.add_argument("--hparam", action="append", default=[], metavar="[ENCODER:]KEY=VALUE",
+                    help="model setting for every encoder, or for one with a prefix, e.g. "
+                         "--hparam transformer:dropout=0.2 (repeatable)")
+    bq.add_argument("--seeds", type=int, default=1,
+                    help="train each model this many times (seeds 0, 1, ...) and report the mean and spread "
+                         "(default: %(default)s)")
+    bq.add_argument("--work-dir", default="", help="the data stages' pipeline root and MLMD store (default: a "
+                                                   "new temp folder; reuse one to skip the cached stages)")
+    bq.add_argument("--out-dir", default="benchmarks/results", help="quality.json/.md/.png (default: %(default)s)")
+
+    br = sub("beam-runners", "the Beam data stages on DirectRunner vs a local multi-worker portable engine",
+             cmd_beam_runners)
+    br.add_argument("--data-dir", required=True, help="a MovieLens folder")
+    br.add_argument("--workers", type=int, default=2, help="SDK worker processes per stage (default: %(default)s)")
+    br.add_argument("--work-dir", default="", help="where outputs go (default: a new temp folder)")
+    br.add_argument("--out", default="benchmarks/results/beam_runners.json", help="JSON output (default: %(default)s)")
+
+    bl = sub("latency", "TFLite p50/p90/p99 (1 and 4 threads) vs the SavedModel, and size", cmd_latency)
+    target = bl.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model", help="a published version folder (e.g. OUT/serving/latest) or a .tflite file")
+    target.add_argument("--all", action="store_true",
+                        help="build and measure every encoder x quantisation mode at ML-1M catalogue size")
+    bl.add_argument("--saved-model", default=None, help="the SavedModel of --model (default: from metadata.json)")
+    bl.add_argument("--iterations", type=int, default=2000, help="timed invocations (default: %(default)s)")
+    bl.add_argument("--work-dir", default="", help="--all: where data and models go (default: a new temp folder)")
+    bl.add_argument("--encoders", default=",".join(ENCODERS), help="--all: default: %(default)s")
+    bl.add_argument("--quantizations", default=",".join(QUANTIZATIONS), help="--all: default: %(default)s")
+    bl.add_argument("--top-k", type=int, default=100, help="--all: recommendations per call (default: %(default)s)")
+    bl.add_argument("--out", default="benchmarks/results/latency.json", help="JSON output (default: %(default)s)")
+
+
+def _quiet() -> None:
+    import absl.logging
+    absl.logging.set_verbosity(absl.logging.WARNING)
+
+
+def cmd_windowing(args) -> int:
+    from ondevice_rec.benchmarks import windowing
+    _quiet()
+    result = windowing.run(ratings=args.ratings, history_length=args.history_length, work_dir=args.work_dir,
+                           beam_args=args.beam_arg, out_json=args.out)
+    return EXIT_OK if result["identical"] else EXIT_FAILED
+
+
+def cmd_quality(args) -> int:
+    from ondevice_rec.benchmarks import quality
+    from ondevice_rec.modules.config import ModelConfig
+    _quiet()
+    lengths = []
+    for n in csv(args.history_lengths):
+        try:
+            lengths.append(int(n))
+        except ValueError:
+            raise ValueError(f"history length {n!r} is not a positive integer") from None
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quality.run(args.data_dir, encoders=csv(args.encoders), history_lengths=lengths, out_dir=args.out_dir,
+                base=ModelConfig(embedding_dim=args.embedding_dim, epochs=args.epochs), overrides=args.hparam,
+                seeds=args.seeds, work_dir=args.work_dir)
+    print(f"written to {args.out_dir}/quality.json, quality.md, quality.png")
+    return EXIT_OK
+
+
+def cmd_beam_runners(args) -> int:
+    from ondevice_rec.benchmarks import beam_runners
+    _quiet()
+    result = beam_runners.run(args.data_dir, work_dir=args.work_dir, workers=args.workers, out_json=args.out)
+    return EXIT_OK if result["all_identical"] else EXIT_FAILED
+
+
+def cmd_latency(args) -> int:
+    from ondevice_rec.benchmarks import latency
+    _quiet()
+    if args.all:
+        latency.run_all(work_dir=args.work_dir, encoders=csv(args.encoders), quantizations=csv(args.quantizations),
+                        top_k=args.top_k, iterations=args.iterations, out=args.out)
+    else:
+        latency.run_model(args.model, args.saved_model, args.iterations, out=args.out)
+    print(f"written to {args.out}")
+    return EXIT_OK

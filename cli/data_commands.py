@@ -1,0 +1,43 @@
+"""Data commands: ``make-synthetic`` and ``download``."""
+
+from __future__ import annotations
+
+from ondevice_rec.cli.common import EXIT_OK, add_command
+
+
+def register(commands) -> None:
+    from ondevice_rec.data import download, movielens, synthetic
+    defaults = synthetic.SyntheticConfig()
+    syn = add_command(commands, "make-synthetic", "write a synthetic dataset in a MovieLens layout",
+                      "  ondevice-rec make-synthetic --format ml-1m --out /tmp/synthetic --users 500 --items 400",
+                      cmd_make_synthetic)
+    syn.add_argument("--format", choices=sorted(movielens.FORMATS), required=True)
+    syn.add_argument("--out", required=True)
+    syn.add_argument("--users", type=int, default=defaults.users, help="default: %(default)s")
+    syn.add_argument("--items", type=int, default=defaults.items, help="default: %(default)s")
+    syn.add_argument("--mean-ratings-per-user", type=int, default=defaults.mean_ratings_per_user,
+                     help="default: %(default)s")
+    syn.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
+
+    dl = add_command(commands, "download", "download and verify a MovieLens archive",
+                     "  ondevice-rec download ml-1m            # prints the unpacked folder, pass it as --data-dir",
+                     cmd_download)
+    dl.add_argument("name", choices=sorted(download.ARCHIVES))
+    dl.add_argument("--cache-dir", default=None, help="default: $ONDEVICE_REC_CACHE or ~/.cache/ondevice-rec")
+
+
+def cmd_make_synthetic(args) -> int:
+    from ondevice_rec.data import synthetic
+    config = synthetic.SyntheticConfig(users=args.users, items=args.items,
+                                       mean_ratings_per_user=args.mean_ratings_per_user, seed=args.seed)
+    data = synthetic.generate(config)
+    synthetic.write(data, args.out, args.format, seed=args.seed)
+    print(f"wrote {len(data.user_id)} ratings by {args.users} users on {args.items} movies "
+          f"({args.format} layout) to {args.out}")
+    return EXIT_OK
+
+
+def cmd_download(args) -> int:
+    from ondevice_rec.data import download
+    print(download.download(args.name, cache_dir=args.cache_dir, progress=download.print_progress))
+    return EXIT_OK

@@ -1,0 +1,76 @@
+"""Commands on a published model: ``recommend``, ``demo`` and ``report``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ondevice_rec.cli.common import EXIT_BAD_INPUT, EXIT_OK, add_command
+
+
+def register(commands) -> None:
+    rec = add_command(commands, "recommend", "run a published .tflite model on a history",
+                      "  ondevice-rec recommend --model /tmp/out/serving/latest --history 50,172,181 --k 10",
+                      cmd_recommend)
+    rec.add_argument("--model", required=True, help="a published version folder, e.g. OUT/serving/latest")
+    rec.add_argument("--history", required=True, help="movie ids in the order watched, oldest first: 1,2,3")
+    rec.add_argument("--k", type=int, default=10, help="how many to print (default: %(default)s)")
+
+    demo = add_command(commands, "demo", "serve a page that re-ranks on every pick, the model running in the browser",
+                       "  ondevice-rec demo --model /tmp/out/serving/latest            # then open "
+                       "http://127.0.0.1:8000/", cmd_demo)
+    demo.add_argument("--model", required=True, help="a published version folder, e.g. OUT/serving/latest")
+    demo.add_argument("--port", type=int, default=8000, help="default: %(default)s (0: any free port)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
+
+    rep = add_command(commands, "report", "write one self-contained HTML page about the model serving from OUT",
+                      "  ondevice-rec report /tmp/out\n"
+                      "  ondevice-rec report /tmp/out --quality benchmarks/results/quality.json "
+                      "--latency benchmarks/results/latency.json", cmd_report)
+    rep.add_argument("output_dir", metavar="OUT", help="a pipeline output folder (the --output-dir of run)")
+    rep.add_argument("--out", default=None, help="HTML file (default: OUT/report.html)")
+    rep.add_argument("--quality", default=None,
+                     help="quality benchmark JSON (default: benchmarks/results/quality.json if present)")
+    rep.add_argument("--latency", default=None,
+                     help="latency benchmark JSON (default: benchmarks/results/latency.json if present)")
+
+
+def cmd_recommend(args) -> int:
+    from ondevice_rec.serving import Recommender
+    try:
+        history = [int(x) for x in args.history.replace(" ", "").split(",") if x]
+    except ValueError:
+        print(f"--history must be comma-separated movie ids, got {args.history!r}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    recommender = Recommender(args.model)
+    start = time.perf_counter()
+    results = recommender.recommend(history, args.k)
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    titles = recommender.titles
+    print("History (oldest first): " + ", ".join(f"{m} {titles.get(m, '?')}" for m in history))
+    print(f"Top {len(results)} ({elapsed_ms:.2f} ms):")
+    for rank, (movie_id, score) in enumerate(results, start=1):
+        print(f"{rank:3d}. {movie_id:6d}  {titles.get(movie_id, '')}  ({score:.3f})")
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from ondevice_rec.demo import server
+    httpd, url = server.make_server(args.model, port=args.port, host=args.host)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
+    print(f"Demo of {os.path.abspath(args.model)} at {url}  (Ctrl-C stops)", flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from ondevice_rec.pipeline import report
+    print(f"Report: {report.write(args.output_dir, args.out, args.quality, args.latency)}")
+    return EXIT_OK

@@ -1,0 +1,42 @@
+"""What the TFLitePusher publishes and how it checks it: one options object, crossing the TFX boundary as one
+JSON execution parameter (TensorFlow-free, so the configuration and the CLI import it cheaply)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from ondevice_rec.components.tflite_pusher import checks, quantization
+from ondevice_rec.modules.config import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishOptions:
+    # A POSIX folder: versions are published by atomic rename and the symlink ``latest``.
+    serving_dir: str = ""
+    dataset: str = ""  # recorded in metadata.json
+    quantization: str = setting(quantization.FLOAT, "published model: " + "; ".join(
+        f"{m.name}: {m.description}" for m in quantization.MODES.values()) + " (a quantized model must keep "
+        f"recall@10 within {checks.MAX_QUANTIZED_RECALL_DROP:.0%} of float)", quantization.QUANTIZATIONS)
+    keep_versions: int = setting(5, "published versions kept")
+    # Held-out test histories the float TFLite model is compared with the SavedModel on (and a quantized one
+    # with the float one).
+    parity_samples: int = setting(500, "held-out test histories for the parity checks")
+    min_top10_overlap: float = checks.MIN_TOP10_OVERLAP
+    max_quantized_recall_drop: float = checks.MAX_QUANTIZED_RECALL_DROP
+
+    def __post_init__(self):
+        quantization.get(self.quantization)
+        if self.keep_versions < 1 or self.parity_samples < 1:
+            raise ValueError("keep_versions and parity_samples must be >= 1")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PublishOptions":
+        values = json.loads(text)
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown publish options: {', '.join(sorted(unknown))}")
+        return cls(**values)

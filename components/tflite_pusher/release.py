@@ -1,0 +1,141 @@
+"""The release of one trained model, TFX-free: the blessing gate, the already-serving check, conversion,
+the parity checks, the metadata document and the versioned publish. The executor only unpacks artifacts,
+calls ``release`` and records the returned ``Release`` in MLMD."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import random
+from typing import Dict, List, Optional
+
+from ondevice_rec.components.tflite_pusher import checks, conversion, metadata, publish, quantization
+from ondevice_rec.components.tflite_pusher.options import PublishOptions
+from ondevice_rec.modules import features
+
+RECALL_KS = (1, 5, 10)
+CALIBRATION_HISTORIES = 200  # held-out histories a calibrated (int8) conversion is fed
+SERVING_FORMAT = "Format-Serving"  # the TFX Trainer's folder of the SavedModel inside a Model artifact
+
+log = logging.getLogger("ondevice_rec.pusher")
+
+
+@dataclasses.dataclass
+class Release:
+    """What happened: published or not (gated, already serving, failed check or conversion) and why."""
+
+    published: bool
+    outcome: str
+    version: str = ""
+    destination: str = ""
+    failed: bool = False  # a check, the conversion or the publish broke (a gate that refuses is no failure)
+    test_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+    tflite_bytes: int = 0
+
+
+def eval_report(metrics: Dict[str, float]) -> Dict[str, float]:
+    """The published ``eval.json`` from a TFMA evaluation's overall metrics (``{name: value}``)."""
+    report: Dict[str, float] = {f"recall@{k}": metrics.get(f"recall@{k}") for k in RECALL_KS}
+    report["ndcg@10"] = metrics.get("ndcg@10")
+    missing = [name for name, value in report.items() if value is None]
+    if missing:
+        raise ValueError(f"the test evaluation has no {', '.join(missing)} (metrics found: {sorted(metrics)})")
+    report["num_eval_users"] = int(metrics.get("example_count", 0))
+    return report
+
+
+def sample_histories(examples_uri: str, split: str, count: int, seed: int = 0) -> List[dict]:
+    """Up to ``count`` contexts (ids and ratings, plus the ``label_movie_id``) from ``split`` of the windowed
+    examples (deterministic)."""
+    import tensorflow as tf
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    histories = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        histories.append({features.CONTEXT_MOVIE_ID: list(feature[features.CONTEXT_MOVIE_ID].int64_list.value),
+                          features.CONTEXT_MOVIE_RATING: list(feature[features.CONTEXT_MOVIE_RATING].float_list.value),
+                          features.LABEL_MOVIE_ID: int(feature[features.LABEL_MOVIE_ID].int64_list.value[0])})
+    random.Random(seed).shuffle(histories)
+    return histories[:count]
+
+
+def release(model_uri: str, options: PublishOptions, blessed: bool, histories: List[dict],
+            test_metrics: Optional[Dict[str, float]] = None, run_id: str = "",
+            lineage_dir: Optional[str] = None) -> Release:
+    """Publishes the model exported under ``model_uri`` if ``blessed``, not already serving, convertible and
+    passing its checks on ``histories`` (held-out test contexts with labels). Never raises for a model that
+    fails: the returned Release says why, and nothing is published. ``lineage_dir``: also gets a copy of the
+    published files (the PushedModel artifact's folder)."""
+    if not blessed:
+        return Release(False, "not published: the Evaluator did not bless this model")
+    serving = publish.current_version(options.serving_dir)
+    if serving and publish.read_metadata(os.path.join(options.serving_dir, serving)).get("model_uri") == model_uri:
+        return Release(False, f"not published: this model is already serving as {serving}", serving,
+                       os.path.join(options.serving_dir, serving))
+    try:
+        report = eval_report(test_metrics) if test_metrics is not None else {}
+        files = _build_files(model_uri, options, histories, report, run_id)
+    except checks.ParityError as e:
+        return Release(False, f"not published: {e}", failed=True)
+    except Exception as e:  # pylint: disable=broad-except  (conversion, schema, I/O: recorded, never half-published)
+        log.exception("the release failed")
+        return Release(False, f"not published: the release failed: {type(e).__name__}: {e}", failed=True)
+    try:
+        if lineage_dir:
+            _write_copies(lineage_dir, files)
+        final = publish.publish(options.serving_dir, files, keep_versions=options.keep_versions)
+    except OSError as e:
+        return Release(False, f"not published: writing {options.serving_dir} failed: {e}", failed=True)
+    version = os.path.basename(final)
+    size = len(files[publish.MODEL_FILE])
+    return Release(True, f"published {version} ({size} bytes)", version, final, test_metrics=report,
+                   tflite_bytes=size)
+
+
+def _write_copies(directory: str, files: Dict[str, bytes]) -> None:
+    import tensorflow as tf  # gfile: the artifact may live on GCS / S3
+    for name, content in files.items():
+        with tf.io.gfile.GFile(os.path.join(directory, name), "wb") as f:
+            f.write(content)
+
+
+def _build_files(model_uri: str, options: PublishOptions, histories: List[dict], report: Dict[str, float],
+                 run_id: str) -> Dict[str, bytes]:
+    from ondevice_rec.modules import export
+    from ondevice_rec.modules.vocabulary import Vocabulary
+    from ondevice_rec.serving import TFLiteRecommender
+    saved_model_dir = os.path.join(model_uri, SERVING_FORMAT)
+    config = export.load_export_config(saved_model_dir)
+    vocab = Vocabulary.load(os.path.join(saved_model_dir, features.ASSETS_EXTRA))
+    mode = quantization.get(options.quantization)
+    signature = features.RECOMMEND_SIGNATURE
+    inputs = [{k: v for k, v in h.items() if k != features.LABEL_MOVIE_ID} for h in histories]
+    labels = [h[features.LABEL_MOVIE_ID] for h in histories]
+    if mode.name != quantization.FLOAT and not histories:
+        raise checks.ParityError("a quantized model needs held-out histories to be checked against float")
+
+    float_model = conversion.convert_to_tflite(saved_model_dir, signature)
+    tflite_model = float_model
+    if mode.name != quantization.FLOAT:
+        lite = TFLiteRecommender(float_model, signature)
+        calibration = [lite.inputs(h[features.CONTEXT_MOVIE_ID], h.get(features.CONTEXT_MOVIE_RATING))
+                       for h in inputs[:CALIBRATION_HISTORIES]]
+        tflite_model = conversion.convert_to_tflite(saved_model_dir, signature, mode.name, calibration)
+    parity: Dict[str, float] = {}
+    if histories:
+        parity = checks.check_parity(float_model, saved_model_dir, inputs, signature, options.min_top10_overlap)
+        if mode.name != quantization.FLOAT:
+            parity.update(checks.check_quantized_recall(float_model, tflite_model, signature, inputs, labels,
+                                                        options.max_quantized_recall_drop))
+    top_k = int(TFLiteRecommender(tflite_model, signature).runner.get_output_details()[features.TOP_IDS]["shape"][0])
+    document = metadata.build(config, vocab, mode.name, top_k, len(tflite_model), parity, options.dataset,
+                              run_id, model_uri)
+    metadata.validate(document)
+    return {
+        publish.MODEL_FILE: tflite_model,
+        publish.METADATA_FILE: json.dumps(document, indent=2).encode("utf-8"),
+        publish.EVAL_FILE: json.dumps(report, indent=2).encode("utf-8"),
+        features.VOCABULARY_FILE: json.dumps(vocab.to_json(), ensure_ascii=False).encode("utf-8"),
+    }

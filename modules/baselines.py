@@ -1,0 +1,93 @@
+"""Baselines scored with the shared metric (popularity, Markov chains), and reading windowed examples.
+
+recall@K = share of examples whose target is among the top K movies, ranking the whole vocabulary with the
+padding id, movies unseen in training and the user's already-seen movies excluded (``ranking_metrics``, the
+definition the Trainer and the Evaluator use). With one target per example this equals hit rate@K.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import collections
+
+import numpy as np
+
+from .features import (CONTEXT_LENGTH, CONTEXT_MOVIE_ID, LABEL_MOVIE_ID, LABEL_TIMESTAMP, MASKED_BELOW,
+                       MASKED_SCORE, SEEN_MOVIE_IDS, USER_ID)
+
+
+def popularity_scores(popular_ids: Sequence[int], seen: Sequence[Sequence[int]], num_ids: int = 0) -> np.ndarray:
+    """Scores ``[B, num_ids]`` (default: max id + 1) that rank the movies by training popularity
+    (``popular_ids``, most rated first); every other id (padding, never rated) and each row's already-seen
+    movies are masked."""
+    popular_ids = np.asarray(popular_ids, np.int64)
+    row = np.full(max(num_ids, int(popular_ids.max(initial=0)) + 1), MASKED_SCORE, np.float32)
+    row[popular_ids] = np.arange(len(popular_ids), 0, -1, dtype=np.float32)
+    scores = np.tile(row, (len(seen), 1))
+    for i, ids in enumerate(seen):
+        ids = [m for m in ids if 0 <= m < len(row)]
+        scores[i, ids] = MASKED_SCORE
+    return scores
+
+
+def popularity_baseline(popular_ids: Sequence[int], examples: Sequence[dict]) -> Dict[str, float]:
+    """recall@1/5/10 and NDCG@10 of recommending the most-rated unseen movies; ``examples`` need the seen
+    ids and the label (a label outside the popular ids counts as a miss)."""
+    from .ranking_metrics import evaluate
+    scores = popularity_scores(popular_ids, [e[SEEN_MOVIE_IDS] for e in examples])
+    return evaluate(scores, _labels(examples, scores.shape[1]))
+
+
+def _labels(examples: Sequence[dict], columns: int) -> np.ndarray:
+    labels = np.array([e[LABEL_MOVIE_ID] for e in examples], np.int64)
+    # A label beyond the score columns can never be recommended: point it at the masked padding column.
+    return np.where(labels < columns, labels, 0)
+
+
+def markov_scores(popular_ids: Sequence[int], train_sequences: Sequence[Sequence[int]], examples: Sequence[dict],
+                  last: int = 1, num_ids: int = 0) -> np.ndarray:
+    """Scores of a Markov chain over the consecutive pairs of ``train_sequences`` (each user's training events,
+    oldest first: the ``seen_movie_ids`` of their eval example), summed over the last ``last`` history items
+    of each example with weights 1, 1/2, 1/3, ...; popularity (scaled far below one transition) breaks ties
+    and backs off. Seen and never-trained movies are masked."""
+    transitions = collections.defaultdict(collections.Counter)
+    for sequence in train_sequences:
+        for previous, following in zip(sequence[:-1], sequence[1:]):
+            transitions[int(previous)][int(following)] += 1
+    popularity = popularity_scores(popular_ids, [[]], num_ids)[0]
+    recommendable = popularity > MASKED_BELOW
+    back_off = np.where(recommendable, popularity / (len(popular_ids) + 1) * 1e-3, 0.0)
+    scores = np.tile(back_off, (len(examples), 1))
+    for i, example in enumerate(examples):
+        for k, previous in enumerate(example[CONTEXT_MOVIE_ID][:last]):
+            for movie_id, count in transitions.get(int(previous), {}).items():
+                if movie_id < scores.shape[1]:
+                    scores[i, movie_id] += count / (k + 1)
+    scores[:, ~recommendable] = MASKED_SCORE
+    for i, example in enumerate(examples):
+        ids = [m for m in example[SEEN_MOVIE_IDS] if 0 <= m < scores.shape[1]]
+        scores[i, ids] = MASKED_SCORE
+    return scores
+
+
+def markov_baseline(popular_ids: Sequence[int], train_sequences: Sequence[Sequence[int]],
+                    examples: Sequence[dict], last: int = 1) -> Dict[str, float]:
+    """recall@1/5/10 and NDCG@10 of the Markov chain of ``markov_scores``."""
+    from .ranking_metrics import evaluate
+    scores = markov_scores(popular_ids, train_sequences, examples, last)
+    return evaluate(scores, _labels(examples, scores.shape[1]))
+
+
+def read_examples(file_pattern: str) -> List[dict]:
+    """Windowed examples as dicts of python lists (for small splits such as eval / test)."""
+    import tensorflow as tf
+    files = sorted(tf.io.gfile.glob(file_pattern))
+    out = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        out.append({name: (list(f.int64_list.value) or list(f.float_list.value)) for name, f in feature.items()})
+        for name, value in out[-1].items():
+            if name in (USER_ID, LABEL_MOVIE_ID, LABEL_TIMESTAMP, CONTEXT_LENGTH):
+                out[-1][name] = value[0]
+    return out

@@ -1,0 +1,149 @@
+"""Keras layers of the recommender: constant lookup tables, causal pooling, attention masks and the
+dot-product scoring layer (TensorFlow-only building blocks; the encoders in ``encoders/`` and ``model``
+assemble them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from .features import MASKED_SCORE, PADDING_ID
+
+
+def narrowest_int_dtype(table) -> np.dtype:
+    """The smallest of int8 / int16 / int32 that holds every value of ``table`` (the lookup tables are
+    shipped in the on-device model: int8 genre and year tables and int16 index tables take a third of int32)."""
+    table = np.asarray(table)
+    low, high = (int(table.min()), int(table.max())) if table.size else (0, 0)
+    for dtype in (np.int8, np.int16):
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return np.dtype(dtype)
+    return np.dtype(np.int32)
+
+
+class ConstantLookup(keras.layers.Layer):
+    """``table[index]`` as int32 for a constant integer table (a non-trainable weight, frozen into TFLite and
+    stored there in the narrowest integer type that holds its values)."""
+
+    def __init__(self, table: np.ndarray, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self._shape = tuple(int(d) for d in np.shape(table))
+        self._table_dtype = narrowest_int_dtype(table)
+        self._table = np.asarray(table).astype(self._table_dtype)
+        self.table = self.add_weight(name="table", shape=self._shape, dtype=tf.as_dtype(self._table_dtype),
+                                     trainable=False, initializer=keras.initializers.Constant(self._table))
+
+    def lookup(self, index):
+        values = tf.gather(self.table, index)
+        return values if self._table_dtype == np.int32 else tf.cast(values, tf.int32)
+
+    def call(self, index):
+        return self.lookup(index)
+
+
+class IdToIndex(ConstantLookup):
+    """Maps raw movie ids to vocabulary indices; unknown, negative and padding ids map to 0."""
+
+    def call(self, ids):
+        ids = tf.cast(ids, tf.int32)
+        in_range = tf.logical_and(ids >= 0, ids < self._shape[0])
+        return self.lookup(tf.where(in_range, ids, tf.zeros_like(ids)))
+
+
+class PrefixMean(keras.layers.Layer):
+    """Mean of the unmasked entries up to and including each position (0 where there are none)."""
+
+    def call(self, values, mask):
+        weights = tf.cast(mask, values.dtype)[..., tf.newaxis]
+        return tf.cumsum(values * weights, axis=1) / tf.maximum(tf.cumsum(weights, axis=1), 1.0)
+
+
+class PrefixMax(keras.layers.Layer):
+    """Max of the unmasked entries up to and including each position, for non-negative values (ReLU
+    outputs): padding counts as 0, which equals a masked max there and keeps the value range narrow (a
+    -1e9 fill would take the whole int8 range of a quantized model).
+
+    A log-step scan (max with the sequence shifted by 1, 2, 4, ...): plain MAXIMUM/PAD ops in TFLite.
+    """
+
+    def call(self, values, mask):
+        n = int(values.shape[1])
+        x = values * tf.cast(mask, values.dtype)[..., tf.newaxis]
+        shift = 1
+        while shift < n:
+            x = tf.maximum(x, tf.pad(x[:, :-shift], [[0, 0], [shift, 0], [0, 0]]))
+            shift *= 2
+        return x
+
+
+class GenreMean(keras.layers.Layer):
+    """Mean of the genre embeddings ``[B, N, G, d]`` of each item over its real genres (id > 0)."""
+
+    def call(self, genre_vectors, genre_ids):
+        weights = tf.cast(genre_ids > 0, genre_vectors.dtype)[..., tf.newaxis]
+        return tf.reduce_sum(genre_vectors * weights, axis=2) / tf.maximum(tf.reduce_sum(weights, axis=2), 1.0)
+
+
+class PositionEmbedding(keras.layers.Layer):
+    """Learned absolute position embeddings (oldest-first layout: position N-1 is the most recent item)."""
+
+    def build(self, input_shape):
+        self.positions = self.add_weight(name="positions", shape=(int(input_shape[1]), int(input_shape[2])),
+                                         initializer=keras.initializers.RandomNormal(stddev=0.02))
+
+    def call(self, x):
+        return x + self.positions[tf.newaxis]
+
+
+class CausalPaddingMask(keras.layers.Layer):
+    """Attention mask ``[B, N, N]``: query i may see key j when j is valid and not newer (j <= i), and
+    always itself (so a padding query, never used, does not spread attention over every key)."""
+
+    def call(self, mask):
+        n = tf.shape(mask)[1]
+        ones = tf.ones([n, n], tf.bool)
+        not_newer = tf.linalg.band_part(ones, -1, 0)  # lower triangle: j <= i
+        itself = tf.linalg.band_part(ones, 0, 0)
+        return tf.logical_or(tf.logical_and(not_newer[tf.newaxis], mask[:, tf.newaxis, :]), itself[tf.newaxis])
+
+
+class DotProductScores(keras.layers.Layer):
+    """Scores a query against every label embedding; index 0 is masked out."""
+
+    def __init__(self, vocabulary_size: int, dim: int, genres=None, num_genres: int = 0, shared_embedding=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self._shared = shared_embedding
+        if shared_embedding is None:
+            self.label_embedding = self.add_weight(
+                name="label_embedding", shape=(vocabulary_size, dim),
+                initializer=keras.initializers.RandomNormal(stddev=0.05))
+        self.label_bias = self.add_weight(name="label_bias", shape=(vocabulary_size,), initializer="zeros")
+        mask = np.zeros(vocabulary_size, np.float32)
+        mask[PADDING_ID] = MASKED_SCORE
+        self._padding_mask = tf.constant(mask)
+        self._genres = None
+        if genres is not None:
+            self._genres = tf.constant(genres, tf.int32)
+            self.genre_embedding = self.add_weight(
+                name="label_genre_embedding", shape=(num_genres + 1, dim),
+                initializer=keras.initializers.RandomNormal(stddev=0.05))
+
+    def label_weights(self):
+        """The effective label embeddings ``[V, d]`` (item embedding, plus its genres when enabled)."""
+        labels = self._shared.embeddings if self._shared is not None else self.label_embedding
+        if self._genres is not None:
+            present = tf.cast(self._genres > 0, tf.float32)[..., tf.newaxis]
+            genre_mean = tf.reduce_sum(tf.gather(self.genre_embedding, self._genres) * present, axis=1) / \
+                tf.maximum(tf.reduce_sum(present, axis=1), 1.0)
+            labels = labels + genre_mean
+        return labels
+
+    def unmasked(self, query):
+        """Scores without the padding mask (the on-device function masks by its own means)."""
+        return tf.matmul(query, self.label_weights(), transpose_b=True) + self.label_bias
+
+    def call(self, query):
+        return self.unmasked(query) + self._padding_mask

@@ -1,0 +1,210 @@
+"""The training loop: full or sampled softmax with a loss at every position (or the last), validation as
+the Evaluator ranks, early stopping on eval recall@10 and Polyak weight averaging."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from . import features, warm_start
+from .config import ModelConfig
+from .model import SEEN_INDEX, Recommender, build_recommender, exclude_seen
+from .ranking_metrics import NdcgAtK, RecallAtK
+from .vocabulary import Vocabulary
+
+
+class RecommenderTrainer(keras.Model):
+    """Trains a recommender; validates with the full scores of the serving model.
+
+    ``loss_positions="all"``: every position of every history window is a training query whose target is
+    the next item (the window's label for the last position), as SASRec trains; padding positions and
+    targets outside the vocabulary are skipped. ``"last"``: only the window's label.
+
+    ``softmax="sampled"``: negatives from a unigram sampler over the training counts, and
+    ``tf.nn.sampled_softmax_loss`` subtracts ``log Q(item)`` from every logit, so popular items are not
+    over-penalised. Training and the exported model share the weights of ``model``.
+    """
+
+    def __init__(self, recommender: Recommender, config: ModelConfig, counts: Optional[np.ndarray] = None):
+        super().__init__()
+        self.model = recommender.model
+        self.sequence = recommender.sequence
+        self.scores_layer = recommender.model.get_layer("scores")
+        self._all_positions = config.loss_at_every_position()
+        self._sampled = config.softmax == "sampled"
+        if self._sampled:
+            if counts is None:
+                raise ValueError("sampled softmax needs the training counts")
+            self._unigrams = [float(c) for c in counts]
+            self._num_sampled = int(min(config.num_sampled, int(np.count_nonzero(counts))))
+        self._loss = keras.metrics.Mean(name="loss")
+
+    def call(self, inputs, training=False):
+        return self.model(inputs, training=training)
+
+    def _queries_and_targets(self, inputs, labels):
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        queries, index = self.sequence(inputs, training=True)
+        if self._all_positions:
+            targets = tf.concat([index[:, 1:], labels[:, tf.newaxis]], axis=1)
+            valid = tf.logical_and(index > 0, targets > 0)
+            return tf.boolean_mask(queries, valid), tf.boolean_mask(targets, valid)
+        queries, valid = queries[:, -1], labels > 0
+        return tf.boolean_mask(queries, valid), tf.boolean_mask(labels, valid)
+
+    def train_step(self, data):
+        inputs, labels = data
+        with tf.GradientTape() as tape:
+            queries, targets = self._queries_and_targets(inputs, labels)
+            if self._sampled:
+                targets = tf.cast(targets[:, tf.newaxis], tf.int64)
+                sampled = tf.random.fixed_unigram_candidate_sampler(
+                    true_classes=targets, num_true=1, num_sampled=self._num_sampled, unique=True,
+                    range_max=len(self._unigrams), unigrams=self._unigrams)
+                losses = tf.nn.sampled_softmax_loss(
+                    self.scores_layer.label_weights(), self.scores_layer.label_bias, targets, queries,
+                    self._num_sampled, len(self._unigrams), sampled_values=sampled, remove_accidental_hits=True)
+            else:
+                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, self.scores_layer(queries))
+            loss = tf.reduce_mean(losses)
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self._loss.update_state(loss)
+        return {"loss": self._loss.result()}
+
+    def test_step(self, data):
+        """Validation as the Evaluator scores: the history items (and ``SEEN_INDEX``, when given) are
+        excluded from the ranking."""
+        inputs, labels = data
+        inputs = dict(inputs)
+        seen = inputs.pop(SEEN_INDEX, None)
+        scores = exclude_seen(self.model, self.model(inputs, training=False), inputs[features.CONTEXT_MOVIE_ID], seen)
+        self.compiled_loss(labels, scores)
+        self.compiled_metrics.update_state(labels, scores)
+        return {m.name: m.result() for m in self.metrics}
+
+    @property
+    def metrics(self):
+        return [self._loss] + super().metrics
+
+
+def compile_model(model: keras.Model, config: ModelConfig) -> keras.Model:
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[RecallAtK(10), NdcgAtK(10)])
+    return model
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """One progress line per epoch through logging (the CLI shows it; Keras' own output goes to the log)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self._epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        logging.getLogger("ondevice_rec.trainer").info(
+            "epoch %d/%d  loss %.4f  val recall@10 %.4f", epoch + 1, self._epochs, logs.get("loss", float("nan")),
+            logs.get("val_recall@10", float("nan")))
+
+
+class WeightAverage:
+    """Polyak averaging: an exponential moving average of the trainable weights, updated after every step.
+
+    Validation (hence early stopping's choice and the exported model) sees the averaged weights; training
+    continues from the raw ones. Keras callbacks run in list order, so ``begin`` goes before the early
+    stopping callback (which records the averaged weights of its best epoch) and ``end`` after it.
+    """
+
+    def __init__(self, decay: float):
+        self.decay = decay
+        self.begin, self.end = _AverageIn(self), _AverageOut(self)
+        self._raw = None
+
+    def start(self, model):
+        self._variables = model.trainable_variables
+        self._average = [tf.Variable(v, trainable=False) for v in self._variables]
+        self._steps = tf.Variable(0.0, trainable=False)
+        self.update.get_concrete_function()  # trace now, not inside the first training step's callback
+
+    @tf.function
+    def update(self):
+        self._steps.assign_add(1.0)
+        decay = tf.minimum(self.decay, (1.0 + self._steps) / (10.0 + self._steps))  # short memory early on
+        for average, variable in zip(self._average, self._variables):
+            average.assign(decay * average + (1.0 - decay) * variable)
+
+    def swap_in(self):
+        if self._raw is None:
+            self._raw = [v.numpy() for v in self._variables]
+            for average, variable in zip(self._average, self._variables):
+                variable.assign(average)
+
+    def swap_out(self):
+        if self._raw is not None:
+            for raw, variable in zip(self._raw, self._variables):
+                variable.assign(raw)
+            self._raw = None
+
+
+class _AverageIn(keras.callbacks.Callback):
+    def __init__(self, average: WeightAverage):
+        super().__init__()
+        self._average = average
+
+    def on_train_begin(self, logs=None):
+        self._average.start(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._average.update()
+
+    def on_test_begin(self, logs=None):
+        self._average.swap_in()
+
+
+class _AverageOut(keras.callbacks.Callback):
+    def __init__(self, average: WeightAverage):
+        super().__init__()
+        self._average = average
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._average.swap_out()
+
+
+def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eval_data: tf.data.Dataset,
+        log_dir: Optional[str] = None, base_model_dir: Optional[str] = None) -> keras.Model:
+    """Builds and fits the model; keeps the weights of the epoch with the best eval recall@10 (history
+    items excluded; ``eval_data`` may carry the rest of each user's seen movies as ``SEEN_INDEX``).
+
+    ``base_model_dir``: an exported model to warm-start from (skipped, with a warning, if it does not fit).
+    """
+    recommender = build_recommender(config, vocab)
+    model = recommender.model
+    if base_model_dir:
+        try:
+            warm_start.warm_start(model, vocab, base_model_dir)
+        except ValueError as e:
+            logging.getLogger("ondevice_rec.trainer").warning("warm start skipped: %s", e)
+    counts = np.array([0] + [m.count for m in vocab.movies], np.float64)
+    fitted = compile_model(RecommenderTrainer(recommender, config, counts), config)
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_recall@10", mode="max",
+                                               patience=config.early_stopping_patience,
+                                               restore_best_weights=True), _EpochLog(config.epochs)]
+    if config.weight_average_decay:
+        average = WeightAverage(config.weight_average_decay)
+        callbacks = [average.begin] + callbacks + [average.end]
+    if log_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+    steps = config.steps_per_epoch or None
+    if steps:
+        train_data = train_data.repeat()
+    fitted.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_data,
+               callbacks=callbacks, verbose=0)
+    model.history = fitted.history
+    return model

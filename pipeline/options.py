@@ -1,0 +1,63 @@
+"""Command-line flags generated from the configuration dataclasses: a knob is declared once, as a field
+with ``setting(default, help)``, and appears as ``--field-name`` with that type, default and help. Flags
+default to None (not given), so ``PipelineConfig.from_options`` fills every missing one from its field."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Iterable, Iterator
+
+from ondevice_rec.components.history_windowing.windowing import WindowingOptions
+from ondevice_rec.components.tflite_pusher.options import PublishOptions
+from ondevice_rec.modules.config import ModelConfig
+from ondevice_rec.pipeline.config import PipelineConfig
+
+PIPELINE_OPTION_CLASSES = (ModelConfig, WindowingOptions, PublishOptions, PipelineConfig)
+
+
+def flag_fields(kinds: Iterable[type] = PIPELINE_OPTION_CLASSES) -> Iterator[dataclasses.Field]:
+    """The fields that are command-line flags (declared with ``setting`` and ``flag=True``)."""
+    for kind in kinds:
+        for field in dataclasses.fields(kind):
+            if field.metadata.get("flag") and field.metadata.get("help"):
+                yield field
+
+
+def _type(field: dataclasses.Field):
+    annotation = str(field.type)
+    for name, kind in (("bool", bool), ("float", float), ("int", int), ("str", str)):
+        if name in annotation:
+            return kind
+    raise TypeError(f"no command-line type for {field.name}: {annotation}")
+
+
+def flag_name(field: dataclasses.Field) -> str:
+    return "--" + field.name.replace("_", "-")
+
+
+def add_flags(parser: argparse.ArgumentParser, kinds: Iterable[type] = PIPELINE_OPTION_CLASSES) -> None:
+    """Adds one flag per knob of ``kinds``, plus ``--hparam`` (any ModelConfig field) and ``--beam-arg``."""
+    for field in flag_fields(kinds):
+        help_text = field.metadata["help"].replace("%", "%%")
+        if field.default is not None:
+            help_text += f" (default: {field.default})"
+        parser.add_argument(flag_name(field), dest=field.name, type=_type(field), default=None,
+                            choices=list(field.metadata["choices"]) if field.metadata.get("choices") else None,
+                            help=help_text)
+    parser.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
+                        help="any model setting of modules/config.py:ModelConfig, e.g. --hparam tie_embeddings=true "
+                             "--hparam transformer_blocks=3 (repeatable)")
+    parser.add_argument("--beam-arg", dest="beam_args", action="append", default=[], metavar="ARG",
+                        help="passed to every Beam stage, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
+
+
+def options_of(args: argparse.Namespace) -> dict:
+    """The knobs a parsed command line gave (None: not given)."""
+    return {field.name: getattr(args, field.name, None) for field in flag_fields()}
+
+
+def config_from_args(args: argparse.Namespace, data_dir: str, output_dir: str, **settings) -> PipelineConfig:
+    """``PipelineConfig.from_options`` on the flags of ``add_flags``."""
+    return PipelineConfig.from_options(data_dir, output_dir, options_of(args), hparams=args.hparam,
+                                       beam_args=list(args.beam_args), **settings)
