@@ -20,11 +20,10 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from ondevice_rec.benchmarks.data import WindowedSplit, read_records
-from ondevice_rec.components.tflite_pusher import release
 from ondevice_rec.modules import encoders as encoder_registry, features
 from ondevice_rec.modules.config import ENCODERS, ModelConfig
 
-KS = release.RECALL_KS
+KS = features.RECALL_KS
 
 
 def _metrics(scores: np.ndarray, targets: np.ndarray) -> Dict[str, float]:

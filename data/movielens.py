@@ -29,6 +29,8 @@ ML100K_GENRES = (
 NO_GENRE_MARKERS = frozenset({"", "(no genres listed)", "unknown"})
 
 MIN_RATING, MAX_RATING = 0.5, 5.0  # MovieLens stars (whole stars in ml-100k / ml-1m, half stars in ml-latest)
+# Malformed ratings lines are skipped and counted up to this share of all lines; above it reading fails.
+DEFAULT_MAX_BAD_FRACTION = 0.001
 MAX_TIMESTAMP_SECONDS = 10 ** 11  # the year 5138 in seconds; larger values are milliseconds (or garbage)
 
 _YEAR_AT_END = re.compile(r"\s*\((\d{4})(?:[-\u2013]\d{0,4})?\)\s*$")

@@ -26,9 +26,32 @@ def setting(default: Any, help: str, choices: Optional[Sequence[str]] = None, fl
 MAX_HISTORY_LENGTH = 200
 
 
+class JsonFields:
+    """JSON round trip of an options dataclass (how options objects cross the TFX boundary: one execution
+    parameter each); unknown keys are refused, naming them."""
+
+    KIND = "settings"  # how the error names the class's fields
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]):
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.KIND}: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+
 @dataclasses.dataclass
-class ModelConfig:
+class ModelConfig(JsonFields):
     """Hyperparameters of the model and its training (one place; the pipeline passes it as custom_config)."""
+
+    KIND = "model settings"
 
     encoder: str = setting("lstm", "context encoder", ENCODERS)
     # The one home of the history length N: the windowing options and the exported model take it from here.
@@ -99,9 +122,6 @@ class ModelConfig:
         if self.embedding_dim % self.transformer_heads:
             raise ValueError("embedding_dim must be divisible by transformer_heads")
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
     def with_overrides(self, assignments) -> "ModelConfig":
         """Applies ``["key=value", ...]`` (typed like the fields: bools as true/false, tuples comma-separated)."""
         values = dataclasses.asdict(self)
@@ -125,11 +145,3 @@ class ModelConfig:
             except ValueError as e:
                 raise ValueError(f"--hparam {key}: cannot read {raw!r} as {type(current).__name__}") from e
         return type(self)(**values)
-
-    @classmethod
-    def from_dict(cls, values: Dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown model settings: {', '.join(sorted(unknown))}")
-        return cls(**values)

@@ -31,6 +31,13 @@ INPUT_REPORT_FILE = "input_report.json"
 
 SPLITS = ("train", "eval", "test")
 
+# Ranking metrics reported everywhere (Trainer validation, TFMA, eval.json, benchmarks): recall@K for these K
+# and NDCG at NDCG_K; the blessing gate and early stopping watch GATE_METRIC.
+RECALL_KS = (1, 5, 10)
+NDCG_K = 10
+GATE_K = 10
+GATE_METRIC = f"recall@{GATE_K}"
+
 # The exported model's signatures and the on-device model's output tensors.
 SERVING_SIGNATURE = "serving_default"  # serialized examples -> scores over ids (TFMA)
 RECOMMEND_SIGNATURE = "recommend"  # the on-device function

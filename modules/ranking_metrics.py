@@ -50,7 +50,7 @@ class NdcgAtK(_RankMetric):
         return tf.where(rank < self.k, gain, 0.0)
 
 
-def evaluate(scores, targets, recall_ks: Iterable[int] = (1, 5, 10), ndcg_k: int = 10) -> Dict[str, float]:
+def evaluate(scores, targets, recall_ks: Iterable[int] = features.RECALL_KS, ndcg_k: int = features.NDCG_K) -> Dict[str, float]:
     """recall@K for each K and NDCG@``ndcg_k`` of a score matrix ``[B, C]`` (numpy or tensor) against integer
     targets ``[B]``, with the metrics above: ``{"recall@1": ..., "ndcg@10": ...}``."""
     out = {}

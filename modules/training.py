@@ -96,7 +96,7 @@ def compile_model(model: keras.Model, config: ModelConfig) -> keras.Model:
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[RecallAtK(10), NdcgAtK(10)])
+        metrics=[RecallAtK(features.GATE_K), NdcgAtK(features.NDCG_K)])
     return model
 
 
@@ -111,7 +111,7 @@ class _EpochLog(keras.callbacks.Callback):
         logs = logs or {}
         logging.getLogger("ondevice_rec.trainer").info(
             "epoch %d/%d  loss %.4f  val recall@10 %.4f", epoch + 1, self._epochs, logs.get("loss", float("nan")),
-            logs.get("val_recall@10", float("nan")))
+            logs.get(f"val_{features.GATE_METRIC}", float("nan")))
 
 
 class WeightAverage:
@@ -193,7 +193,7 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
             logging.getLogger("ondevice_rec.trainer").warning("warm start skipped: %s", e)
     counts = np.array([0] + [m.count for m in vocab.movies], np.float64)
     fitted = compile_model(RecommenderTrainer(recommender, config, counts), config)
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_recall@10", mode="max",
+    callbacks = [keras.callbacks.EarlyStopping(monitor=f"val_{features.GATE_METRIC}", mode="max",
                                                patience=config.early_stopping_patience,
                                                restore_best_weights=True), _EpochLog(config.epochs)]
     if config.weight_average_decay:

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ondevice_rec.components.history_windowing.windowing import WindowingOptions
 from ondevice_rec.components.tflite_pusher.options import PublishOptions
+from ondevice_rec.data import movielens
 from ondevice_rec.modules.config import ModelConfig, setting
 
 
@@ -60,8 +61,9 @@ class PipelineConfig:
     publish: PublishOptions = dataclasses.field(default_factory=PublishOptions)
     # The curated schema ExampleValidator checks the rating events against (any anomaly stops the run).
     schema_file: str = DEFAULT_SCHEMA
-    max_bad_fraction: float = setting(0.001, "malformed ratings lines are skipped and counted up to this share "
-                                             "of all lines; above it the run fails naming the first")
+    max_bad_fraction: float = setting(movielens.DEFAULT_MAX_BAD_FRACTION, "malformed ratings lines are skipped "
+                                      "and counted up to this share of all lines; above it the run fails naming "
+                                      "the first")
     # Blessing: eval-split recall@10 must reach this and must not fall below the latest blessed model's.
     min_recall_at_10: float = setting(0.0, "blessing needs at least this eval recall@10")
     max_recall_regression: float = setting(0.0, "blessing allows eval recall@10 this far below the serving "

@@ -17,7 +17,6 @@ from tfx import v1 as tfx
 
 from ondevice_rec.components.history_windowing.component import HistoryWindowing
 from ondevice_rec.components.movielens_example_gen.component import MovieLensExampleGen
-from ondevice_rec.components.tflite_pusher import release
 from ondevice_rec.components.tflite_pusher.component import TFLitePusher
 from ondevice_rec.modules import features
 from ondevice_rec.pipeline.config import PipelineConfig
@@ -25,22 +24,22 @@ from ondevice_rec.pipeline.nodes import Nodes
 
 TRAINER_RUN_FN = "ondevice_rec.modules.trainer.run_fn"
 METRICS_MODULE = "ondevice_rec.modules.ranking_metrics"
-RECALL_KS = release.RECALL_KS  # the published eval.json reports the same cut-offs
 
 
 def recall_metrics() -> List[tfma.MetricConfig]:
     """recall@K and NDCG@10 over the whole catalogue, from the same Keras metrics the Trainer reports."""
     # Explicit names: TFMA would otherwise name every RecallAtK "recall_at_k" and keep only one.
     return [tfma.MetricConfig(class_name="RecallAtK", module=METRICS_MODULE,
-                              config=f'{{"k": {k}, "name": "recall@{k}"}}') for k in RECALL_KS] + [
-        tfma.MetricConfig(class_name="NdcgAtK", module=METRICS_MODULE, config='{"k": 10, "name": "ndcg@10"}'),
+                              config=f'{{"k": {k}, "name": "recall@{k}"}}') for k in features.RECALL_KS] + [
+        tfma.MetricConfig(class_name="NdcgAtK", module=METRICS_MODULE,
+                          config=f'{{"k": {features.NDCG_K}, "name": "ndcg@{features.NDCG_K}"}}'),
         tfma.MetricConfig(class_name="ExampleCount")]
 
 
 def eval_config(config: PipelineConfig, with_thresholds: bool) -> tfma.EvalConfig:
     metrics = recall_metrics()
     if with_thresholds:
-        recall10 = next(m for m in metrics if '"recall@10"' in m.config)
+        recall10 = next(m for m in metrics if f'"{features.GATE_METRIC}"' in m.config)
         recall10.threshold.CopyFrom(tfma.MetricThreshold(
             value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_recall_at_10}),
             change_threshold=tfma.GenericChangeThreshold(

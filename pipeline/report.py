@@ -16,6 +16,7 @@ import time
 from typing import Dict, List, Optional
 
 from ondevice_rec.components.tflite_pusher import publish
+from ondevice_rec.modules import features
 from ondevice_rec.pipeline import config, mlmd
 
 DEFAULT_RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results")
@@ -117,13 +118,13 @@ def _quality_section(report: dict) -> str:
     if not quality:
         return ("<p>No quality benchmark found. Run <code>ondevice-rec benchmark quality --data-dir DIR</code> "
                 "and pass <code>--quality benchmarks/results/quality.json</code>.</p>")
-    keys = ("recall@1", "recall@5", "recall@10", "ndcg@10")
+    keys = tuple(f"recall@{k}" for k in features.RECALL_KS) + (f"ndcg@{features.NDCG_K}",)
     rows = [[name, "–"] + [metrics.get(k) for k in keys] for name, metrics in quality.get("baselines", {}).items()]
     rows += [[m["encoder"], m["history_length"]] + [m.get(k) for k in keys] for m in quality.get("models", [])]
     parts = [f"<p>From {html.escape(report['quality_source'])}: {html.escape(str(quality.get('dataset')))}, "
              f"{html.escape(str(quality.get('split')))}, {quality.get('num_test_users')} test users; excluded: "
              f"{html.escape(str(quality.get('exclusions')))}.</p>",
-             _table(["model", "N", "recall@1", "recall@5", "recall@10", "NDCG@10"], rows)]
+             _table(["model", "N"] + list(keys), rows)]
     if report.get("quality_png"):
         parts.append(f'<img alt="recall@10 against history length" src="data:image/png;base64,'
                      f'{report["quality_png"]}">')

@@ -24,11 +24,10 @@ Padding: context lists are right-padded with 0 (``PADDING_ID``; genre id 0; rati
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ondevice_rec.modules import features
-from ondevice_rec.modules.config import MAX_HISTORY_LENGTH, setting
+from ondevice_rec.modules.config import MAX_HISTORY_LENGTH, JsonFields, setting
 
 LEAVE_LAST_OUT = "leave-last-out"
 TEMPORAL = "temporal"
@@ -52,11 +51,13 @@ def minimum_timeline_length(split: str) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class WindowingOptions:
+class WindowingOptions(JsonFields):
     """How events become examples. Crosses the TFX boundary as one JSON execution parameter (``to_json``).
 
     ``history_length`` is not a knob of its own: ``PipelineConfig`` sets it from ``ModelConfig.history_length``.
     """
+
+    KIND = "windowing options"
 
     history_length: int = setting(10, "", flag=False)
     split: str = setting(LEAVE_LAST_OUT, "leave-last-out: each user's last event is test, the one before eval; "
@@ -98,17 +99,6 @@ class WindowingOptions:
         if self.split == TEMPORAL and self.eval_start is not None and self.test_start is not None \
                 and self.eval_start > self.test_start:
             raise ValueError("eval_start must not be later than test_start")
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "WindowingOptions":
-        values = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(values) - known:
-            raise ValueError(f"unknown windowing options: {', '.join(sorted(set(values) - known))}")
-        return cls(**values)
 
 
 _MASK32 = 0xFFFFFFFF

@@ -47,7 +47,7 @@ def rating_to_example(rating: movielens.Rating, movie: Optional[movielens.Movie]
     }))
 
 
-DEFAULT_MAX_BAD_FRACTION = 0.001
+DEFAULT_MAX_BAD_FRACTION = movielens.DEFAULT_MAX_BAD_FRACTION
 REPORT_FILE = features.INPUT_REPORT_FILE
 BAD_SAMPLES = 20
 BAD = "bad"
@@ -164,7 +164,7 @@ def custom_settings(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
 class Executor(BaseExampleGenExecutor):
     """Reads MovieLens folders (any supported layout) into rating-event tf.Examples.
 
-    Malformed ratings lines are skipped and counted; more than ``max_bad_fraction`` of them (default 0.001)
+    Malformed ratings lines are skipped and counted; more than ``max_bad_fraction`` of them (default ``movielens.DEFAULT_MAX_BAD_FRACTION``)
     fails the component with the first errors (file and line). Counts are recorded on the examples artifact
     (``rating_lines``, ``bad_lines``, ``ratings_of_unlisted_movies``) and in ``input_report.json`` next to
     its splits.

@@ -4,14 +4,17 @@ JSON execution parameter (TensorFlow-free, so the configuration and the CLI impo
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from ondevice_rec.components.tflite_pusher import checks, quantization
-from ondevice_rec.modules.config import setting
+from ondevice_rec.modules.config import JsonFields, setting
 
 
 @dataclasses.dataclass(frozen=True)
-class PublishOptions:
+class PublishOptions(JsonFields):
+    """What the pusher publishes and how it checks it before publishing."""
+
+    KIND = "publish options"
+
     # A POSIX folder: versions are published by atomic rename and the symlink ``latest``.
     serving_dir: str = ""
     dataset: str = ""  # recorded in metadata.json
@@ -29,14 +32,3 @@ class PublishOptions:
         quantization.get(self.quantization)
         if self.keep_versions < 1 or self.parity_samples < 1:
             raise ValueError("keep_versions and parity_samples must be >= 1")
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "PublishOptions":
-        values = json.loads(text)
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown publish options: {', '.join(sorted(unknown))}")
-        return cls(**values)

@@ -15,7 +15,7 @@ from ondevice_rec.components.tflite_pusher import checks, conversion, metadata, 
 from ondevice_rec.components.tflite_pusher.options import PublishOptions
 from ondevice_rec.modules import features
 
-RECALL_KS = (1, 5, 10)
+RECALL_KS = features.RECALL_KS
 CALIBRATION_HISTORIES = 200  # held-out histories a calibrated (int8) conversion is fed
 SERVING_FORMAT = "Format-Serving"  # the TFX Trainer's folder of the SavedModel inside a Model artifact
 
@@ -30,7 +30,7 @@ class Release:
     outcome: str
     version: str = ""
     destination: str = ""
-    failed: bool = False  # a check, the conversion or the publish broke (a gate that refuses is no failure)
+    failed: bool = False  # the conversion, the metadata or the publish broke (a refusing gate or check is not)
     test_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
     tflite_bytes: int = 0
 
@@ -38,7 +38,7 @@ class Release:
 def eval_report(metrics: Dict[str, float]) -> Dict[str, float]:
     """The published ``eval.json`` from a TFMA evaluation's overall metrics (``{name: value}``)."""
     report: Dict[str, float] = {f"recall@{k}": metrics.get(f"recall@{k}") for k in RECALL_KS}
-    report["ndcg@10"] = metrics.get("ndcg@10")
+    report[f"ndcg@{features.NDCG_K}"] = metrics.get(f"ndcg@{features.NDCG_K}")
     missing = [name for name, value in report.items() if value is None]
     if missing:
         raise ValueError(f"the test evaluation has no {', '.join(missing)} (metrics found: {sorted(metrics)})")
@@ -77,8 +77,8 @@ def release(model_uri: str, options: PublishOptions, blessed: bool, histories: L
     try:
         report = eval_report(test_metrics) if test_metrics is not None else {}
         files = _build_files(model_uri, options, histories, report, run_id)
-    except checks.ParityError as e:
-        return Release(False, f"not published: {e}", failed=True)
+    except checks.ParityError as e:  # a check refused the model, as the blessing gate may: no failure
+        return Release(False, f"not published: {e}")
     except Exception as e:  # pylint: disable=broad-except  (conversion, schema, I/O: recorded, never half-published)
         log.exception("the release failed")
         return Release(False, f"not published: the release failed: {type(e).__name__}: {e}", failed=True)
