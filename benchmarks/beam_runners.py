@@ -17,7 +17,7 @@ import os
 import platform
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict
 
 from ondevice_rec.modules.features import VOCABULARY_FILE
 from ondevice_rec.pipeline.config import PipelineConfig

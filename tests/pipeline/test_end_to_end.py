@@ -8,8 +8,7 @@ import pytest
 import tensorflow as tf
 
 from ondevice_rec.components.tflite_pusher import checks, metadata as metadata_lib
-from ondevice_rec.components.tflite_pusher import publish
-from ondevice_rec.modules import export, features, baselines
+from ondevice_rec.modules import baselines, export, features
 from ondevice_rec.serving import Recommender, TFLiteRecommender
 
 COMPONENTS = {"MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing",

@@ -11,7 +11,7 @@ import pytest
 
 from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.data import synthetic
-from ondevice_rec.pipeline import mlmd, runner
+from ondevice_rec.pipeline import mlmd
 from ondevice_rec.pipeline.config import PipelineConfig
 
 UPSTREAM = {"MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing"}
