@@ -69,9 +69,10 @@ class Executor(base_executor.BaseExecutor):
         blessed = bool(blessing.get_int_custom_property("blessed"))
         examples = input_dict.get(EXAMPLES_KEY) or []
         evaluations = input_dict.get(EVALUATION_KEY) or []
-        histories = release.sample_histories(examples[0].uri, "test", options.parity_samples) \
-            if examples and blessed else []
-        test_metrics = read_evaluation(evaluations[0].uri) if evaluations and blessed else None
         run_id = (self._context.pipeline_run_id if self._context else None) or ""
-        record(pushed, release.release(model.uri, options, blessed, histories, test_metrics, run_id,
-                                       lineage_dir=pushed.uri))
+        record(pushed, release.release(
+            model.uri, options, blessed,
+            load_histories=lambda: release.sample_histories(examples[0].uri, "test", options.parity_samples)
+            if examples else [],
+            load_test_metrics=lambda: read_evaluation(evaluations[0].uri) if evaluations else None,
+            run_id=run_id, lineage_dir=pushed.uri))

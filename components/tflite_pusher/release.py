@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import random
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from ondevice_rec.components.tflite_pusher import checks, conversion, metadata, publish, quantization
 from ondevice_rec.components.tflite_pusher.options import PublishOptions
@@ -61,13 +61,15 @@ def sample_histories(examples_uri: str, split: str, count: int, seed: int = 0) -
     return histories[:count]
 
 
-def release(model_uri: str, options: PublishOptions, blessed: bool, histories: List[dict],
-            test_metrics: Optional[Dict[str, float]] = None, run_id: str = "",
+def release(model_uri: str, options: PublishOptions, blessed: bool,
+            load_histories: Callable[[], List[dict]] = list,
+            load_test_metrics: Callable[[], Optional[Dict[str, float]]] = lambda: None, run_id: str = "",
             lineage_dir: Optional[str] = None) -> Release:
     """Publishes the model exported under ``model_uri`` if ``blessed``, not already serving, convertible and
-    passing its checks on ``histories`` (held-out test contexts with labels). Never raises for a model that
-    fails: the returned Release says why, and nothing is published. ``lineage_dir``: also gets a copy of the
-    published files (the PushedModel artifact's folder)."""
+    passing its checks on the histories ``load_histories()`` returns (held-out test contexts with labels; read
+    only once the gates have passed). Never raises for a model that fails: the returned Release says why, and
+    nothing is published. ``lineage_dir``: also gets a copy of the published files (the PushedModel artifact's
+    folder)."""
     if not blessed:
         return Release(False, "not published: the Evaluator did not bless this model")
     serving = publish.current_version(options.serving_dir)
@@ -75,8 +77,9 @@ def release(model_uri: str, options: PublishOptions, blessed: bool, histories: L
         return Release(False, f"not published: this model is already serving as {serving}", serving,
                        os.path.join(options.serving_dir, serving))
     try:
+        test_metrics = load_test_metrics()
         report = eval_report(test_metrics) if test_metrics is not None else {}
-        files = _build_files(model_uri, options, histories, report, run_id)
+        files = _build_files(model_uri, options, load_histories(), report, run_id)
     except checks.ParityError as e:  # a check refused the model, as the blessing gate may: no failure
         return Release(False, f"not published: {e}")
     except Exception as e:  # pylint: disable=broad-except  (conversion, schema, I/O: recorded, never half-published)
