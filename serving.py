@@ -1,7 +1,12 @@
-"""Runs a published model folder (``model.tflite`` + ``metadata.json`` + ``vocabulary.json``) on a history."""
+"""Runs a published model folder (``model.tflite`` + ``metadata.json`` + ``vocabulary.json``) on a history.
+
+The model speaks vocabulary indices; ``Recommender`` does what an app does: external keys -> indices (keys
+outside the vocabulary and repeats are dropped and reported), indices -> keys and titles.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -24,8 +29,8 @@ class TFLiteRecommender:
         self.runner = self.interpreter.get_signature_runner(signature)
         details = self.runner.get_input_details()
         self.input_names = sorted(details)
-        self.input_name = features.CONTEXT_MOVIE_ID
-        self.uses_ratings = features.CONTEXT_MOVIE_RATING in details
+        self.input_name = features.CONTEXT_INDEX
+        self.uses_ratings = features.CONTEXT_RATING in details
         self.history_length = int(details[self.input_name]["shape"][0])
 
     def pad(self, values: Sequence, dtype=np.int32) -> np.ndarray:
@@ -33,17 +38,27 @@ class TFLiteRecommender:
         return np.array(values + [0] * (self.history_length - len(values)), dtype=dtype)
 
     def inputs(self, recent_first: Sequence[int], ratings: Optional[Sequence[float]] = None) -> Dict[str, np.ndarray]:
-        """Padded inputs; ratings default to 4.0 (a liked movie) when the model uses them and none are given."""
+        """Padded inputs; ratings default to 4.0 (a liked item) when the model uses them and none are given."""
         feed = {self.input_name: self.pad(recent_first)}
         if self.uses_ratings:
             if ratings is None:
                 ratings = [4.0] * min(len(recent_first), self.history_length)
-            feed[features.CONTEXT_MOVIE_RATING] = self.pad(ratings, np.float32)
+            feed[features.CONTEXT_RATING] = self.pad(ratings, np.float32)
         return feed
 
     def __call__(self, recent_first: Sequence[int], ratings: Optional[Sequence[float]] = None
                  ) -> Dict[str, np.ndarray]:
         return self.runner(**self.inputs(recent_first, ratings))
+
+
+@dataclasses.dataclass
+class EncodedHistory:
+    """A history of external keys as the model's indices, and what was dropped on the way (and why)."""
+
+    indices: List[int]  # oldest first
+    keys: List[str]  # the kept keys, oldest first
+    unknown: List[str]  # not in the vocabulary (never seen in training, or another catalogue's ids)
+    repeated: List[str]  # a second occurrence of a key (the model reads each item once)
 
 
 class Recommender:
@@ -57,19 +72,39 @@ class Recommender:
             self.metadata = json.load(f)
         with open(os.path.join(model_dir, self.metadata["vocabulary_file"]), encoding="utf-8") as f:
             self.vocabulary = json.load(f)
-        self.titles = {m["movie_id"]: m["title"] for m in self.vocabulary["movies"]}
+        if self.vocabulary.get("format_version") != 2:
+            raise ValueError(f"{model_dir} was published by an older version (raw-id contract); retrain it")
+        self.items = {m["index"]: m for m in self.vocabulary["items"]}
+        self.index_of = {m["key"]: m["index"] for m in self.vocabulary["items"]}
+        self.titles = {m["key"]: m.get("title", "") for m in self.vocabulary["items"]}
         self.model = TFLiteRecommender(os.path.join(model_dir, self.metadata["model_file"]),
                                        self.metadata["signature"])
 
-    def recommend(self, history_oldest_first: Sequence[int], k: int = 10) -> List[Tuple[int, float]]:
-        """Top ``k`` (id, score), never the padding id or a movie of the history."""
-        result = self.model(list(history_oldest_first)[::-1])
-        seen = set(history_oldest_first)
+    def encode(self, keys_oldest_first: Sequence[str]) -> EncodedHistory:
+        encoded = EncodedHistory([], [], [], [])
+        for key in (str(k).strip() for k in keys_oldest_first):
+            if key not in self.index_of:
+                encoded.unknown.append(key)
+            elif key in encoded.keys:
+                encoded.repeated.append(key)
+            else:
+                encoded.keys.append(key)
+                encoded.indices.append(self.index_of[key])
+        return encoded
+
+    def recommend(self, history_oldest_first: Sequence[str], k: int = 10) -> List[Tuple[str, float]]:
+        """Top ``k`` (key, score), never a key of the history (unknown keys are dropped: see ``encode``)."""
+        return self.recommend_encoded(self.encode(history_oldest_first), k)
+
+    def recommend_encoded(self, encoded: EncodedHistory, k: int = 10) -> List[Tuple[str, float]]:
+        result = self.model(encoded.indices[::-1])
+        seen = set(encoded.indices)
         out = []
-        for movie_id, score in zip(result[features.TOP_IDS].tolist(), result[features.TOP_SCORES].tolist()):
-            if movie_id == 0 or movie_id in seen or score <= features.MASKED_BELOW:
+        for index, score in zip(result[features.TOP_IDS].tolist(), result[features.TOP_SCORES].tolist()):
+            if index == features.PADDING_ID or index in seen or index not in self.items \
+                    or score <= features.MASKED_BELOW:
                 continue
-            out.append((int(movie_id), float(score)))
+            out.append((self.items[index]["key"], float(score)))
             if len(out) == k:
                 break
         return out

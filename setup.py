@@ -32,7 +32,7 @@ setuptools.setup(
     package_dir={"ondevice_rec": "."},
     packages=_packages(),
     # The demo's web runtime (demo/node_modules) is installed by `npm ci` in demo/, not packaged.
-    package_data={"ondevice_rec": ["pipeline/*.pbtxt", "components/tflite_pusher/*.json",
+    package_data={"ondevice_rec": ["components/event_example_gen/*.pbtxt", "components/tflite_pusher/*.json",
                                    "demo/static/*", "demo/package.json", "demo/package-lock.json"]},
     # The pinned TFX stack is installed from constraints.txt first (see README); these are the direct needs.
     install_requires=[

@@ -1,10 +1,10 @@
-"""The benchmarks' data: the pipeline's own data stages (ExampleGen to HistoryWindowing on BeamDagRunner) and
-the Trainer's own input pipeline, so benchmark figures are pipeline figures.
+"""The benchmarks' data: the pipeline's own data stages (ExampleGen to Transform on BeamDagRunner) and the
+Trainer's own input pipeline, so benchmark figures are pipeline figures.
 
-``WindowedSplit(data_dir, work_dir, model_config)`` windows ``data_dir`` exactly as ``ondevice-rec run`` with
-that model configuration would (``PipelineConfig`` derives the history length and the train stride from it);
-the runs share one MLMD store under ``work_dir``, so the event stages are computed once and every other
-history length or stride only re-runs HistoryWindowing.
+``WindowedSplit(data_dir, work_dir, model_config)`` windows and transforms ``data_dir`` exactly as
+``ondevice-rec run`` with that model configuration would (``PipelineConfig`` derives the history length and
+the train stride from it); the runs share one MLMD store under ``work_dir``, so the event stages are computed
+once and every other history length or stride only re-runs HistoryWindowing and Transform.
 """
 
 from __future__ import annotations
@@ -33,13 +33,18 @@ def read_records(examples_uri: str, split: str) -> List[bytes]:
 
 
 class WindowedSplit:
-    """One windowing of a dataset by the pipeline's HistoryWindowing, with the Trainer's datasets on it."""
+    """One windowing of a dataset by the pipeline's HistoryWindowing and Transform, with the Trainer's datasets
+    on it (``examples_uri``: the transformed examples, vocabulary indices)."""
 
-    def __init__(self, data_dir: str, work_dir: str, model: ModelConfig, beam_args=()):
-        from ondevice_rec.pipeline.runner import run_data_stages
-        self.config = PipelineConfig(data_dir=data_dir, output_dir=work_dir, model=model, beam_args=list(beam_args))
-        self.examples_uri = run_data_stages(self.config)[Nodes.WINDOWING]
-        self.vocab = Vocabulary.load(self.examples_uri)
+    def __init__(self, data_dir: str, work_dir: str, model: ModelConfig, beam_args=(), events=None):
+        import tensorflow_transform as tft
+        from ondevice_rec.pipeline.runner import TRANSFORM_GRAPH, run_data_stages
+        self.config = PipelineConfig(data_dir=data_dir, output_dir=work_dir, model=model, beam_args=list(beam_args),
+                                     events=events)
+        outputs = run_data_stages(self.config)
+        self.examples_uri = outputs[Nodes.TRANSFORM]
+        self.windowed_uri = outputs[Nodes.WINDOWING]
+        self.vocab = Vocabulary.from_transform_output(tft.TFTransformOutput(outputs[TRANSFORM_GRAPH]))
         self._examples: Dict[str, List[dict]] = {}
 
     @property
@@ -53,21 +58,22 @@ class WindowedSplit:
         return self._examples[split]
 
     def dataset(self, split: str, config: ModelConfig, shuffle: bool):
-        """``trainer.make_dataset`` on the split (eval and test as validation data: seen movies excluded)."""
+        """``trainer.make_dataset`` on the split (eval and test as validation data: seen items excluded)."""
         from ondevice_rec.modules import trainer
-        return trainer.make_dataset([split_pattern(self.examples_uri, split)], config, self.vocab, shuffle=shuffle,
+        return trainer.make_dataset([split_pattern(self.examples_uri, split)], config, shuffle=shuffle,
                                     validation=split != "train")
 
     def targets(self, split: str) -> np.ndarray:
-        return np.array([e[features.LABEL_MOVIE_ID] for e in self.examples(split)], np.int64)
+        return np.array([e[features.LABEL_INDEX] for e in self.examples(split)], np.int64)
 
     def popular_ids(self) -> List[int]:
-        return [m.movie_id for m in self.vocab.movies]
+        """Vocabulary indices, most frequent first (the index order)."""
+        return list(range(1, self.vocab.size))
 
     def baselines(self, split: str = "test") -> Dict[str, Dict[str, float]]:
         """Popularity and the Markov chains on the same split, from the training events (eval examples'
-        seen movies: each user's events before the eval target)."""
-        train_sequences = [e[features.SEEN_MOVIE_IDS] for e in self.examples("eval")]
+        seen items: each user's events before the eval target)."""
+        train_sequences = [e[features.SEEN_INDEX] for e in self.examples("eval")]
         examples = self.examples(split)
         return {"popularity": baselines.popularity_baseline(self.popular_ids(), examples),
                 "markov (last item)": baselines.markov_baseline(self.popular_ids(), train_sequences, examples, 1),

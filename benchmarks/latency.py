@@ -117,18 +117,19 @@ def saved_model_latency(saved_model_dir: str, feeds, iterations: int, warmup: in
 
 def random_feeds(history_length: int, movie_ids: Sequence[int], uses_ratings: bool, count: int = 256,
                  seed: int = 0) -> List[Dict[str, np.ndarray]]:
-    """Histories of random known movies with random lengths (1..N), padded as an app would."""
+    """Histories of random known items (vocabulary indices) with random lengths (1..N), padded as an app
+    would."""
     rng = np.random.default_rng(seed)
     feeds = []
     for _ in range(count):
         length = int(rng.integers(1, history_length + 1))
         ids = np.zeros(history_length, np.int32)
         ids[:length] = rng.choice(np.asarray(movie_ids), size=length, replace=False)
-        feed = {features.CONTEXT_MOVIE_ID: ids}
+        feed = {features.CONTEXT_INDEX: ids}
         if uses_ratings:
             ratings = np.zeros(history_length, np.float32)
             ratings[:length] = rng.integers(1, 6, size=length)
-            feed[features.CONTEXT_MOVIE_RATING] = ratings
+            feed[features.CONTEXT_RATING] = ratings
         feeds.append(feed)
     return feeds
 
@@ -168,7 +169,7 @@ def run_model(path: str, saved_model_dir: Optional[str] = None, iterations: int 
             candidate = os.path.join(metadata["model_uri"], SERVING_FORMAT)
             saved_model_dir = candidate if os.path.isdir(candidate) else None
         with open(os.path.join(path, metadata["vocabulary_file"]), encoding="utf-8") as f:
-            movie_ids = [m["movie_id"] for m in json.load(f)["movies"]]
+            movie_ids = [m["index"] for m in json.load(f)["items"]]  # the model reads vocabulary indices
     else:
         model_path, metadata, movie_ids = path, {}, None
     with open(model_path, "rb") as f:
@@ -231,10 +232,10 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ENCODERS,
         split = windowings[stride]
         if "models" not in results:
             test = split.examples("test")[:500]
-            holdout = [{features.CONTEXT_MOVIE_ID: [int(x) for x in e[features.CONTEXT_MOVIE_ID]],
-                        features.CONTEXT_MOVIE_RATING: [float(x) for x in e[features.CONTEXT_MOVIE_RATING]]}
+            holdout = [{features.CONTEXT_INDEX: [int(x) for x in e[features.CONTEXT_INDEX]],
+                        features.CONTEXT_RATING: [float(x) for x in e[features.CONTEXT_RATING]]}
                        for e in test]
-            labels = [int(e[features.LABEL_MOVIE_ID]) for e in test]
+            labels = [int(e[features.LABEL_INDEX]) for e in test]
             movie_ids = split.popular_ids()
             results.update({"machine": _machine(), "history_length": history_length,
                             "vocabulary_size": split.vocab.size, "iterations": iterations, "models": []})
@@ -249,13 +250,13 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ENCODERS,
         report(f"{encoder}: trained and exported in {time.perf_counter() - t:.0f}s")
         float_model = conversion.convert_to_tflite(saved_model_dir, SIGNATURE)
         lite = TFLiteRecommender(float_model, SIGNATURE)
-        feeds = [lite.inputs(h[features.CONTEXT_MOVIE_ID], h[features.CONTEXT_MOVIE_RATING]) for h in holdout]
+        feeds = [lite.inputs(h[features.CONTEXT_INDEX], h[features.CONTEXT_RATING]) for h in holdout]
         parity = checks.check_parity(float_model, saved_model_dir, holdout, SIGNATURE, min_overlap=0.0)
         float_recall = checks.tflite_recall(float_model, SIGNATURE, holdout, labels)
         for quantization in quantizations:
             entry = {"encoder": encoder, "quantization": quantization,
                      "settings": {k: v for k, v in dataclasses.asdict(config).items()
-                                  if k in ("embedding_dim", "hidden_layers", "use_genres", "use_years")},
+                                  if k in ("embedding_dim", "hidden_layers", "use_item_categories", "use_item_numbers")},
                      "top_k": config.top_k}
             try:
                 model_bytes = float_model if quantization == quantization_modes.FLOAT else \

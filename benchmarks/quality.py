@@ -40,7 +40,7 @@ def evaluate_model(model, data: WindowedSplit, config: ModelConfig, which: str =
     records = read_records(data.examples_uri, which)
     scores = np.concatenate([module.serve_examples(tf.constant(records[i:i + batch_size]))[features.SCORES].numpy()
                              for i in range(0, len(records), batch_size)])
-    targets = np.array([tf.train.Example.FromString(r).features.feature[features.LABEL_MOVIE_ID].int64_list.value[0]
+    targets = np.array([tf.train.Example.FromString(r).features.feature[features.LABEL_INDEX].int64_list.value[0]
                         for r in records], np.int64)
     return _metrics(scores, targets)
 

@@ -1,9 +1,8 @@
 """Windowing benchmark: the Beam HistoryWindowing transform against a vectorised numpy/pandas reference.
 
 Both start from an ML-1M-scale synthetic dataset written in the ml-1m layout: the reference reads
-``ratings.dat`` with pandas and windows with numpy; the Beam side reads the rating events the MovieLens
-ExampleGen wrote (its real input in the pipeline; the ExampleGen's own time is reported separately). Both
-serialise the same tf.Examples and write the same gzipped TFRecord splits; the examples are compared one
+``ratings.dat`` with pandas and windows with numpy; the Beam side reads the events the event ExampleGen
+wrote (its real input in the pipeline; the ExampleGen's own time is reported separately). Both serialise the same tf.Examples and write the same gzipped TFRecord splits; the examples are compared one
 by one before any figure is reported.
 """
 
@@ -37,7 +36,8 @@ def window_arrays(user, movie, rating, stamp, options: windowing.WindowingOption
         raise ValueError("the vectorised windowing implements the default leave-last-out windowing only")
     keep = rating >= options.min_rating
     user, movie, rating, stamp = user[keep], movie[keep], rating[keep], stamp[keep]
-    order = np.lexsort((windowing.tie_break(user.astype(np.uint64), movie.astype(np.uint64)), stamp, user))
+    ties = np.array([windowing.tie_break(str(u), str(m)) for u, m in zip(user.tolist(), movie.tolist())], np.uint64)
+    order = np.lexsort((ties, stamp, user))
     user, movie, rating, stamp = user[order], movie[order], rating[order], stamp[order]
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     lengths = np.diff(np.r_[starts, len(user)])
@@ -84,33 +84,29 @@ def reference_windowing(data_dir: str, options: windowing.WindowingOptions, outp
     ``output_dir`` is given, written as the same gzipped TFRecord splits (the component's whole job)."""
     arrays = window_arrays(*read_ratings_fast(data_dir), options)
     movies = movielens.read_movies(data_dir)
-    genre_ids = windowing.genre_index(g for m in movies.values() for g in m.genres)
-    movie, context = arrays["movie"], arrays["context"]
-    n, g = options.history_length, options.genres_per_movie
-    max_id = int(max(movie.max(), max(movies)))
-    year_of = np.zeros(max_id + 1, np.int64)
-    genres_of = np.zeros((max_id + 1, g), np.int64)
-    for movie_id, m in movies.items():
-        year_of[movie_id] = m.year
-        ids = [genre_ids[x] for x in m.genres][:g]
-        genres_of[movie_id, :len(ids)] = ids
-    context_year = np.where(context > 0, year_of[context], 0)
-    context_genre = np.where((context > 0)[..., None], genres_of[context], 0).reshape(len(movie), n * g)
-
+    facts_of = {m: tuple([f"title\t{v.title}"] if v.title else []) + tuple(f"cat:genres\t{g}" for g in v.genres)
+                + ((f"num:year\t{float(v.year):g}",) if v.year else ()) for m, v in movies.items()}
+    year_of = {m: [float(v.year)] if v.year else [] for m, v in movies.items()}
+    movie, split = arrays["movie"].tolist(), arrays["split"]
+    keys = [str(m) for m in movie]
+    context = [[keys[i - k] if k <= p else "" for k in range(1, options.history_length + 1)]
+               for i, p in enumerate(arrays["position"].tolist())]
+    users, ratings = [str(u) for u in arrays["user"].tolist()], arrays["context_rating"].tolist()
+    lengths, stamps, starts = arrays["context_length"].tolist(), arrays["stamp"].tolist(), arrays["start"].tolist()
+    positions = arrays["position"].tolist()
     out: Dict[str, List[bytes]] = {s: [] for s in features.SPLITS}
-    split = arrays["split"]
-    cols = [arrays["user"].tolist(), context.tolist(), context_genre.tolist(), arrays["context_rating"].tolist(),
-            context_year.tolist(), arrays["context_length"].tolist(), movie.tolist(), arrays["stamp"].tolist()]
-    movies_list, starts_list = cols[6], arrays["start"].tolist()
     for i in np.flatnonzero(split >= 0).tolist():
-        example = {
-            features.USER_ID: cols[0][i], features.CONTEXT_MOVIE_ID: cols[1][i],
-            features.CONTEXT_MOVIE_GENRE: cols[2][i], features.CONTEXT_MOVIE_RATING: cols[3][i],
-            features.CONTEXT_MOVIE_YEAR: cols[4][i], features.CONTEXT_LENGTH: cols[5][i],
-            features.LABEL_MOVIE_ID: cols[6][i], features.LABEL_TIMESTAMP: cols[7][i]}
         s = features.SPLITS[split[i]]
-        if s != "train":
-            example[features.SEEN_MOVIE_IDS] = movies_list[starts_list[i]:i]
+        # Stride 1: the first train example (position 1) accounts for the training events 0 and 1, every later
+        # one for its own target (windowing.vocabulary_owners).
+        owned = ([starts[i], i] if positions[i] == 1 else [i]) if s == "train" else []
+        example = {
+            features.USER_ID: users[i], features.CONTEXT_ITEM: context[i], features.CONTEXT_RATING: ratings[i],
+            features.CONTEXT_LENGTH: lengths[i], features.LABEL_ITEM: keys[i], features.LABEL_TIMESTAMP: stamps[i],
+            features.SEEN_ITEMS: keys[starts[i]:i] if s != "train" else [],
+            features.VOCAB_ITEMS: [keys[j] for j in owned],
+            features.ITEM_FACTS: [f"{keys[j]}\t{fact}" for j in owned for fact in facts_of.get(movie[j], ())],
+            features.VOCAB_NUMERIC_PREFIX + "year": [y for j in owned for y in year_of.get(movie[j], [])]}
         out[s].append(executor.to_tf_example(example))
     if output_dir:
         import tensorflow as tf
@@ -138,7 +134,7 @@ def run(ratings: int = 1_000_000, history_length: int = 10, work_dir: str = "", 
         out_json: str = "", seed: int = 0, report=print) -> dict:
     """Builds the dataset, times both implementations, checks they agree and returns the figures."""
     import apache_beam as beam
-    from ondevice_rec.components.movielens_example_gen.executor import MovieLensToExample
+    from ondevice_rec.components.event_example_gen.executor import EventsToExample
 
     work_dir = work_dir or tempfile.mkdtemp(prefix="ondevice-rec-bench-")
     users = max(10, ratings // MEAN_RATINGS_PER_USER)
@@ -153,12 +149,12 @@ def run(ratings: int = 1_000_000, history_length: int = 10, work_dir: str = "", 
     beam_argv = list(beam_args) or ["--direct_running_mode=multi_processing",
                                     f"--direct_num_workers={os.cpu_count() or 1}"]
 
-    report("ExampleGen (Beam): ratings -> event tf.Examples ...")
+    report("ExampleGen (Beam): events -> event tf.Examples ...")
     events_prefix = os.path.join(work_dir, "events", "events")
     start = time.perf_counter()
     with beam.Pipeline(argv=beam_argv) as pipeline:
         _ = (pipeline
-             | MovieLensToExample({"input_base": data_dir}, "*")  # pylint: disable=no-value-for-parameter
+             | EventsToExample({"input_base": data_dir}, "*")  # pylint: disable=no-value-for-parameter
              | beam.Map(lambda e: e.SerializeToString())
              | beam.io.WriteToTFRecord(events_prefix, file_name_suffix=".gz"))
     example_gen_seconds = time.perf_counter() - start

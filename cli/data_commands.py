@@ -6,18 +6,22 @@ from ondevice_rec.cli.common import EXIT_OK, add_command
 
 
 def register(commands) -> None:
-    from ondevice_rec.data import download, movielens, synthetic
+    from ondevice_rec.data import download, synthetic
     defaults = synthetic.SyntheticConfig()
-    syn = add_command(commands, "make-synthetic", "write a synthetic dataset in a MovieLens layout",
-                      "  ondevice-rec make-synthetic --format ml-1m --out /tmp/synthetic --users 500 --items 400",
-                      cmd_make_synthetic)
-    syn.add_argument("--format", choices=sorted(movielens.FORMATS), required=True)
+    syn = add_command(commands, "make-synthetic", "write a synthetic activity log (MovieLens layouts, an "
+                                                  "e-commerce JSONL log, or a plain user,item CSV)",
+                      "  ondevice-rec make-synthetic --format ml-1m --out /tmp/synthetic --users 500 --items 400\n"
+                      "  ondevice-rec make-synthetic --format ecommerce --out /tmp/shop    # then: run --events "
+                      "/tmp/shop/events.json", cmd_make_synthetic)
+    syn.add_argument("--format", choices=synthetic.FORMATS, required=True)
     syn.add_argument("--out", required=True)
     syn.add_argument("--users", type=int, default=defaults.users, help="default: %(default)s")
     syn.add_argument("--items", type=int, default=defaults.items, help="default: %(default)s")
     syn.add_argument("--mean-ratings-per-user", type=int, default=defaults.mean_ratings_per_user,
                      help="default: %(default)s")
     syn.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
+    syn.add_argument("--sparse-ids", action="store_true",
+                     help="item ids spread up to 10^9 instead of 1..items (MovieLens layouts, plain)")
 
     dl = add_command(commands, "download", "download and verify a MovieLens archive",
                      "  ondevice-rec download ml-1m            # prints the unpacked folder, pass it as --data-dir",
@@ -31,8 +35,8 @@ def cmd_make_synthetic(args) -> int:
     config = synthetic.SyntheticConfig(users=args.users, items=args.items,
                                        mean_ratings_per_user=args.mean_ratings_per_user, seed=args.seed)
     data = synthetic.generate(config)
-    synthetic.write(data, args.out, args.format, seed=args.seed)
-    print(f"wrote {len(data.user_id)} ratings by {args.users} users on {args.items} movies "
+    synthetic.write(data, args.out, args.format, seed=args.seed, sparse_ids=args.sparse_ids)
+    print(f"wrote {len(data.user_id)} events by {args.users} users on {args.items} items "
           f"({args.format} layout) to {args.out}")
     return EXIT_OK
 

@@ -32,6 +32,10 @@ def register(commands) -> None:
     kc.add_argument("--output", required=True, help="pipeline.yaml (PipelineSpec) or pipeline.json (PipelineJob)")
     kc.add_argument("--spans", action="store_true",
                     help="the data folder holds span-1/, span-2/, ...: every run reads the latest")
+    kc.add_argument("--events", default=None,
+                    help="an event spec (JSON / YAML, read here) for a log other than MovieLens; its paths are "
+                         "relative to the data folder (or each span folder) as the containers see it; the "
+                         "curated schema derived from it is written under --pipeline-root")
     kc.add_argument("--warm-start", action="store_true", help="start training from the latest blessed model")
     kc.add_argument("--no-cache", action="store_true", help="disable KFP caching for every step")
     add_flags(kc)
@@ -53,9 +57,12 @@ def cmd_compile(args) -> int:
     from ondevice_rec.kubeflow import runner as kubeflow_runner
     from ondevice_rec.pipeline.config import SPAN_PATTERN
     from ondevice_rec.pipeline.options import config_from_args
+    from ondevice_rec.data import events
+    spec = events.load_spec(args.events) if args.events else None
     config = config_from_args(args, args.data_dir, args.pipeline_root, pipeline_root_uri=args.pipeline_root,
                               serving_path=args.serving_dir, warm_start=args.warm_start,
-                              input_pattern=SPAN_PATTERN if args.spans else "*", enable_cache=not args.no_cache)
+                              input_pattern=SPAN_PATTERN if args.spans else "*", enable_cache=not args.no_cache,
+                              events=spec)
     path = kubeflow_runner.compile_pipeline(config, args.image, args.output)
     print(f"Compiled {path} (image {args.image}, pipeline root {config.pipeline_root})")
     return EXIT_OK

@@ -14,7 +14,8 @@ def register(commands) -> None:
                       "  ondevice-rec recommend --model /tmp/out/serving/latest --history 50,172,181 --k 10",
                       cmd_recommend)
     rec.add_argument("--model", required=True, help="a published version folder, e.g. OUT/serving/latest")
-    rec.add_argument("--history", required=True, help="movie ids in the order watched, oldest first: 1,2,3")
+    rec.add_argument("--history", required=True,
+                     help="item keys in the order seen, oldest first: 1,2,3 (MovieLens ids) or B00X,B00Y (SKUs)")
     rec.add_argument("--k", type=int, default=10, help="how many to print (default: %(default)s)")
 
     demo = add_command(commands, "demo", "serve a page that re-ranks on every pick, the model running in the browser",
@@ -38,20 +39,32 @@ def register(commands) -> None:
 
 def cmd_recommend(args) -> int:
     from ondevice_rec.serving import Recommender
-    try:
-        history = [int(x) for x in args.history.replace(" ", "").split(",") if x]
-    except ValueError:
-        print(f"--history must be comma-separated movie ids, got {args.history!r}", file=sys.stderr)
+    keys = [x.strip() for x in args.history.split(",")]
+    if not keys or any(not k for k in keys):
+        print(f"--history must be comma-separated item keys with none empty, got {args.history!r}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.k < 1:
+        print("--k must be at least 1", file=sys.stderr)
         return EXIT_BAD_INPUT
     recommender = Recommender(args.model)
+    encoded = recommender.encode(keys)
+    if encoded.unknown:
+        print(f"dropped {len(encoded.unknown)} key(s) not in the model's vocabulary (never seen in training, "
+              f"or another catalogue's): {', '.join(encoded.unknown)}", file=sys.stderr)
+    if encoded.repeated:
+        print(f"dropped {len(encoded.repeated)} repeated key(s) (each item counts once): "
+              f"{', '.join(encoded.repeated)}", file=sys.stderr)
+    if not encoded.indices:
+        print("no key of --history is in the vocabulary: nothing to recommend from", file=sys.stderr)
+        return EXIT_BAD_INPUT
     start = time.perf_counter()
-    results = recommender.recommend(history, args.k)
+    results = recommender.recommend_encoded(encoded, args.k)
     elapsed_ms = (time.perf_counter() - start) * 1000
     titles = recommender.titles
-    print("History (oldest first): " + ", ".join(f"{m} {titles.get(m, '?')}" for m in history))
+    print("History (oldest first): " + ", ".join(f"{k} {titles.get(k) or ''}".strip() for k in encoded.keys))
     print(f"Top {len(results)} ({elapsed_ms:.2f} ms):")
-    for rank, (movie_id, score) in enumerate(results, start=1):
-        print(f"{rank:3d}. {movie_id:6d}  {titles.get(movie_id, '')}  ({score:.3f})")
+    for rank, (key, score) in enumerate(results, start=1):
+        print(f"{rank:3d}. {key:>10s}  {titles.get(key, '')}  ({score:.3f})")
     return EXIT_OK
 
 

@@ -1,4 +1,6 @@
-"""Synthetic MovieLens-style data with learnable sequential structure, written in the real file formats.
+"""Synthetic activity logs with learnable sequential structure, written in the MovieLens file formats, as an
+e-commerce log (JSON Lines, string SKUs, event types, millisecond timestamps, one file gzipped, a catalogue
+CSV and its event spec) or as a plain ``user,item`` CSV with no timestamp and no items file.
 
 How a user's timeline is drawn (deterministic for a given seed):
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 import bisect
 import csv
 import dataclasses
+import gzip
+import json
 import os
 from typing import Dict, List
 
@@ -137,14 +141,38 @@ def generate(config: SyntheticConfig) -> SyntheticData:
     return SyntheticData(users.astype(np.int64), movies_out, ratings, stamps, movies)
 
 
-def write(data: SyntheticData, out_dir: str, fmt: str, seed: int = 0) -> str:
-    """Writes ``data`` in layout ``fmt`` (``ml-1m``, ``ml-100k`` or ``ml-latest``) and returns ``out_dir``.
+ECOMMERCE, PLAIN = "ecommerce", "plain"
+# make-synthetic --format: the MovieLens layouts and the two generic logs.
+FORMATS = tuple(sorted(movielens.FORMATS)) + (ECOMMERCE, PLAIN)
+SPEC_FILE = "events.json"  # the event spec written next to a generic log
+EVENT_TYPES = ("view", "cart", "purchase")
+_BRANDS = ("Acme", "Borealis", "Cobalt", "Dunmore", "Elara", "Fjord")
 
-    Rows are shuffled (deterministically) as in the real files, which are not sorted by time.
+
+def sparse_id(movie_id: int, items: int) -> int:
+    """Item ids spread evenly up to 10^9 (a catalogue of 10-digit-like ids; ``--sparse-ids``)."""
+    return int(movie_id) * (10 ** 9 // max(1, items))
+
+
+def write(data: SyntheticData, out_dir: str, fmt: str, seed: int = 0, sparse_ids: bool = False) -> str:
+    """Writes ``data`` in layout ``fmt`` (one of ``FORMATS``) and returns ``out_dir``. ``sparse_ids``: item ids
+    spread up to 10^9 instead of 1..items (MovieLens layouts and the plain log).
+
+    MovieLens rows are shuffled (deterministically) as in the real files, which are not sorted by time.
     """
-    if fmt not in movielens.FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(movielens.FORMATS)}")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     os.makedirs(out_dir, exist_ok=True)
+    if fmt == ECOMMERCE:
+        return _write_ecommerce(data, out_dir, seed)
+    movie_ids = data.movie_id
+    if sparse_ids:
+        items = max(data.movies)
+        movie_ids = np.array([sparse_id(m, items) for m in data.movie_id.tolist()], np.int64)
+        data = dataclasses.replace(data, movie_id=movie_ids, movies={
+            sparse_id(k, items): dataclasses.replace(m, movie_id=sparse_id(k, items)) for k, m in data.movies.items()})
+    if fmt == PLAIN:
+        return _write_plain(data, out_dir)
     order = np.random.default_rng(seed + 1).permutation(len(data.user_id))
     rows = zip(data.user_id[order], data.movie_id[order], data.rating[order], data.timestamp[order])
     layout = movielens.FORMATS[fmt]
@@ -176,6 +204,69 @@ def write(data: SyntheticData, out_dir: str, fmt: str, seed: int = 0) -> str:
             for movie in data.movies.values():
                 genres = "|".join(g.replace("Children's", "Children") for g in movie.genres)
                 writer.writerow([movie.movie_id, f"{movie.title} ({movie.year})", genres or "(no genres listed)"])
+    return out_dir
+
+
+def _time_order(data: SyntheticData) -> np.ndarray:
+    return np.lexsort((np.arange(len(data.timestamp)), data.timestamp))
+
+
+def _write_plain(data: SyntheticData, out_dir: str) -> str:
+    """``events.csv``: ``user,item`` rows in time order (users interleaved), no timestamp, no items file."""
+    with open(os.path.join(out_dir, "events.csv"), "w", encoding="utf-8", newline="") as f:
+        f.write("user,item\n")
+        for i in _time_order(data).tolist():
+            f.write(f"{data.user_id[i]},{data.movie_id[i]}\n")
+    with open(os.path.join(out_dir, SPEC_FILE), "w", encoding="utf-8") as f:
+        json.dump({"events": "events.csv", "user": "user", "item": "item"}, f, indent=1)
+    return out_dir
+
+
+def sku(movie_id: int) -> str:
+    return f"B0{int(movie_id) * 7919 % 10_000_000:07d}X"
+
+
+def customer(user_id: int) -> str:
+    return f"cust-{int(user_id) * 48271 % 1_000_003:06x}"
+
+
+def _write_ecommerce(data: SyntheticData, out_dir: str, seed: int) -> str:
+    """``events-1.jsonl`` and ``events-2.jsonl.gz`` (the log split in time), ``catalog.csv`` (SKU, name,
+    categories, brand, price) and the event spec ``events.json``. Every step of a user's timeline is a
+    ``view``; some are followed seconds later by ``cart`` and ``purchase`` of the same SKU; ``wishlist``
+    clicks on random SKUs are noise that the spec's ``keep_events`` filters out."""
+    rng = np.random.default_rng(seed + 7)
+    rows = []
+    for i in _time_order(data).tolist():
+        user, item, ms = customer(data.user_id[i]), sku(data.movie_id[i]), int(data.timestamp[i]) * 1000
+        rows.append({"ts": ms, "customer": user, "sku": item, "event": "view", "session": f"s{i % 97}"})
+        if rng.random() < 0.1:  # noise the spec filters out (keep_events): a wishlist click on any SKU
+            rows.append({"ts": ms + 2000, "customer": user, "sku": sku(int(rng.integers(1, len(data.movies) + 1))),
+                         "event": "wishlist"})
+        if rng.random() < 0.25:
+            rows.append({"ts": ms + 4000, "customer": user, "sku": item, "event": "cart"})
+            if rng.random() < 0.5:
+                rows.append({"ts": ms + 9000, "customer": user, "sku": item, "event": "purchase"})
+    rows.sort(key=lambda r: r["ts"])
+    half = len(rows) // 2
+    with open(os.path.join(out_dir, "events-1.jsonl"), "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows[:half])
+    with gzip.open(os.path.join(out_dir, "events-2.jsonl.gz"), "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows[half:])
+    with open(os.path.join(out_dir, "catalog.csv"), "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["sku", "name", "categories", "brand", "price"])
+        for movie in data.movies.values():
+            writer.writerow([sku(movie.movie_id), movie.title, "|".join(movie.genres),
+                             _BRANDS[movie.movie_id % len(_BRANDS)], f"{5 + (movie.movie_id * 37) % 300}.99"])
+    spec = {"events": "events-*.jsonl*", "user": "customer", "item": "sku", "timestamp": "ts",
+            "timestamp_format": "unix_ms", "event_type": "event", "keep_events": list(EVENT_TYPES),
+            "items": {"path": "catalog.csv", "key": "sku", "title": "name",
+                      "categorical": {"category": {"column": "categories", "separator": "|"},
+                                      "brand": {"column": "brand"}},
+                      "numeric": {"price": {"column": "price"}}}}
+    with open(os.path.join(out_dir, SPEC_FILE), "w", encoding="utf-8") as f:
+        json.dump(spec, f, indent=1)
     return out_dir
 
 

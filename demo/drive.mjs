@@ -18,7 +18,7 @@ try {
   await page.waitForSelector('#status[data-ready="1"], #status[data-ready="error"]', {timeout: 60000});
   const status = await page.textContent("#status");
   if ((await page.getAttribute("#status", "data-ready")) !== "1") throw new Error(status);
-  const read = async () => page.$$eval("#recommendations li", (items) => items.map((li) => [Number(li.dataset.id),
+  const read = async () => page.$$eval("#recommendations li", (items) => items.map((li) => [li.dataset.id,
                                                                                         Number(li.dataset.score)]));
   const steps = [{history: [], recommendations: await read()}];
   for (const title of titles) {
@@ -28,7 +28,7 @@ try {
     await page.waitForFunction((n) => Number(document.querySelector("#recommendations").dataset.updates) > n,
                                updates, {timeout: 30000});
     steps.push({
-      history: await page.$$eval("#history li", (items) => items.map((li) => Number(li.dataset.id))),
+      history: await page.$$eval("#history li", (items) => items.map((li) => li.dataset.id)),
       recommendations: await read(),
       ms: Number(await page.getAttribute("#timing", "data-ms")),
     });

@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from ondevice_rec.pipeline.config import DEFAULT_SCHEMA, PipelineConfig
+from ondevice_rec.components.event_example_gen import schema as event_schema
+from ondevice_rec.pipeline.config import PipelineConfig
 
 FORMATS = (".yaml", ".yml", ".json")
 DATA_ROOT_PARAMETER = "data_root"  # a run (or a recurring run) may point the pipeline at other data
-# kubeflow/Dockerfile copies the sources to /opt/ondevice-rec/src: the curated schema as the containers see it.
-IMAGE_SCHEMA_FILE = "/opt/ondevice-rec/src/pipeline/rating_events.schema.pbtxt"
+# kubeflow/Dockerfile copies the sources to /opt/ondevice-rec/src: the MovieLens schema as the containers see it.
+IMAGE_SCHEMA_FILE = "/opt/ondevice-rec/src/components/event_example_gen/" + os.path.basename(
+    event_schema.PRESET_SCHEMA_FILE)
 
 
 def check_config(config: PipelineConfig) -> None:
@@ -36,7 +38,9 @@ def compile_pipeline(config: PipelineConfig, image: str, output: str) -> str:
     if not output.endswith(FORMATS):
         raise ValueError(f"--output must end with one of {', '.join(FORMATS)}: {output!r}")
     check_config(config)
-    if config.schema_file == DEFAULT_SCHEMA:
+    # The curated schema: the image's copy for MovieLens data; for another event spec create_pipeline writes it
+    # under the pipeline root, where the containers read it (a bucket root needs write access from here).
+    if config.schema_file is None and config.events is None:
         config = dataclasses.replace(config, schema_file=IMAGE_SCHEMA_FILE)
     runner_config = kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
         display_name=config.pipeline_name, default_image=image, use_pipeline_spec_2_1=True)

@@ -1,7 +1,8 @@
-"""Baselines scored with the shared metric (popularity, Markov chains), and reading windowed examples.
+"""Baselines scored with the shared metric (popularity, Markov chains), and reading transformed examples.
 
-recall@K = share of examples whose target is among the top K movies, ranking the whole vocabulary with the
-padding id, movies unseen in training and the user's already-seen movies excluded (``ranking_metrics``, the
+Everything is in vocabulary-index space (index 1 the most frequent training item, 0 padding or unknown).
+recall@K = share of examples whose target is among the top K items, ranking the whole vocabulary with the
+padding index and the user's already-seen items excluded (``ranking_metrics``, the
 definition the Trainer and the Evaluator use). With one target per example this equals hit rate@K.
 """
 
@@ -13,8 +14,7 @@ import collections
 
 import numpy as np
 
-from .features import (CONTEXT_LENGTH, CONTEXT_MOVIE_ID, LABEL_MOVIE_ID, LABEL_TIMESTAMP, MASKED_BELOW,
-                       MASKED_SCORE, SEEN_MOVIE_IDS, USER_ID)
+from .features import CONTEXT_INDEX, LABEL_INDEX, MASKED_BELOW, MASKED_SCORE, PADDING_ID, SEEN_INDEX
 
 
 def popularity_scores(popular_ids: Sequence[int], seen: Sequence[Sequence[int]], num_ids: int = 0) -> np.ndarray:
@@ -35,12 +35,12 @@ def popularity_baseline(popular_ids: Sequence[int], examples: Sequence[dict]) ->
     """recall@1/5/10 and NDCG@10 of recommending the most-rated unseen movies; ``examples`` need the seen
     ids and the label (a label outside the popular ids counts as a miss)."""
     from .ranking_metrics import evaluate
-    scores = popularity_scores(popular_ids, [e[SEEN_MOVIE_IDS] for e in examples])
+    scores = popularity_scores(popular_ids, [e[SEEN_INDEX] for e in examples])
     return evaluate(scores, _labels(examples, scores.shape[1]))
 
 
 def _labels(examples: Sequence[dict], columns: int) -> np.ndarray:
-    labels = np.array([e[LABEL_MOVIE_ID] for e in examples], np.int64)
+    labels = np.array([e[LABEL_INDEX] for e in examples], np.int64)
     # A label beyond the score columns can never be recommended: point it at the masked padding column.
     return np.where(labels < columns, labels, 0)
 
@@ -48,25 +48,26 @@ def _labels(examples: Sequence[dict], columns: int) -> np.ndarray:
 def markov_scores(popular_ids: Sequence[int], train_sequences: Sequence[Sequence[int]], examples: Sequence[dict],
                   last: int = 1, num_ids: int = 0) -> np.ndarray:
     """Scores of a Markov chain over the consecutive pairs of ``train_sequences`` (each user's training events,
-    oldest first: the ``seen_movie_ids`` of their eval example), summed over the last ``last`` history items
+    oldest first: the ``seen_index`` of their eval example), summed over the last ``last`` history items
     of each example with weights 1, 1/2, 1/3, ...; popularity (scaled far below one transition) breaks ties
     and backs off. Seen and never-trained movies are masked."""
     transitions = collections.defaultdict(collections.Counter)
     for sequence in train_sequences:
         for previous, following in zip(sequence[:-1], sequence[1:]):
-            transitions[int(previous)][int(following)] += 1
+            if previous != PADDING_ID and following != PADDING_ID:  # an unknown item breaks the chain
+                transitions[int(previous)][int(following)] += 1
     popularity = popularity_scores(popular_ids, [[]], num_ids)[0]
     recommendable = popularity > MASKED_BELOW
     back_off = np.where(recommendable, popularity / (len(popular_ids) + 1) * 1e-3, 0.0)
     scores = np.tile(back_off, (len(examples), 1))
     for i, example in enumerate(examples):
-        for k, previous in enumerate(example[CONTEXT_MOVIE_ID][:last]):
+        for k, previous in enumerate(example[CONTEXT_INDEX][:last]):
             for movie_id, count in transitions.get(int(previous), {}).items():
                 if movie_id < scores.shape[1]:
                     scores[i, movie_id] += count / (k + 1)
     scores[:, ~recommendable] = MASKED_SCORE
     for i, example in enumerate(examples):
-        ids = [m for m in example[SEEN_MOVIE_IDS] if 0 <= m < scores.shape[1]]
+        ids = [m for m in example[SEEN_INDEX] if 0 <= m < scores.shape[1]]
         scores[i, ids] = MASKED_SCORE
     return scores
 
@@ -80,7 +81,7 @@ def markov_baseline(popular_ids: Sequence[int], train_sequences: Sequence[Sequen
 
 
 def read_examples(file_pattern: str) -> List[dict]:
-    """Windowed examples as dicts of python lists (for small splits such as eval / test)."""
+    """Transformed examples as dicts of python lists (for small splits such as eval / test)."""
     import tensorflow as tf
     files = sorted(tf.io.gfile.glob(file_pattern))
     out = []
@@ -88,6 +89,6 @@ def read_examples(file_pattern: str) -> List[dict]:
         feature = tf.train.Example.FromString(record.numpy()).features.feature
         out.append({name: (list(f.int64_list.value) or list(f.float_list.value)) for name, f in feature.items()})
         for name, value in out[-1].items():
-            if name in (USER_ID, LABEL_MOVIE_ID, LABEL_TIMESTAMP, CONTEXT_LENGTH):
+            if name == LABEL_INDEX:
                 out[-1][name] = value[0]
     return out

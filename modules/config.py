@@ -58,12 +58,13 @@ class ModelConfig(JsonFields):
     history_length: int = setting(10, "N, the number of previous items the model sees")
     embedding_dim: int = setting(32, "item and activity embedding size")
     hidden_layers: int = 0  # Dense(embedding_dim, relu) layers after the encoder
-    # Activity features added to each history item's id embedding (genres and year are looked up from the id
-    # inside the model, so an app passes ids only; ratings are an extra input when enabled).
-    use_genres: bool = True
-    use_years: bool = True
+    # Activity features added to each history item's embedding: the item's categorical features (mean of
+    # their values' embeddings, e.g. genres) and bucketised numeric features (e.g. year), looked up from the
+    # vocabulary index inside the model, so an app passes indices only; ratings are an extra input when enabled.
+    use_item_categories: bool = True
+    use_item_numbers: bool = True
     use_ratings: bool = False
-    label_genres: bool = False  # label tower: item embedding plus its genres' embedding
+    label_categories: bool = False  # label tower: item embedding plus its first categorical feature's embedding
     # The label tower reuses the history item embedding table (as SASRec does): half the size, and on ML-100K
     # (N=10, dim 64) recall@10 0.179 vs 0.169 untied for the LSTM, 0.165 vs 0.161 for the Transformer.
     tie_embeddings: bool = True

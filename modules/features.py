@@ -1,33 +1,52 @@
-"""Names and layout of the windowed training examples (the contract between windowing and the Trainer).
+"""Names and layout of events, windowed examples and transformed examples (the contracts between components).
 
-Context lists are ordered most recent first and right-padded with ``PADDING_ID`` up to the history length, so
-position 0 always holds the movie seen just before the target. ``context_movie_genre`` holds G genre ids per
-context position (``[N * G]``, row-major), genre id 0 being padding; ratings and years are padded with 0. ``seen_movie_ids`` (eval and test examples
-only) lists the user's whole history, used to exclude already-watched movies when ranking.
+Context lists are ordered most recent first and right-padded up to the history length, so position 0 always
+holds the item seen just before the target. Windowed examples carry string keys; tf.Transform maps them to
+vocabulary indices (0 = padding or unknown), which is all the model and the on-device contract know.
 """
 
-PADDING_ID = 0
+PADDING_ID = 0  # the vocabulary index of padding and of keys outside the vocabulary
+PADDING_KEY = ""  # the padding of string keys in the windowed examples
 
-USER_ID = "user_id"
-CONTEXT_MOVIE_ID = "context_movie_id"
-CONTEXT_MOVIE_GENRE = "context_movie_genre"
-CONTEXT_MOVIE_RATING = "context_movie_rating"
-CONTEXT_MOVIE_YEAR = "context_movie_year"
-CONTEXT_LENGTH = "context_length"
-LABEL_MOVIE_ID = "label_movie_id"
-LABEL_TIMESTAMP = "label_timestamp"
-SEEN_MOVIE_IDS = "seen_movie_ids"
-
-# Event features written by the MovieLens ExampleGen.
+# Event features written by the ExampleGen (one tf.Example per event). Keys are strings; item features come
+# from the items file: CATEGORICAL_PREFIX + name (strings), NUMERIC_PREFIX + name (a float, or none).
 EVENT_USER_ID = "user_id"
-EVENT_MOVIE_ID = "movie_id"
-EVENT_TIMESTAMP = "timestamp"
-EVENT_RATING = "rating"
-EVENT_GENRES = "genres"
-EVENT_YEAR = "year"
+EVENT_ITEM_ID = "item_id"
+EVENT_TIMESTAMP = "timestamp"  # seconds, or the input order when the log has no timestamp
+EVENT_RATING = "rating"  # only when the log has a rating / weight column
 EVENT_TITLE = "title"
+CATEGORICAL_PREFIX = "cat_"
+NUMERIC_PREFIX = "num_"
 # Next to the events: line counts, bad-line samples (what ExampleGen read and what it skipped).
 INPUT_REPORT_FILE = "input_report.json"
+
+# Windowed examples (HistoryWindowing -> Transform): string keys, most recent first, padded with PADDING_KEY.
+USER_ID = "user_id"
+CONTEXT_ITEM = "context_item"
+CONTEXT_RATING = "context_rating"
+CONTEXT_LENGTH = "context_length"
+LABEL_ITEM = "label_item"
+LABEL_TIMESTAMP = "label_timestamp"
+SEEN_ITEMS = "seen_items"  # eval / test: the user's whole history (excluded when ranking)
+# Train examples only (empty elsewhere): the training events this example accounts for (each training event
+# exactly once), and facts about their items ("key\tkind\tvalue"), which tf.Transform turns into the item
+# vocabulary (counts = training events), the item feature table and the category vocabularies.
+VOCAB_ITEMS = "vocab_items"
+ITEM_FACTS = "item_facts"
+VOCAB_NUMERIC_PREFIX = "vocab_num_"  # + name: the numeric feature's values of those items (for quantiles)
+FACT_SEPARATOR = "\t"
+TITLE_FACT = "title"
+
+# Transformed examples (Transform -> Trainer / Evaluator / Pusher): vocabulary indices, 0 = padding / unknown.
+CONTEXT_INDEX = "context_index"
+LABEL_INDEX = "label_index"
+SEEN_INDEX = "seen_index"
+# tf.Transform vocabulary names (files in the transform graph's assets).
+ITEM_VOCABULARY = "items"
+ITEM_FACTS_VOCABULARY = "item_facts"
+CATEGORY_VOCABULARY_PREFIX = "category_"  # + feature name
+BOUNDARIES_VOCABULARY_PREFIX = "boundaries_"  # + feature name: the numeric feature's bucket boundaries
+NUMERIC_BUCKETS = 16
 
 SPLITS = ("train", "eval", "test")
 
@@ -56,17 +75,31 @@ MASKED_SCORE = -1e9
 MASKED_BELOW = -1e8
 
 
-def example_feature_spec(history_length: int, genres_per_movie: int = 3):
+def windowed_feature_spec(history_length: int, numeric_features=()):
     """tf.io feature spec of a windowed example (TensorFlow imported lazily)."""
     import tensorflow as tf
-    return {
-        USER_ID: tf.io.FixedLenFeature([], tf.int64),
-        CONTEXT_MOVIE_ID: tf.io.FixedLenFeature([history_length], tf.int64),
-        CONTEXT_MOVIE_GENRE: tf.io.FixedLenFeature([history_length * genres_per_movie], tf.int64),
-        CONTEXT_MOVIE_RATING: tf.io.FixedLenFeature([history_length], tf.float32),
-        CONTEXT_MOVIE_YEAR: tf.io.FixedLenFeature([history_length], tf.int64),
+    spec = {
+        USER_ID: tf.io.FixedLenFeature([], tf.string),
+        CONTEXT_ITEM: tf.io.FixedLenFeature([history_length], tf.string),
+        CONTEXT_RATING: tf.io.FixedLenFeature([history_length], tf.float32),
         CONTEXT_LENGTH: tf.io.FixedLenFeature([], tf.int64),
-        LABEL_MOVIE_ID: tf.io.FixedLenFeature([], tf.int64),
+        LABEL_ITEM: tf.io.FixedLenFeature([], tf.string),
         LABEL_TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
-        SEEN_MOVIE_IDS: tf.io.VarLenFeature(tf.int64),
+        SEEN_ITEMS: tf.io.VarLenFeature(tf.string),
+        VOCAB_ITEMS: tf.io.VarLenFeature(tf.string),
+        ITEM_FACTS: tf.io.VarLenFeature(tf.string),
+    }
+    for name in numeric_features:
+        spec[VOCAB_NUMERIC_PREFIX + name] = tf.io.VarLenFeature(tf.float32)
+    return spec
+
+
+def transformed_feature_spec(history_length: int):
+    """tf.io feature spec of a transformed example (what the Trainer and the Evaluator read)."""
+    import tensorflow as tf
+    return {
+        CONTEXT_INDEX: tf.io.FixedLenFeature([history_length], tf.int64),
+        CONTEXT_RATING: tf.io.FixedLenFeature([history_length], tf.float32),
+        LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64),
+        SEEN_INDEX: tf.io.VarLenFeature(tf.int64),
     }

@@ -1,11 +1,13 @@
-"""The two-tower next-movie model: a context encoder over the recent history, dotted with label embeddings.
+"""The two-tower next-item model: a context encoder over the recent history, dotted with label embeddings.
 
-Each history item becomes an *activity embedding*: its id embedding plus (switchable) the mean embedding of
-its genres, an embedding of its release-year bucket and a projection of the user's rating. Genres and year
-are looked up from the movie index with constant tables, so the deployed model needs only ids (and ratings
-when ``use_ratings``). The model reverses the most-recent-first history to oldest first, and a causal encoder
-(bag-of-words prefix mean, causal CNN + prefix max-pool, LSTM, or SASRec-style Transformer) gives a vector at
-every position that depends on that position and older ones only. A small MLP maps it to a query, and
+The model reads vocabulary indices (0 = padding or unknown), never raw keys. Each history item becomes an
+*activity embedding*: its index embedding plus (switchable) the mean embedding of the values of each of its
+categorical features (genres, categories, brand), an embedding of each numeric feature's bucket (year, price)
+and a projection of the user's rating. Item features are gathered by index from constant tables built from
+the vocabulary, so the model grows with the catalogue only. The model reverses the most-recent-first
+history to oldest first, and a causal encoder (bag-of-words prefix mean, causal CNN + prefix max-pool, LSTM,
+or SASRec-style Transformer) gives a vector at every position that depends on that position and older ones
+only. A small MLP maps it to a query, and
 
     scores = query · label_embedding[index] + bias[index]
 
@@ -18,45 +20,26 @@ from __future__ import annotations
 
 from typing import Dict, NamedTuple
 
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from . import encoders, features
 from .config import ModelConfig
 from .features import MASKED_SCORE
-from .layers import ConstantLookup, DotProductScores, GenreMean, IdToIndex
+from .layers import ConstantLookup, DotProductScores, GenreMean
 from .vocabulary import Vocabulary
 
-# Validation input (not a model input): each example's already-seen movies as vocabulary indices, 0-padded.
-SEEN_INDEX = "seen_index"
-YEAR_BUCKET_START, YEAR_BUCKET_SIZE, YEAR_BUCKETS = 1900, 5, 26  # 1900-1904 .. 2025+; bucket 0 = unknown
-
-
-def genre_table(vocab: Vocabulary, genres_per_movie: int = 3) -> np.ndarray:
-    """``[V, G]`` genre ids (1-based in ``vocab.genres`` order, 0 = none) per vocabulary index."""
-    index = {g: i for i, g in enumerate(vocab.genres, start=1)}
-    table = np.zeros((vocab.size, genres_per_movie), np.int32)
-    for row, movie in enumerate(vocab.movies, start=1):
-        ids = [index[g] for g in movie.genres if g in index][:genres_per_movie]
-        table[row, :len(ids)] = ids
-    return table
-
-
-def year_bucket_table(vocab: Vocabulary) -> np.ndarray:
-    table = np.zeros(vocab.size, np.int32)
-    for row, movie in enumerate(vocab.movies, start=1):
-        if movie.year:
-            table[row] = 1 + min(YEAR_BUCKETS - 2, max(0, (movie.year - YEAR_BUCKET_START) // YEAR_BUCKET_SIZE))
-    return table
+# Validation input (not a model input): each example's already-seen items as vocabulary indices, 0-padded.
+SEEN_INDEX = features.SEEN_INDEX
+VALUES_PER_CATEGORY = 3  # values of one categorical feature an item contributes (its first three)
 
 
 def model_inputs(config: ModelConfig) -> Dict[str, keras.Input]:
-    inputs = {features.CONTEXT_MOVIE_ID: keras.Input(shape=(config.history_length,), dtype=tf.int32,
-                                                     name=features.CONTEXT_MOVIE_ID)}
+    inputs = {features.CONTEXT_INDEX: keras.Input(shape=(config.history_length,), dtype=tf.int32,
+                                                  name=features.CONTEXT_INDEX)}
     if config.use_ratings:
-        inputs[features.CONTEXT_MOVIE_RATING] = keras.Input(shape=(config.history_length,), dtype=tf.float32,
-                                                            name=features.CONTEXT_MOVIE_RATING)
+        inputs[features.CONTEXT_RATING] = keras.Input(shape=(config.history_length,), dtype=tf.float32,
+                                                      name=features.CONTEXT_RATING)
     return inputs
 
 
@@ -68,30 +51,40 @@ class Recommender(NamedTuple):
 
 
 def build_recommender(config: ModelConfig, vocab: Vocabulary) -> Recommender:
-    """Builds the model on ``{context_movie_id: int32[B, N] (, context_movie_rating)}``.
+    """Builds the model on ``{context_index: int32[B, N] (, context_rating)}``.
 
     The inputs are most-recent-first and right-padded; the model reverses them to the oldest-first,
-    left-padded layout its causal encoders read.
+    left-padded layout its causal encoders read. Indices outside ``0..V-1`` are clipped to padding.
     """
     keras.utils.set_random_seed(config.seed)
     d = config.embedding_dim
     inputs = model_inputs(config)
-    index = IdToIndex(vocab.id_to_index(), name="id_to_index")(inputs[features.CONTEXT_MOVIE_ID])
-    index = keras.layers.Lambda(lambda i: tf.reverse(i, [1]), name="oldest_first")(index)
+    size = vocab.size
+    def oldest_first(i):
+        reversed_index = tf.reverse(i, [1])
+        return tf.where((reversed_index > 0) & (reversed_index < size), reversed_index, tf.zeros_like(i))
+
+    index = keras.layers.Lambda(oldest_first, name="oldest_first")(inputs[features.CONTEXT_INDEX])
     mask = keras.layers.Lambda(lambda i: tf.not_equal(i, features.PADDING_ID), name="padding_mask")(index)
     item_embedding = keras.layers.Embedding(vocab.size, d, name="context_embedding")
     x = item_embedding(index)
-    genres = genre_table(vocab)
-    if config.use_genres and vocab.genres:
-        genre_ids = ConstantLookup(genres, name="genre_lookup")(index)  # [B, N, G]
-        genre_vectors = keras.layers.Embedding(len(vocab.genres) + 1, d, name="genre_embedding")(genre_ids)
-        x = x + GenreMean(name="genre_mean")(genre_vectors, genre_ids)
-    if config.use_years:
-        years = ConstantLookup(year_bucket_table(vocab), name="year_lookup")(index)
-        x = x + keras.layers.Embedding(YEAR_BUCKETS, d, name="year_embedding")(years)
+    categorical = [name for name in sorted(vocab.categories) if vocab.categories[name]]
+    label_table = None
+    if config.use_item_categories:
+        for name in categorical:
+            table = vocab.category_table(name, VALUES_PER_CATEGORY)
+            label_table = table if label_table is None else label_table
+            ids = ConstantLookup(table, name=f"category_lookup_{name}")(index)  # [B, N, G]
+            vectors = keras.layers.Embedding(len(vocab.categories[name]) + 1, d,
+                                             name=f"category_embedding_{name}")(ids)
+            x = x + GenreMean(name=f"category_mean_{name}")(vectors, ids)
+    if config.use_item_numbers:
+        for name in sorted(vocab.boundaries):
+            buckets = ConstantLookup(vocab.bucket_table(name), name=f"bucket_lookup_{name}")(index)
+            x = x + keras.layers.Embedding(vocab.buckets(name), d, name=f"bucket_embedding_{name}")(buckets)
     if config.use_ratings:
         rating = keras.layers.Lambda(lambda r: tf.reverse(r, [1])[..., tf.newaxis] / 5.0, name="rating_scale")(
-            inputs[features.CONTEXT_MOVIE_RATING])
+            inputs[features.CONTEXT_RATING])
         x = x + keras.layers.Dense(d, name="rating_projection")(rating)
     x = keras.layers.Dropout(config.dropout, name="embedding_dropout")(x)
     x = keras.layers.Lambda(lambda t: t[0] * tf.cast(t[1], t[0].dtype)[..., tf.newaxis],
@@ -108,9 +101,10 @@ def build_recommender(config: ModelConfig, vocab: Vocabulary) -> Recommender:
         return t
 
     last = keras.layers.Lambda(lambda t: t[:, -1, :], name="most_recent_position")(encoded)
-    scores = DotProductScores(vocab.size, d, genres if config.label_genres and vocab.genres else None,
-                              len(vocab.genres), item_embedding if config.tie_embeddings else None,
-                              name="scores")(query(last))
+    with_labels = config.label_categories and label_table is not None
+    scores = DotProductScores(vocab.size, d, label_table if with_labels else None,
+                              len(vocab.categories[categorical[0]]) if with_labels else 0,
+                              item_embedding if config.tie_embeddings else None, name="scores")(query(last))
     model = keras.Model(inputs, scores, name=f"{config.encoder}_recommender")
     sequence = keras.Model(inputs, [query(encoded), index], name=f"{config.encoder}_sequence_queries")
     return Recommender(model, sequence)
@@ -131,9 +125,11 @@ def exclude(scores, index):
                                        tf.fill([tf.shape(coordinates)[0]], tf.constant(MASKED_SCORE, scores.dtype)))
 
 
-def exclude_seen(model: keras.Model, scores, context_ids, seen_index=None):
-    """``scores`` [B, V] of ``model`` with each row's history items (``context_ids``, raw ids) and, when given,
-    its other already-seen movies (``seen_index``, vocabulary indices) masked: the ranking that the Trainer's
+def exclude_seen(scores, context_index, seen_index=None):
+    """``scores`` [B, V] with each row's history items (``context_index``) and, when given, its other
+    already-seen items (``seen_index``), both vocabulary indices, masked: the ranking that the Trainer's
     validation and the Evaluator's signature score."""
-    history = model.get_layer("id_to_index")(context_ids)
-    return exclude(scores, history if seen_index is None else tf.concat([history, seen_index], axis=1))
+    vocabulary_size = tf.shape(scores)[1]
+    index = context_index if seen_index is None else tf.concat([context_index, seen_index], axis=1)
+    index = tf.cast(index, tf.int32)
+    return exclude(scores, tf.where(index < vocabulary_size, index, tf.zeros_like(index)))

@@ -82,7 +82,7 @@ class RecommenderTrainer(keras.Model):
         inputs, labels = data
         inputs = dict(inputs)
         seen = inputs.pop(SEEN_INDEX, None)
-        scores = exclude_seen(self.model, self.model(inputs, training=False), inputs[features.CONTEXT_MOVIE_ID], seen)
+        scores = exclude_seen(self.model(inputs, training=False), inputs[features.CONTEXT_INDEX], seen)
         self.compiled_loss(labels, scores)
         self.compiled_metrics.update_state(labels, scores)
         return {m.name: m.result() for m in self.metrics}
@@ -191,7 +191,7 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
             warm_start.warm_start(model, vocab, base_model_dir)
         except ValueError as e:
             logging.getLogger("ondevice_rec.trainer").warning("warm start skipped: %s", e)
-    counts = np.array([0] + [m.count for m in vocab.movies], np.float64)
+    counts = np.array([0] + [m.count for m in vocab.items], np.float64)
     fitted = compile_model(RecommenderTrainer(recommender, config, counts), config)
     callbacks = [keras.callbacks.EarlyStopping(monitor=f"val_{features.GATE_METRIC}", mode="max",
                                                patience=config.early_stopping_patience,

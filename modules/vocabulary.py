@@ -1,7 +1,10 @@
-"""The movie vocabulary: which movies a model may recommend, their titles, genres and training counts.
+"""The item vocabulary: which items a model may recommend, their keys, titles, features and training counts.
 
-Index 0 is the padding / out-of-vocabulary slot; movies that occur in training get indices 1..V by descending
-count (ties by id). A movie that never occurs in training has no index and can never be recommended.
+Index 0 is the padding / unknown slot; items of the tf.Transform item vocabulary (training events only) get
+indices 1..V by descending count. ``Vocabulary.from_transform_output`` reads it from the transform graph;
+``vocabulary.json`` (in the SavedModel's ``assets.extra`` and next to every published model) is the on-device
+sidecar: index <-> external key <-> title <-> features. An item that never occurs in training has no index
+and can never be recommended; a key outside the vocabulary is the app's to drop.
 """
 
 from __future__ import annotations
@@ -9,58 +12,91 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from . import features
 from .features import PADDING_ID, VOCABULARY_FILE
+
+FORMAT_VERSION = 2  # 1: MovieLens-only, raw movie ids in and out of the model; 2: keys and indices
 
 
 @dataclasses.dataclass
-class MovieEntry:
-    movie_id: int
+class ItemEntry:
+    key: str
     count: int
     title: str = ""
-    genres: Sequence[str] = ()
-    year: int = 0
+    categorical: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
+    numeric: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
 class Vocabulary:
-    movies: List[MovieEntry]  # in index order: movies[i] has index i + 1
-    max_movie_id: int  # largest id seen anywhere in the data (train, eval or test)
-    genres: List[str] = dataclasses.field(default_factory=list)
+    items: List[ItemEntry]  # in index order: items[i] has index i + 1
+    # Values of each categorical item feature (value j has id j + 1, 0 = none); bucket boundaries of each
+    # numeric one (bucket b + 1 holds values in [boundaries[b - 1], boundaries[b]), 0 = no value).
+    categories: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
+    boundaries: Dict[str, List[float]] = dataclasses.field(default_factory=dict)
 
     @property
     def size(self) -> int:
         """Number of indices including the padding slot."""
-        return len(self.movies) + 1
+        return len(self.items) + 1
 
-    def index_to_id(self) -> np.ndarray:
-        return np.array([PADDING_ID] + [m.movie_id for m in self.movies], dtype=np.int32)
+    def keys(self) -> List[str]:
+        return [item.key for item in self.items]
 
-    def id_to_index(self) -> np.ndarray:
-        """Dense table: ``table[movie_id]`` is the index, 0 for padding and unknown ids."""
-        table = np.zeros(self.max_movie_id + 1, dtype=np.int32)
-        for index, movie in enumerate(self.movies, start=1):
-            table[movie.movie_id] = index
+    def key_to_index(self) -> Dict[str, int]:
+        return {item.key: i for i, item in enumerate(self.items, start=1)}
+
+    def titles(self) -> Dict[str, str]:
+        return {item.key: item.title for item in self.items}
+
+    def category_table(self, name: str, width: int) -> np.ndarray:
+        """``[V, width]`` category ids of feature ``name`` per index (0 = none)."""
+        ids = {v: j for j, v in enumerate(self.categories.get(name, ()), start=1)}
+        table = np.zeros((self.size, width), np.int32)
+        for row, item in enumerate(self.items, start=1):
+            values = [ids[v] for v in item.categorical.get(name, ()) if v in ids][:width]
+            table[row, :len(values)] = values
         return table
 
-    def titles(self) -> Dict[int, str]:
-        return {m.movie_id: m.title for m in self.movies}
+    def bucket_table(self, name: str) -> np.ndarray:
+        """``[V]`` bucket ids of numeric feature ``name`` per index (as ``tft.apply_buckets`` + 1; 0 = none)."""
+        boundaries = np.asarray(self.boundaries.get(name, ()), np.float32)
+        table = np.zeros(self.size, np.int32)
+        for row, item in enumerate(self.items, start=1):
+            if name in item.numeric:
+                table[row] = 1 + int(np.searchsorted(boundaries, np.float32(item.numeric[name]), side="right"))
+        return table
+
+    def buckets(self, name: str) -> int:
+        """Bucket ids of ``name``: 0 (none) .. len(boundaries) + 1."""
+        return len(self.boundaries.get(name, ())) + 2
 
     def to_json(self) -> dict:
         return {
-            "max_movie_id": self.max_movie_id,
-            "genres": list(self.genres),
-            "movies": [dataclasses.asdict(m) | {"genres": list(m.genres)} for m in self.movies],
+            "format_version": FORMAT_VERSION,
+            "order": "count_descending",
+            "padding_index": PADDING_ID,
+            "categories": {k: list(v) for k, v in self.categories.items()},
+            "boundaries": {k: list(v) for k, v in self.boundaries.items()},
+            "items": [{"index": i, "key": m.key, "count": m.count, "title": m.title,
+                       "categorical": {k: list(v) for k, v in m.categorical.items()},
+                       "numeric": dict(m.numeric)} for i, m in enumerate(self.items, start=1)],
         }
 
     @classmethod
     def from_json(cls, data: dict) -> "Vocabulary":
-        movies = [MovieEntry(m["movie_id"], m["count"], m.get("title", ""), tuple(m.get("genres", ())),
-                             m.get("year", 0)) for m in data["movies"]]
-        return cls(movies, int(data["max_movie_id"]), list(data.get("genres", [])))
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"vocabulary format {data.get('format_version', 1)} is not {FORMAT_VERSION} (a model "
+                             "exported by an older version: retrain it)")
+        items = [ItemEntry(m["key"], m["count"], m.get("title", ""),
+                           {k: tuple(v) for k, v in m.get("categorical", {}).items()}, dict(m.get("numeric", {})))
+                 for m in data["items"]]
+        return cls(items, {k: list(v) for k, v in data.get("categories", {}).items()},
+                   {k: [float(b) for b in v] for k, v in data.get("boundaries", {}).items()})
 
     def save(self, directory: str) -> str:
         import tensorflow as tf  # gfile so that GCS / S3 pipeline roots work
@@ -79,14 +115,68 @@ class Vocabulary:
         with tf.io.gfile.GFile(path) as f:
             return cls.from_json(json.load(f))
 
+    @classmethod
+    def from_transform_output(cls, transform_output) -> "Vocabulary":
+        """From a ``tft.TFTransformOutput`` (the Transform component's ``transform_graph``)."""
+        from .preprocessing import ITEM_COUNTS_VOCABULARY
 
-def build(counts: Dict[int, int], max_movie_id: int, metadata: Dict[int, dict] | None = None) -> Vocabulary:
-    """Orders ``{movie_id: count}`` by descending count, then id, and attaches titles and genres."""
+        def lines(name) -> List[str]:
+            try:
+                path = transform_output.vocabulary_file_by_name(name)
+            except (ValueError, KeyError):
+                return []
+            import tensorflow as tf
+            if not path or not tf.io.gfile.exists(path):
+                return []
+            with tf.io.gfile.GFile(path, "rb") as f:
+                return [line.decode("utf-8") for line in f.read().splitlines()]
+
+        keys = lines(features.ITEM_VOCABULARY)
+        counts = {}
+        for line in lines(ITEM_COUNTS_VOCABULARY):
+            count, _, key = line.partition(" ")
+            counts[key] = int(count)
+        facts: Dict[str, dict] = {}
+        for line in lines(features.ITEM_FACTS_VOCABULARY):
+            key, kind, value = (line.split(features.FACT_SEPARATOR, 2) + ["", ""])[:3]
+            facts.setdefault(key, []).append((kind, value))
+        categorical_names, numeric_names = set(), set()
+        items = []
+        for key in keys:
+            entry = ItemEntry(key, counts.get(key, 0), categorical={}, numeric={})
+            grouped: Dict[str, List[str]] = {}
+            for kind, value in sorted(facts.get(key, ())):
+                if kind == features.TITLE_FACT:
+                    entry.title = value
+                elif kind.startswith("cat:"):
+                    grouped.setdefault(kind[4:], []).append(value)
+                    categorical_names.add(kind[4:])
+                elif kind.startswith("num:"):
+                    entry.numeric[kind[4:]] = float(value)
+                    numeric_names.add(kind[4:])
+            entry.categorical = {k: tuple(v) for k, v in grouped.items()}
+            items.append(entry)
+        categories = {name: lines(features.CATEGORY_VOCABULARY_PREFIX + name) for name in sorted(categorical_names)}
+        boundaries = {name: sorted(float(b) for b in lines(features.BOUNDARIES_VOCABULARY_PREFIX + name))
+                      for name in sorted(numeric_names)}
+        return cls(items, categories, boundaries)
+
+
+def build(counts: Mapping[str, int], metadata: Optional[Mapping[str, dict]] = None,
+          categories: Optional[Mapping[str, Sequence[str]]] = None,
+          boundaries: Optional[Mapping[str, Sequence[float]]] = None) -> Vocabulary:
+    """A vocabulary from ``{key: count}`` (descending count, then key) for tests and tools;
+    ``metadata[key]``: ``{"title", "categorical": {name: values}, "numeric": {name: value}}``."""
     metadata = metadata or {}
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    movies = [MovieEntry(movie_id, count, metadata.get(movie_id, {}).get("title", ""),
-                         tuple(metadata.get(movie_id, {}).get("genres", ())),
-                         int(metadata.get(movie_id, {}).get("year", 0)))
-              for movie_id, count in ordered]
-    genres = sorted({g for m in movies for g in m.genres})
-    return Vocabulary(movies, max(max_movie_id, max(counts, default=0)), genres)
+    items = [ItemEntry(str(key), count, metadata.get(key, {}).get("title", ""),
+                       {k: tuple(v) for k, v in metadata.get(key, {}).get("categorical", {}).items()},
+                       dict(metadata.get(key, {}).get("numeric", {}))) for key, count in ordered]
+    if categories is None:
+        categories = {}
+        for item in items:
+            for name, values in item.categorical.items():
+                categories.setdefault(name, set()).update(values)
+        categories = {k: sorted(v) for k, v in categories.items()}
+    return Vocabulary(items, {k: list(v) for k, v in categories.items()},
+                      {k: sorted(float(b) for b in v) for k, v in (boundaries or {}).items()})

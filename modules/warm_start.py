@@ -1,10 +1,9 @@
-"""Warm start: initialise a new model from an earlier exported one, matching movies by id.
+"""Warm start: initialise a new model from an earlier exported one, matching items by key.
 
 The exported model keeps its trainable weights in ``assets.extra/weights.npz`` (in the model's weight order,
-with their names) next to its
-vocabulary. A later span has a different vocabulary (new movies, another popularity order), so rows of the
-vocabulary-indexed tables are copied by movie id; movies the old model never saw keep their fresh
-initialisation. Any other weight is copied when its shape matches; if the architecture differs (another encoder,
+with their names) next to its vocabulary. A later span has a different vocabulary (new items, another
+popularity order), so rows of the vocabulary-indexed tables are copied by item key (string keys match across
+spans); items the old model never saw keep their fresh initialisation. Any other weight is copied when its shape matches; if the architecture differs (another encoder,
 dimension or history length) nothing is copied and the caller is told why.
 """
 
@@ -48,15 +47,15 @@ def save_weights(model, directory: str) -> str:
 
 
 def index_mapping(old: Vocabulary, new: Vocabulary) -> np.ndarray:
-    """``mapping[new_index]`` = the old index of the same movie id, or -1 (index 0, padding, maps to 0)."""
-    old_index = {m.movie_id: i for i, m in enumerate(old.movies, start=1)}
-    return np.array([0] + [old_index.get(m.movie_id, -1) for m in new.movies], np.int64)
+    """``mapping[new_index]`` = the old index of the same item key, or -1 (index 0, padding, maps to 0)."""
+    old_index = old.key_to_index()
+    return np.array([0] + [old_index.get(m.key, -1) for m in new.items], np.int64)
 
 
 def warm_start(model, vocab: Vocabulary, base_dir: str) -> Dict[str, int]:
     """Copies weights from the exported model at ``base_dir`` into ``model`` (built for ``vocab``).
 
-    Returns counts: ``copied_weights``, ``movies_carried_over`` and ``new_movies``; raises ValueError (and
+    Returns counts: ``copied_weights``, ``items_carried_over`` and ``new_items``; raises ValueError (and
     copies nothing) when the architectures differ.
     """
     import tensorflow as tf
@@ -93,8 +92,8 @@ def warm_start(model, vocab: Vocabulary, base_dir: str) -> Dict[str, int]:
             values.append(previous)
     for weight, value in zip(model.trainable_weights, values):
         weight.assign(value)
-    stats = {"copied_weights": len(values), "movies_carried_over": int(known[1:].sum()),
-             "new_movies": int((~known[1:]).sum())}
-    log.info("warm start from %s: %d weights, %d movies carried over, %d new", base_dir, stats["copied_weights"],
-             stats["movies_carried_over"], stats["new_movies"])
+    stats = {"copied_weights": len(values), "items_carried_over": int(known[1:].sum()),
+             "new_items": int((~known[1:]).sum())}
+    log.info("warm start from %s: %d weights, %d items carried over, %d new", base_dir, stats["copied_weights"],
+             stats["items_carried_over"], stats["new_items"])
     return stats

@@ -10,13 +10,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from ondevice_rec.components.history_windowing.windowing import WindowingOptions
 from ondevice_rec.components.tflite_pusher.options import PublishOptions
 from ondevice_rec.data import movielens
+from ondevice_rec.data.events import EventSpec
+from ondevice_rec.modules import preprocessing
 from ondevice_rec.modules.config import ModelConfig, setting
 
 
 SPAN_PATTERN = "span-{SPAN}/*"
 # The layout of an output folder (OUT/pipeline_root, OUT/metadata.sqlite, OUT/serving).
 PIPELINE_ROOT_FOLDER, METADATA_FILE, SERVING_FOLDER = "pipeline_root", "metadata.sqlite", "serving"
-DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rating_events.schema.pbtxt")
 
 
 def _absolute(path: str) -> str:
@@ -46,7 +47,7 @@ class PipelineConfig:
     a missing ``windowing`` take it from the model).
     """
 
-    data_dir: str  # a MovieLens folder, or a folder of data spans (see input_pattern)
+    data_dir: str  # the folder of the event log (or of its data spans, see input_pattern)
     output_dir: str
     pipeline_name: str = "ondevice-rec"
     # Files under data_dir that ExampleGen reads. With "{SPAN}" in it (SPAN_PATTERN: span-1/, span-2/, ...,
@@ -59,8 +60,17 @@ class PipelineConfig:
     windowing: Optional[WindowingOptions] = None
     # Publishing; serving_dir and dataset left empty come from this config (publish_options).
     publish: PublishOptions = dataclasses.field(default_factory=PublishOptions)
-    # The curated schema ExampleValidator checks the rating events against (any anomaly stops the run).
-    schema_file: str = DEFAULT_SCHEMA
+    # How to read the log (paths relative to data_dir or to each span's folder); None: a MovieLens folder,
+    # its layout detected.
+    events: Optional[EventSpec] = None
+    # The curated schema ExampleValidator checks the events against (any anomaly stops the run); None: derived
+    # from the event spec (components/event_example_gen/schema.py): the shipped MovieLens one, or one written
+    # under the pipeline root.
+    schema_file: Optional[str] = None
+    # The item vocabulary (tf.Transform, train split): items with fewer training events are left out (their
+    # key maps to index 0), and at most max_items of the most frequent are kept.
+    min_item_count: int = setting(1, "items with fewer training events are left out of the vocabulary")
+    max_items: int = setting(0, "keep at most this many of the most frequent items (0: all)")
     max_bad_fraction: float = setting(movielens.DEFAULT_MAX_BAD_FRACTION, "malformed ratings lines are skipped "
                                       "and counted up to this share of all lines; above it the run fails naming "
                                       "the first")
@@ -80,6 +90,8 @@ class PipelineConfig:
     def __post_init__(self):
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ValueError(f"max_bad_fraction must be between 0 and 1, got {self.max_bad_fraction}")
+        if self.min_item_count < 1 or self.max_items < 0:
+            raise ValueError("min_item_count must be >= 1 and max_items >= 0")
         if self.windowing is None:
             self.windowing = WindowingOptions(history_length=self.model.history_length,
                                               stride=self.model.default_train_stride())
@@ -87,6 +99,9 @@ class PipelineConfig:
             raise ValueError(f"windowing.history_length {self.windowing.history_length} differs from "
                              f"model.history_length {self.model.history_length}: the model reads the histories the "
                              "windowing writes (PipelineConfig.from_options sets both from the model)")
+        if self.events is not None and not self.events.has_timestamp and self.windowing.split != "leave-last-out":
+            raise ValueError(f"the {self.windowing.split} split needs timestamps and the event spec has no "
+                             "timestamp column (file order gives the order within a user, not a time)")
         self.data_dir = _absolute(self.data_dir)
         self.output_dir = _absolute(self.output_dir)
         if not self.dataset_name:
@@ -113,10 +128,23 @@ class PipelineConfig:
         windowing = given(WindowingOptions)
         windowing.update(history_length=model.history_length,
                          stride=windowing.get("stride") or model.default_train_stride())
+        events = settings.get("events")
+        if events is not None and events.min_rating is not None and "min_rating" not in windowing:
+            windowing["min_rating"] = events.min_rating  # the spec's min_rating is --min-rating's default
         own = {k: v for k, v in given(cls).items() if k not in ("data_dir", "output_dir", "model", "windowing",
                                                                  "publish")}
         return cls(data_dir=data_dir, output_dir=output_dir, model=model, windowing=WindowingOptions(**windowing),
                    publish=PublishOptions(**given(PublishOptions)), **{**own, **settings})
+
+    def schema_spec(self) -> EventSpec:
+        """The spec the curated schema follows: the given one, else the MovieLens presets' (all three layouts
+        give the same event features)."""
+        return self.events or movielens.ML_1M.spec()
+
+    def transform_settings(self) -> Dict[str, Any]:
+        """The Transform component's custom_config (read by ``modules.preprocessing.preprocessing_fn``)."""
+        return {preprocessing.MIN_ITEM_COUNT: self.min_item_count, preprocessing.MAX_ITEMS: self.max_items,
+                preprocessing.CATEGORICAL_FEATURES: list(self.schema_spec().categorical_features())}
 
     def publish_options(self) -> PublishOptions:
         """``publish`` with this run's serving folder and dataset name filled in (what the pusher gets)."""

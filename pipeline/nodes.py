@@ -4,14 +4,15 @@
 class Nodes:
     """Node ids of the pipeline (MLMD contexts, artifact folders, the run summary and the benchmarks)."""
 
-    EXAMPLE_GEN = "MovieLensExampleGen"
+    EXAMPLE_GEN = "EventExampleGen"
     STATISTICS_GEN = "StatisticsGen"
     SCHEMA_GEN = "ImportSchemaGen"
     EXAMPLE_VALIDATOR = "ExampleValidator"
     WINDOWING = "HistoryWindowing"
+    TRANSFORM = "Transform"
     LATEST_BLESSED_MODEL = "latest_blessed_model_resolver"
     TRAINER = "Trainer"
     EVALUATOR = "Evaluator"
     TEST_EVALUATOR = "test_evaluator"
     PUSHER = "TFLitePusher"
-    DATA_STAGES = (EXAMPLE_GEN, STATISTICS_GEN, SCHEMA_GEN, EXAMPLE_VALIDATOR, WINDOWING)
+    DATA_STAGES = (EXAMPLE_GEN, STATISTICS_GEN, SCHEMA_GEN, EXAMPLE_VALIDATOR, WINDOWING, TRANSFORM)

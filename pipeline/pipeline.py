@@ -1,10 +1,11 @@
 """The ondevice-rec TFX pipeline.
 
-MovieLensExampleGen -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen's curated schema)
-                    -> HistoryWindowing (stops on anomalies) -> Trainer
-                           -> Evaluator (eval split: blessing vs latest blessed)
-                           -> Evaluator (test split: reported)
-                           -> TFLitePusher (blessed models only)
+EventExampleGen -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen's curated schema, from the event spec)
+                -> HistoryWindowing (stops on anomalies; string keys) -> Transform (tf.Transform vocabularies from
+                   the train split; keys -> indices) -> Trainer (transform_graph: vocabulary, item features)
+                       -> Evaluator (eval split: blessing vs latest blessed)
+                       -> Evaluator (test split: reported)
+                       -> TFLitePusher (blessed models only)
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from typing import List
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from ondevice_rec.components.event_example_gen.component import EventExampleGen
+from ondevice_rec.components.event_example_gen.schema import schema_file_for
 from ondevice_rec.components.history_windowing.component import HistoryWindowing
-from ondevice_rec.components.movielens_example_gen.component import MovieLensExampleGen
 from ondevice_rec.components.tflite_pusher.component import TFLitePusher
 from ondevice_rec.modules import features
 from ondevice_rec.pipeline.config import PipelineConfig
 from ondevice_rec.pipeline.nodes import Nodes
 
 TRAINER_RUN_FN = "ondevice_rec.modules.trainer.run_fn"
+PREPROCESSING_FN = "ondevice_rec.modules.preprocessing.preprocessing_fn"
 METRICS_MODULE = "ondevice_rec.modules.ranking_metrics"
 
 
@@ -46,27 +49,34 @@ def eval_config(config: PipelineConfig, with_thresholds: bool) -> tfma.EvalConfi
                 direction=tfma.MetricDirection.HIGHER_IS_BETTER,
                 absolute={"value": -max(config.max_recall_regression, 1e-9)})))
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name=features.SERVING_SIGNATURE, label_key=features.LABEL_MOVIE_ID,
+        model_specs=[tfma.ModelSpec(signature_name=features.SERVING_SIGNATURE, label_key=features.LABEL_INDEX,
                                     prediction_key=features.SCORES)],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
 
 
 def data_components(config: PipelineConfig, input_base=None):
-    """The data stages, in order: ExampleGen, StatisticsGen, ImportSchemaGen (the curated schema),
-    ExampleValidator and HistoryWindowing, which refuses anomalous events."""
-    example_gen = MovieLensExampleGen(input_base=input_base or config.data_dir, split_pattern=config.input_pattern,
-                                      max_bad_fraction=config.max_bad_fraction).with_id(Nodes.EXAMPLE_GEN)
+    """The data stages, in order: ExampleGen, StatisticsGen, ImportSchemaGen (the curated schema of the event
+    spec), ExampleValidator, HistoryWindowing (which refuses anomalous events) and Transform."""
+    example_gen = EventExampleGen(input_base=input_base or config.data_dir, split_pattern=config.input_pattern,
+                                  spec=config.events, max_bad_fraction=config.max_bad_fraction).with_id(
+        Nodes.EXAMPLE_GEN)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
         Nodes.STATISTICS_GEN)
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file).with_id(Nodes.SCHEMA_GEN)
+    schema_file = config.schema_file or schema_file_for(config.events, config.pipeline_root)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file).with_id(Nodes.SCHEMA_GEN)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]).with_id(
         Nodes.EXAMPLE_VALIDATOR)
 
     windowing = HistoryWindowing(events=example_gen.outputs["examples"], options=config.windowing,
                                  anomalies=example_validator.outputs["anomalies"]).with_id(Nodes.WINDOWING)
-    return example_gen, statistics_gen, schema_gen, example_validator, windowing
+    transform = tfx.components.Transform(
+        examples=windowing.outputs["examples"], schema=windowing.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN, custom_config=config.transform_settings(),
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(features.SPLITS)),
+        disable_statistics=True).with_id(Nodes.TRANSFORM)
+    return example_gen, statistics_gen, schema_gen, example_validator, windowing, transform
 
 
 def create_pipeline(config: PipelineConfig, with_local_metadata: bool = True, input_base=None) -> tfx.dsl.Pipeline:
@@ -75,7 +85,9 @@ def create_pipeline(config: PipelineConfig, with_local_metadata: bool = True, in
     ``with_local_metadata``: the SQLite MLMD store under the output folder (local runners); Kubeflow brings its
     own metadata store. ``input_base``: a runtime parameter standing for ``config.data_dir`` (Kubeflow).
     """
-    example_gen, statistics_gen, schema_gen, example_validator, windowing = data_components(config, input_base)
+    example_gen, statistics_gen, schema_gen, example_validator, windowing, transform = data_components(
+        config, input_base)
+    examples = transform.outputs["transformed_examples"]
 
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -85,18 +97,19 @@ def create_pipeline(config: PipelineConfig, with_local_metadata: bool = True, in
 
     trainer = tfx.components.Trainer(
         run_fn=TRAINER_RUN_FN,
-        examples=windowing.outputs["examples"],
+        examples=examples,
+        transform_graph=transform.outputs["transform_graph"],
         base_model=latest_blessed_model.outputs["model"] if config.warm_start else None,
         custom_config=dataclasses.asdict(config.model)).with_id(Nodes.TRAINER)
 
     evaluator = tfx.components.Evaluator(
-        examples=windowing.outputs["examples"],
+        examples=examples,
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"],
         eval_config=eval_config(config, with_thresholds=True),
         example_splits=["eval"]).with_id(Nodes.EVALUATOR)
     test_evaluator = tfx.components.Evaluator(
-        examples=windowing.outputs["examples"],
+        examples=examples,
         model=trainer.outputs["model"],
         eval_config=eval_config(config, with_thresholds=False),
         example_splits=["test"]).with_id(Nodes.TEST_EVALUATOR)
@@ -105,13 +118,14 @@ def create_pipeline(config: PipelineConfig, with_local_metadata: bool = True, in
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         test_evaluation=test_evaluator.outputs["evaluation"],
-        examples=windowing.outputs["examples"],
+        examples=examples,
         options=config.publish_options()).with_id(Nodes.PUSHER)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, windowing, latest_blessed_model,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, windowing, transform,
+                    latest_blessed_model,
                     trainer, evaluator, test_evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(

@@ -39,7 +39,7 @@ def _statistics(lineage: mlmd.Store, events_artifact) -> Dict[str, object]:
             if feature.HasField("num_stats") and name in ("rating", "timestamp", "year"):
                 stats = feature.num_stats
                 numeric[name] = {"min": stats.min, "max": stats.max, "mean": stats.mean}
-        return {"rating_events": dataset.num_examples, "numeric": numeric}
+        return {"events": dataset.num_examples, "numeric": numeric}
     return {}
 
 
@@ -70,7 +70,9 @@ def collect(output_dir: str, quality_json: Optional[str] = None, latency_json: O
             report["blessing"]["uri"] = blessing.uri
         model = inputs.get("model")
         report["model_uri"] = model.uri if model is not None else None
-        windowed = inputs.get("examples")
+        transformed = inputs.get("examples")  # Transform's output; its input is HistoryWindowing's
+        transform = lineage.producer(transformed) if transformed is not None else None
+        windowed = lineage.inputs(transform.id).get("examples") if transform is not None else None
         if windowed is not None:
             report["windowing"] = mlmd.artifact_properties(windowed)
             windowing = lineage.producer(windowed)
@@ -157,9 +159,9 @@ def render(report: dict) -> str:
     blessing = report.get("blessing", {})
     data_rows = [["dataset", meta.get("dataset", "?")], ["data span", data.get("span", "?")],
                  ["input fingerprint", data.get("input_fingerprint", "?")],
-                 ["rating events", statistics.get("rating_events", "?")], ["users", windowing.get("users", "?")],
+                 ["events", statistics.get("events", "?")], ["users", windowing.get("users", "?")],
                  ["users skipped (too short)", windowing.get("users_skipped", "?")],
-                 ["movies in training", meta.get("num_recommendable_movies", "?")],
+                 ["items in the vocabulary", meta.get("num_recommendable_items", "?")],
                  ["split", windowing.get("split_mode", "?")],
                  ["examples train / eval / test", " / ".join(str(windowing.get(f"{s}_examples", "?"))
                                                             for s in ("train", "eval", "test"))]]

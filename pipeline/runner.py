@@ -9,6 +9,7 @@ import time
 from typing import Dict, List
 
 from ondevice_rec.components.tflite_pusher import publish
+from ondevice_rec.modules import features
 from ondevice_rec.modules.features import INPUT_REPORT_FILE
 from ondevice_rec.pipeline import mlmd
 from ondevice_rec.pipeline.config import PipelineConfig
@@ -46,13 +47,17 @@ def make_runner(kind: str = "beam"):
 # The main output of each data stage, by MLMD artifact type.
 DATA_STAGE_OUTPUTS = {Nodes.EXAMPLE_GEN: "Examples", Nodes.STATISTICS_GEN: "ExampleStatistics",
                       Nodes.SCHEMA_GEN: "Schema", Nodes.EXAMPLE_VALIDATOR: "ExampleAnomalies",
-                      Nodes.WINDOWING: "Examples"}
+                      Nodes.WINDOWING: "Examples", Nodes.TRANSFORM: "Examples"}
+
+
+TRANSFORM_GRAPH = "transform_graph"  # run_data_stages' key of the Transform graph
 
 
 def run_data_stages(config: PipelineConfig) -> Dict[str, str]:
-    """Runs only the data stages of the pipeline (ExampleGen to HistoryWindowing, ``data_components``) on
-    BeamDagRunner, with the config's cache setting; returns ``{node id: uri of its main output}`` from MLMD.
-    The benchmarks train on exactly what the pipeline's Trainer would read."""
+    """Runs only the data stages of the pipeline (ExampleGen to Transform, ``data_components``) on
+    BeamDagRunner, with the config's cache setting; returns ``{node id: uri of its main output}`` from MLMD
+    (Transform: its transformed examples; ``TRANSFORM_GRAPH``: its transform graph). The benchmarks train on
+    exactly what the pipeline's Trainer would read."""
     from tfx import v1 as tfx
     from ondevice_rec.pipeline.pipeline import data_components
     before = set(mlmd.run_ids(config.metadata_path))
@@ -71,14 +76,17 @@ def run_data_stages(config: PipelineConfig) -> Dict[str, str]:
         if artifact is None:
             raise RuntimeError(f"the data stages of run {run_id} left no {type_name} of {node_id}")
         outputs[node_id] = artifact.uri
+    graph = store.run_artifact(run_id, "TransformGraph", Nodes.TRANSFORM)
+    outputs[TRANSFORM_GRAPH] = graph.uri
     return outputs
 
 
 def data_counts(store: mlmd.Store, run_id: str) -> Dict[str, object]:
     """What the run read and what it set aside: ExampleGen's line counts and windowing's skips."""
     counts: Dict[str, object] = {}
-    for node_id, keys in ((Nodes.EXAMPLE_GEN, ("span", "rating_lines", "bad_lines", "ratings_of_unlisted_movies")),
-                          (Nodes.WINDOWING, ("users", "users_skipped", "duplicate_ratings"))):
+    for node_id, keys in ((Nodes.EXAMPLE_GEN, ("span", "input_lines", "events", "bad_lines", "filtered_events",
+                                               "events_of_unlisted_items")),
+                          (Nodes.WINDOWING, ("users", "users_skipped", "duplicate_events", "training_events"))):
         artifact = store.run_artifact(run_id, "Examples", node_id)
         if artifact is None:
             continue
@@ -91,13 +99,13 @@ def data_counts(store: mlmd.Store, run_id: str) -> Dict[str, object]:
     return counts
 
 
-def popularity_on_test(examples_uri: str) -> Dict[str, float]:
-    """The popularity baseline on the test split of a windowed examples artifact."""
+def popularity_on_test(examples_uri: str, transform_graph_uri: str) -> Dict[str, float]:
+    """The popularity baseline on the test split of transformed examples (index order is popularity order)."""
+    import tensorflow_transform as tft
     from ondevice_rec.modules import baselines
-    from ondevice_rec.modules.vocabulary import Vocabulary
-    vocab = Vocabulary.load(examples_uri)
+    size = tft.TFTransformOutput(transform_graph_uri).vocabulary_size_by_name(features.ITEM_VOCABULARY)
     examples = baselines.read_examples(os.path.join(examples_uri, "Split-test", "*"))
-    return baselines.popularity_baseline([m.movie_id for m in vocab.movies], examples)
+    return baselines.popularity_baseline(list(range(1, size + 1)), examples)
 
 
 def summarize(config: PipelineConfig, run_id: str, wall_seconds: float = 0.0) -> RunSummary:
@@ -110,8 +118,9 @@ def summarize(config: PipelineConfig, run_id: str, wall_seconds: float = 0.0) ->
         if os.path.exists(eval_path):
             with open(eval_path) as f:
                 test_metrics = json.load(f)
-    windowed = store.run_artifact(run_id, "Examples", Nodes.WINDOWING)
-    popularity = popularity_on_test(windowed.uri) if windowed is not None else {}
+    transformed = store.run_artifact(run_id, "Examples", Nodes.TRANSFORM)
+    graph = store.run_artifact(run_id, "TransformGraph", Nodes.TRANSFORM)
+    popularity = popularity_on_test(transformed.uri, graph.uri) if transformed and graph else {}
     return RunSummary(run_id, wall_seconds, store.node_results(run_id), push, test_metrics, popularity,
                       data_counts(store, run_id))
 
@@ -131,17 +140,19 @@ def run(config: PipelineConfig, runner: str = "beam") -> RunSummary:
 
 
 def format_data_counts(counts: Dict[str, object]) -> List[str]:
-    if "rating_lines" not in counts:
+    if "input_lines" not in counts:
         return []
-    lines = [f"Input: {counts['rating_lines']:,} ratings lines (span {counts.get('span', 0)}); "
-             f"{counts.get('bad_lines', 0):,} malformed lines skipped; "
-             f"{counts.get('ratings_of_unlisted_movies', 0):,} ratings of movies missing from the movies file kept "
-             f"(no title or genres)"]
+    lines = [f"Input: {counts['input_lines']:,} lines (span {counts.get('span', 0)}): {counts.get('events', 0):,} "
+             f"events; {counts.get('bad_lines', 0):,} malformed lines skipped; "
+             f"{counts.get('filtered_events', 0):,} filtered out by the spec; "
+             f"{counts.get('events_of_unlisted_items', 0):,} events of items missing from the items file kept "
+             f"(no title or features)"]
     for sample in counts.get("bad_line_samples", [])[:3]:
         lines.append(f"  skipped {sample}")
     if "users" in counts:
-        lines.append(f"Windowing: {counts['users']:,} users; {counts.get('users_skipped', 0):,} with too few ratings "
-                     f"skipped; {counts.get('duplicate_ratings', 0):,} repeated ratings of a movie dropped")
+        lines.append(f"Windowing: {counts['users']:,} users; {counts.get('users_skipped', 0):,} with too few events "
+                     f"skipped; {counts.get('duplicate_events', 0):,} repeated events of an item dropped; "
+                     f"{counts.get('training_events', 0):,} training events")
     return lines
 
 

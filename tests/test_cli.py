@@ -44,12 +44,17 @@ def test_help_lists_every_command_and_is_fast():
 def test_recommend_prints_titles_and_skips_history(two_runs, capsys):
     config, _, _ = two_runs
     model = os.path.join(config.serving_dir, "latest")
-    assert cli.main(["recommend", "--model", model, "--history", "1,2,3", "--k", "5"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    assert cli.main(["recommend", "--model", model, "--history", "1,2,3,2,99999", "--k", "5"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
     ranked = [line for line in lines if line.strip()[:2].rstrip(".").isdigit()]
     assert len(ranked) == 5
-    ids = [int(line.split()[1]) for line in ranked]
-    assert not {1, 2, 3, 0} & set(ids)
+    ids = [line.split()[1] for line in ranked]
+    assert not {"1", "2", "3"} & set(ids)
+    # Keys the model does not know and repeats are dropped and said so, never silently fed.
+    assert "dropped 1 key(s) not in the model's vocabulary" in captured.err and "99999" in captured.err
+    assert "dropped 1 repeated key(s)" in captured.err
+    assert cli.main(["recommend", "--model", model, "--history", "no,such,keys"]) == 2
 
 
 @pytest.mark.slow
@@ -72,7 +77,7 @@ def test_hparams_override_typed_model_settings():
                                            "cnn_filters=16,32", "encoder=lstm"])
     assert (config.tie_embeddings, config.transformer_blocks, config.dropout, config.cnn_filters, config.encoder) \
         == (False, 3, 0.25, (16, 32), "lstm")
-    for bad, message in [("nope=1", "KEY one of"), ("dropout=high", "cannot read"), ("use_genres=maybe", "cannot"),
+    for bad, message in [("nope=1", "KEY one of"), ("dropout=high", "cannot read"), ("use_item_categories=maybe", "cannot"),
                          ("encoder=rnn", "unknown encoder")]:
         with pytest.raises(ValueError, match=message):
             ModelConfig().with_overrides([bad])

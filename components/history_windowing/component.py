@@ -1,4 +1,4 @@
-"""HistoryWindowing: a custom Beam component (spec + executor) after the MovieLens ExampleGen."""
+"""HistoryWindowing: a custom Beam component (spec + executor) after the event ExampleGen."""
 
 from typing import Optional
 
@@ -17,11 +17,13 @@ class HistoryWindowingSpec(types.ComponentSpec):
     INPUTS = {executor.EVENTS_KEY: ChannelParameter(type=standard_artifacts.Examples),
               # ExampleValidator's verdict on the events: any anomaly stops the run here, before training.
               executor.ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True)}
-    OUTPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
+    OUTPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+               # The windowed examples' schema (it depends on N and the item features): Transform's input schema.
+               executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema)}
 
 
 class HistoryWindowing(base_beam_component.BaseBeamComponent):
-    """Rating events -> (history -> next item) train / eval / test examples and the item vocabulary."""
+    """Events -> (history -> next item) train / eval / test examples (string keys) and their schema."""
 
     SPEC_CLASS = HistoryWindowingSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
@@ -32,4 +34,5 @@ class HistoryWindowing(base_beam_component.BaseBeamComponent):
         With ``anomalies`` (ExampleValidator's output) the component refuses to run on anomalous events."""
         super().__init__(spec=HistoryWindowingSpec(
             events=events, anomalies=anomalies, options=options.to_json(),
-            examples=types.Channel(type=standard_artifacts.Examples)))
+            examples=types.Channel(type=standard_artifacts.Examples),
+            schema=types.Channel(type=standard_artifacts.Schema)))

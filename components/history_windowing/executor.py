@@ -2,8 +2,8 @@
 
 Events are grouped per user (one worker holds one user's timeline at a time), windowed with
 ``windowing.window_timeline`` and written as gzipped TFRecords into ``Split-train``, ``Split-eval`` and
-``Split-test``. The vocabulary (movies occurring in training, with counts, titles, genres) is written as
-``vocabulary.json`` at the root of the output artifact, where the Trainer and Pusher read it.
+``Split-test``, with string item keys. The schema of those examples goes to the ``schema`` output (the
+Transform component's input schema); counts and the resolved options to ``windowing_stats.json``.
 """
 
 from __future__ import annotations
@@ -21,103 +21,110 @@ from tfx.types import artifact_utils, standard_artifact_utils
 from tfx.utils import io_utils
 
 from ondevice_rec.components.history_windowing import windowing
-from ondevice_rec.modules import features, vocabulary
+from ondevice_rec.modules import features
 
 EVENTS_KEY = "events"
 ANOMALIES_KEY = "anomalies"
 EXAMPLES_KEY = "examples"
+SCHEMA_KEY = "schema"
 OPTIONS_KEY = "options"
 STATS_FILE = features.WINDOWING_STATS_FILE
+SCHEMA_FILE = "schema.pbtxt"
 
 
-def parse_event(serialized: bytes):
-    """tf.Example bytes of one rating event -> (Event, (movie_id, metadata dict))."""
+def _first(feature, name, kind, default):
+    if name not in feature:
+        return default
+    values = getattr(feature[name], kind).value
+    return values[0] if values else default
+
+
+def parse_event(serialized: bytes) -> windowing.Event:
+    """tf.Example bytes of one event -> Event (with its item's facts for the vocabulary)."""
     feature = tf.train.Example.FromString(serialized).features.feature
-    genres = tuple(g.decode("utf-8") for g in feature[features.EVENT_GENRES].bytes_list.value) \
-        if features.EVENT_GENRES in feature else ()
-    title = feature[features.EVENT_TITLE].bytes_list.value if features.EVENT_TITLE in feature else ()
-    year = feature[features.EVENT_YEAR].int64_list.value if features.EVENT_YEAR in feature else ()
-    event = windowing.Event(
-        user_id=feature[features.EVENT_USER_ID].int64_list.value[0],
-        movie_id=feature[features.EVENT_MOVIE_ID].int64_list.value[0],
+    facts, numeric = [], []
+    title = _first(feature, features.EVENT_TITLE, "bytes_list", b"").decode("utf-8")
+    if title:
+        facts.append(f"{features.TITLE_FACT}{features.FACT_SEPARATOR}{title}")
+    for name in sorted(feature):
+        if name.startswith(features.CATEGORICAL_PREFIX):
+            short = name[len(features.CATEGORICAL_PREFIX):]
+            facts.extend(f"cat:{short}{features.FACT_SEPARATOR}{v.decode('utf-8')}"
+                         for v in feature[name].bytes_list.value)
+        elif name.startswith(features.NUMERIC_PREFIX) and feature[name].float_list.value:
+            short, value = name[len(features.NUMERIC_PREFIX):], float(feature[name].float_list.value[0])
+            facts.append(f"num:{short}{features.FACT_SEPARATOR}{value:g}")
+            numeric.append((short, value))
+    return windowing.Event(
+        user_id=feature[features.EVENT_USER_ID].bytes_list.value[0].decode("utf-8"),
+        item=feature[features.EVENT_ITEM_ID].bytes_list.value[0].decode("utf-8"),
         timestamp=feature[features.EVENT_TIMESTAMP].int64_list.value[0],
-        rating=feature[features.EVENT_RATING].float_list.value[0] if features.EVENT_RATING in feature else 0.0,
-        year=year[0] if year else 0,
-        genres=genres)
-    metadata = {"title": title[0].decode("utf-8") if title else "", "genres": list(genres), "year": event.year}
-    return event, (event.movie_id, metadata)
+        rating=_first(feature, features.EVENT_RATING, "float_list", 0.0),
+        facts=tuple(facts), numeric=tuple(numeric))
 
 
-_FLOAT_FEATURES = frozenset({features.CONTEXT_MOVIE_RATING})
+_FLOAT_FEATURES = frozenset({features.CONTEXT_RATING})
 
 
 def to_tf_example(example: dict) -> bytes:
-    """Serializes a windowed example (lists become int64 / float lists; scalars one-element lists)."""
+    """Serializes a windowed example (strings, int64, float lists; scalars become one-element lists)."""
     proto = tf.train.Example()
     feature_map = proto.features.feature
     for name, value in example.items():
         values = value if isinstance(value, list) else [value]
-        if name in _FLOAT_FEATURES:
+        if name in _FLOAT_FEATURES or name.startswith(features.VOCAB_NUMERIC_PREFIX):
             feature_map[name].float_list.value.extend(values)
-        else:
+        elif name in (features.LABEL_TIMESTAMP, features.CONTEXT_LENGTH):
             feature_map[name].int64_list.value.extend(values)
+        else:
+            feature_map[name].bytes_list.value.extend(v.encode("utf-8") for v in values)
     return proto.SerializeToString()
 
 
 class Profile(beam.CombineFn):
-    """Global facts gathered per user and merged: genre names, events per day, movie metadata, max id."""
+    """Global facts gathered per user and merged: events per day (temporal cuts), numeric feature names."""
 
     def create_accumulator(self):
-        return {"genres": set(), "days": collections.Counter(), "movies": {}, "max_movie_id": 0}
+        return {"days": collections.Counter(), "numeric": set()}
 
     def add_input(self, accumulator, timeline):
-        movies = accumulator["movies"]
-        for movie_id, timestamp, _, year, genres, title in timeline:
-            accumulator["genres"].update(genres)
-            accumulator["days"][timestamp // 86400] += 1
-            if movie_id not in movies or (title and not movies[movie_id]["title"]):
-                movies[movie_id] = {"title": title, "genres": list(genres), "year": year}
-            accumulator["max_movie_id"] = max(accumulator["max_movie_id"], movie_id)
+        for event in timeline:
+            accumulator["days"][event[1] // 86400] += 1
+            accumulator["numeric"].update(name for name, _ in event[4])
         return accumulator
 
     def merge_accumulators(self, accumulators):
         merged = self.create_accumulator()
         for a in accumulators:
-            merged["genres"] |= a["genres"]
             merged["days"].update(a["days"])
-            for movie_id, meta in a["movies"].items():
-                if movie_id not in merged["movies"] or (meta["title"] and not merged["movies"][movie_id]["title"]):
-                    merged["movies"][movie_id] = meta
-            merged["max_movie_id"] = max(merged["max_movie_id"], a["max_movie_id"])
+            merged["numeric"] |= a["numeric"]
         return merged
 
     def extract_output(self, accumulator):
-        return accumulator
+        return {"days": accumulator["days"], "numeric": sorted(accumulator["numeric"])}
 
 
 class Summary(beam.CombineFn):
-    """Per-split example counts, user counts and training movie counts, merged over users."""
+    """Per-split example counts, user counts, duplicates and training items, merged over users."""
 
     def create_accumulator(self):
-        return {"examples": collections.Counter(), "users": 0, "users_skipped": 0, "duplicate_ratings": 0,
-                "movie_counts": collections.Counter()}
+        return {"examples": collections.Counter(), "users": 0, "users_skipped": 0, "duplicate_events": 0,
+                "training_events": 0}
 
     def add_input(self, accumulator, user_summary):
         accumulator["examples"].update(user_summary["examples"])
         accumulator["users"] += 1
         accumulator["users_skipped"] += int(user_summary["skipped"])
-        accumulator["duplicate_ratings"] += user_summary["duplicates"]
-        accumulator["movie_counts"].update(user_summary["movie_counts"])
+        accumulator["duplicate_events"] += user_summary["duplicates"]
+        accumulator["training_events"] += user_summary["training_events"]
         return accumulator
 
     def merge_accumulators(self, accumulators):
         merged = self.create_accumulator()
         for a in accumulators:
             merged["examples"].update(a["examples"])
-            merged["users"] += a["users"]
-            merged["users_skipped"] += a["users_skipped"]
-            merged["duplicate_ratings"] += a["duplicate_ratings"]
-            merged["movie_counts"].update(a["movie_counts"])
+            for key in ("users", "users_skipped", "duplicate_events", "training_events"):
+                merged[key] += a[key]
         return merged
 
     def extract_output(self, accumulator):
@@ -126,31 +133,28 @@ class Summary(beam.CombineFn):
 
 class WindowUser(beam.DoFn):
     """One user's timeline -> serialized examples on the ``train`` / ``eval`` / ``test`` outputs, plus a
-    ``summary`` output (counts for the statistics and the vocabulary)."""
+    ``summary`` output (counts for the statistics)."""
 
     def process(self, keyed_timeline, options: windowing.WindowingOptions, profile):
         user_id, timeline = keyed_timeline
-        events = [windowing.Event(user_id, movie_id, timestamp, rating, year, genres)
-                  for movie_id, timestamp, rating, year, genres, _ in timeline]
-        index = windowing.genre_index(profile["genres"])
+        events = [windowing.Event(user_id, item, timestamp, rating, facts, numeric)
+                  for item, timestamp, rating, facts, numeric in timeline]
         counts = collections.Counter()
-        for split, example in windowing.window_timeline(events, options, index):
+        for split, example in windowing.window_timeline(events, options, profile["numeric"]):
             counts[split] += 1
             serialized = to_tf_example(example)
             yield serialized if split == "train" else beam.pvalue.TaggedOutput(split, serialized)
-        kept = len(windowing.sort_timeline(events, options.min_rating))
-        duplicates = sum(e.rating >= options.min_rating for e in events) - kept
+        kept = windowing.sort_timeline(events, options.min_rating)
+        duplicates = sum(e.rating >= options.min_rating for e in events) - len(kept)
         yield beam.pvalue.TaggedOutput("summary", {
-            "examples": counts, "skipped": kept < options.min_timeline_length, "duplicates": duplicates,
-            "movie_counts": collections.Counter(e.movie_id for e in windowing.training_events(events, options))})
+            "examples": counts, "skipped": len(kept) < options.min_timeline_length, "duplicates": duplicates,
+            "training_events": len(windowing.training_positions(kept, options)) if counts["train"] else 0})
 
 
 def _write_outputs(summary, profile, options: windowing.WindowingOptions, output_dir: str) -> None:
-    vocab = vocabulary.build(dict(summary["movie_counts"]), profile["max_movie_id"], profile["movies"])
-    vocab.genres = sorted(profile["genres"])  # genre id i + 1 in context_movie_genre is genres[i]
-    vocab.save(output_dir)
     stats = {"examples": {s: summary["examples"].get(s, 0) for s in features.SPLITS}, "users": summary["users"],
-             "users_skipped": summary["users_skipped"], "duplicate_ratings": summary["duplicate_ratings"],
+             "users_skipped": summary["users_skipped"], "duplicate_events": summary["duplicate_events"],
+             "training_events": summary["training_events"], "numeric_features": profile["numeric"],
              "options": dataclasses.asdict(options)}
     with tf.io.gfile.GFile(os.path.join(output_dir, STATS_FILE), "w") as f:
         json.dump(stats, f)
@@ -168,11 +172,10 @@ def resolve_options(profile, options: windowing.WindowingOptions) -> windowing.W
 
 @beam.ptransform_fn
 def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str):  # pylint: disable=invalid-name
-    """Serialized event tf.Examples -> examples per split and vocabulary files under ``output_dir``.
+    """Serialized event tf.Examples -> examples per split and ``windowing_stats.json`` under ``output_dir``.
 
-    Each event is parsed once and grouped by user; everything global (genre names, temporal cuts, movie
-    metadata, counts) is computed per user and merged, so a worker holds one user's timeline at a time and
-    per-event work stays minimal.
+    Each event is parsed once and grouped by user; everything global (temporal cuts, feature names, counts)
+    is computed per user and merged, so a worker holds one user's timeline at a time.
     """
     timelines = (events
                  | "ParseAndKey" >> beam.Map(lambda record: _keyed(parse_event(record)))
@@ -187,19 +190,23 @@ def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str): 
             os.path.join(output_dir, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz")
     _ = (windowed["summary"]
          | "Summarize" >> beam.CombineGlobally(Summary())
-         | "WriteVocabularyAndStats" >> beam.Map(_write_outputs, beam.pvalue.AsSingleton(profile),
-                                                 beam.pvalue.AsSingleton(resolved), output_dir))
+         | "WriteStats" >> beam.Map(_write_outputs, beam.pvalue.AsSingleton(profile),
+                                    beam.pvalue.AsSingleton(resolved), output_dir))
 
 
-def _keyed(parsed):
+def _keyed(event: windowing.Event):
     """(user_id, plain tuple): primitives take Beam's fast coder across the GroupByKey (no pickling)."""
-    event, (_, metadata) = parsed
-    return event.user_id, (event.movie_id, event.timestamp, event.rating, event.year, event.genres,
-                           metadata["title"])
+    return event.user_id, (event.item, event.timestamp, event.rating, event.facts, event.numeric)
+
+
+def windowed_schema(history_length: int, numeric_features):
+    """The schema (``schema_pb2.Schema``) of the windowed examples."""
+    from tensorflow_transform.tf_metadata import schema_utils
+    return schema_utils.schema_from_feature_spec(features.windowed_feature_spec(history_length, numeric_features))
 
 
 class DataAnomaliesError(ValueError):
-    """ExampleValidator found anomalies in the rating events; the message lists them."""
+    """ExampleValidator found anomalies in the events; the message lists them."""
 
 
 def check_anomalies(anomalies_artifact) -> None:
@@ -217,13 +224,13 @@ def check_anomalies(anomalies_artifact) -> None:
             info = anomalies.dataset_anomaly_info
             problems.append(f"dataset: {info.short_description} ({info.description})")
     if problems:
-        raise DataAnomaliesError("ExampleValidator found anomalies in the rating events, so the run stops before "
-                                 "training; fix the data or the schema (pipeline/rating_events.schema.pbtxt):\n  "
+        raise DataAnomaliesError("ExampleValidator found anomalies in the events, so the run stops before "
+                                 "training; fix the data or the event spec (the curated schema follows it):\n  "
                                  + "\n  ".join(problems))
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-    """Windows MovieLens events into leave-last-out train / eval / test examples."""
+    """Windows events into train / eval / test examples and writes their schema."""
 
     def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
            exec_properties: Dict[str, Any]) -> None:
@@ -248,7 +255,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             output.set_int_custom_property(f"{split_name}_examples", int(stats["examples"].get(split_name, 0)))
         output.set_int_custom_property("users", int(stats["users"]))
         output.set_int_custom_property("users_skipped", int(stats["users_skipped"]))
-        output.set_int_custom_property("duplicate_ratings", int(stats["duplicate_ratings"]))
+        output.set_int_custom_property("duplicate_events", int(stats["duplicate_events"]))
+        output.set_int_custom_property("training_events", int(stats["training_events"]))
+        schema = artifact_utils.get_single_instance(output_dict[SCHEMA_KEY])
+        io_utils.write_pbtxt_file(os.path.join(schema.uri, SCHEMA_FILE),
+                                  windowed_schema(options.history_length, stats["numeric_features"]))
         output.set_int_custom_property("history_length", options.history_length)
         output.set_string_custom_property("split_mode", options.split)
         resolved = stats["options"]
@@ -257,4 +268,4 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             output.set_int_custom_property("test_start", int(resolved["test_start"]))
         if not stats["examples"].get("train"):
             raise ValueError(f"windowing produced no training examples from {pattern}: every user has fewer "
-                             f"than {options.min_timeline_length} ratings")
+                             f"than {options.min_timeline_length} events")

@@ -1,10 +1,11 @@
-"""Turns one user's rating events into (history -> next movie) examples, split without leaking the future.
+"""Turns one user's events into (history -> next item) examples, split without leaking the future.
 
-Ordering: a user's events are sorted by timestamp. Equal timestamps (MovieLens records seconds, and 44 % of
-ML-100K users' last two ratings share one) are ordered by ``tie_break(user_id, movie_id)``, a fixed hash: the
-order is deterministic whatever order the files had, yet unrelated to the movie id. Ordering ties by movie id
-made every same-second burst ascend in id, and as MovieLens ids grow with the date a movie was added, the
-held-out last rating became systematically the newest, rarest movie of its burst.
+Ordering: a user's events are sorted by timestamp (a log without timestamps gets its input order as the
+timestamp, see ``data/events.py``). Equal timestamps (MovieLens records seconds, and 44 % of ML-100K users'
+last two ratings share one) are ordered by ``tie_break(user, item)``, a fixed hash of the keys: the order is
+deterministic whatever order the files had, yet unrelated to the item id. Ordering ties by movie id made every
+same-second burst ascend in id, and as MovieLens ids grow with the date a movie was added, the held-out last
+rating became systematically the newest, rarest movie of its burst.
 
 Splits (``WindowingOptions.split``):
 
@@ -16,14 +17,18 @@ Splits (``WindowingOptions.split``):
 Either way a train label is never later than its user's eval or test targets and training never sees those
 targets. Eval and test examples use all earlier events as context, as a deployed model would.
 
-Padding: context lists are right-padded with 0 (``PADDING_ID``; genre id 0; rating 0.0; year 0) after the
-``context_length`` real entries, which are ordered most recent first. ``context_movie_genre`` holds
-``genres_per_movie`` genre ids per context position (row-major ``[N, G]`` flattened), 0-padded.
+Padding: context lists are right-padded (``PADDING_KEY``; rating 0.0) after the ``context_length`` real
+entries, which are ordered most recent first.
+
+Vocabulary accounting: every training event (``training_events``) is listed in ``vocab_items`` of exactly one
+train example (the first whose window holds it), with its item's facts in ``item_facts``, so that
+tf.Transform, analysing the train split only, counts each training event once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ondevice_rec.modules import features
@@ -36,12 +41,13 @@ SPLIT_MODES = (LEAVE_LAST_OUT, TEMPORAL)
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-    user_id: int
-    movie_id: int
+    user_id: str
+    item: str
     timestamp: int
     rating: float = 0.0
-    year: int = 0
-    genres: Tuple[str, ...] = ()
+    # The item's facts for the vocabulary ("kind\tvalue": title, cat:NAME, num:NAME) and numeric values.
+    facts: Tuple[str, ...] = ()
+    numeric: Tuple[Tuple[str, float], ...] = ()
 
 
 def minimum_timeline_length(split: str) -> int:
@@ -71,7 +77,6 @@ class WindowingOptions(JsonFields):
     # pipeline sets the model's ModelConfig.default_train_stride() (N/2 with a loss at every position).
     stride: Optional[int] = setting(None, "use every k-th train position (default: N/2 with loss_positions=all, "
                                           "else 1)")
-    genres_per_movie: int = 3
     # Temporal split: first timestamps of the eval and test periods; None: derived from the fractions below
     # (day-aligned cuts, ``temporal_cuts``).
     eval_start: Optional[int] = None
@@ -91,8 +96,8 @@ class WindowingOptions(JsonFields):
             object.__setattr__(self, "stride", 1)
         if self.min_timeline_length < minimum:
             raise ValueError(f"min_timeline_length must be at least {minimum} for the {self.split} split")
-        if self.stride < 1 or self.max_examples_per_user < 0 or self.genres_per_movie < 1:
-            raise ValueError("stride and genres_per_movie must be >= 1, max_examples_per_user >= 0")
+        if self.stride < 1 or self.max_examples_per_user < 0:
+            raise ValueError("stride must be >= 1, max_examples_per_user >= 0")
         if not 0 < self.test_fraction < 1 or not 0 < self.eval_fraction < 1 \
                 or self.eval_fraction + self.test_fraction >= 1:
             raise ValueError("temporal fractions must be in (0, 1) and sum to less than 1")
@@ -101,68 +106,53 @@ class WindowingOptions(JsonFields):
             raise ValueError("eval_start must not be later than test_start")
 
 
-_MASK32 = 0xFFFFFFFF
-
-
-def tie_break(user_id, movie_id):
-    """Order of events within one second: a 32-bit hash of (user, movie) (MurmurHash3's finaliser).
-
-    Works on Python ints and, elementwise, on numpy integer arrays (the vectorised benchmark windowing), with
-    identical results."""
-    h = ((user_id & _MASK32) * 0x9E3779B1 + (movie_id & _MASK32)) & _MASK32
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & _MASK32
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & _MASK32
-    return h ^ (h >> 16)
+def tie_break(user_id: str, item: str) -> int:
+    """Order of events within one second: a 32-bit BLAKE2b hash of the two keys. (CRC-32, being linear, gave
+    two users of a 20-item burst the same order in 50.)"""
+    return int.from_bytes(hashlib.blake2b(f"{user_id}\x1f{item}".encode("utf-8"), digest_size=4).digest(), "big")
 
 
 def sort_timeline(events: Iterable[Event], min_rating: float = 0.0) -> List[Event]:
-    """The user's events by timestamp (ties by ``tie_break``), below ``min_rating`` dropped; a movie rated again
-    (a duplicate row or a re-rating) keeps only its first rating, so a history never contains its own target."""
+    """The user's events by timestamp (ties by ``tie_break``), below ``min_rating`` dropped; an item seen again
+    (a duplicate row, a re-rating, a second purchase) keeps only its first event, so a history never contains
+    its own target."""
     seen, timeline = set(), []
     for event in sorted((e for e in events if e.rating >= min_rating),
-                        key=lambda e: (e.timestamp, tie_break(e.user_id, e.movie_id))):
-        if event.movie_id not in seen:
-            seen.add(event.movie_id)
+                        key=lambda e: (e.timestamp, tie_break(e.user_id, e.item))):
+        if event.item not in seen:
+            seen.add(event.item)
             timeline.append(event)
     return timeline
-
-
-def _pad(values: Sequence, length: int, pad) -> list:
-    values = list(values)[:length]
-    return values + [pad] * (length - len(values))
 
 
 class _Columns:
     """A sorted timeline as per-field lists, so each example is a few slices (no per-item work)."""
 
-    def __init__(self, timeline: Sequence[Event], options: WindowingOptions, genre_index: Mapping[str, int]):
-        g = options.genres_per_movie
-        self.movie_ids = [e.movie_id for e in timeline]
+    def __init__(self, timeline: Sequence[Event], options: WindowingOptions):
+        self.items = [e.item for e in timeline]
         self.ratings = [float(e.rating) for e in timeline]
-        self.years = [e.year for e in timeline]
-        self.genres = [_pad([genre_index.get(x, 0) for x in e.genres], g, 0) for e in timeline]
-        self.timeline, self.n, self.g = timeline, options.history_length, g
+        self.timeline, self.n = timeline, options.history_length
 
-    def example(self, position: int, with_seen: bool) -> dict:
+    def example(self, position: int, with_seen: bool, owned: Sequence[int] = (),
+                numeric_features: Sequence[str] = ()) -> dict:
         n, start = self.n, max(0, position - self.n)
         missing = n - (position - start)
-        ids = self.movie_ids[start:position][::-1]
-        genres = [genre for row in self.genres[start:position][::-1] for genre in row]
         target = self.timeline[position]
         example = {
             features.USER_ID: target.user_id,
-            features.CONTEXT_MOVIE_ID: ids + [features.PADDING_ID] * missing,
-            features.CONTEXT_MOVIE_GENRE: genres + [0] * (missing * self.g),
-            features.CONTEXT_MOVIE_RATING: self.ratings[start:position][::-1] + [0.0] * missing,
-            features.CONTEXT_MOVIE_YEAR: self.years[start:position][::-1] + [0] * missing,
+            features.CONTEXT_ITEM: self.items[start:position][::-1] + [features.PADDING_KEY] * missing,
+            features.CONTEXT_RATING: self.ratings[start:position][::-1] + [0.0] * missing,
             features.CONTEXT_LENGTH: position - start,
-            features.LABEL_MOVIE_ID: target.movie_id,
+            features.LABEL_ITEM: target.item,
             features.LABEL_TIMESTAMP: target.timestamp,
+            features.SEEN_ITEMS: self.items[:position] if with_seen else [],
+            features.VOCAB_ITEMS: [self.items[p] for p in owned],
+            features.ITEM_FACTS: [f"{self.items[p]}{features.FACT_SEPARATOR}{fact}"
+                                  for p in owned for fact in self.timeline[p].facts],
         }
-        if with_seen:
-            example[features.SEEN_MOVIE_IDS] = self.movie_ids[:position]
+        for name in numeric_features:
+            example[features.VOCAB_NUMERIC_PREFIX + name] = [
+                value for p in owned for feature, value in self.timeline[p].numeric if feature == name]
         return example
 
 
@@ -188,30 +178,49 @@ def assign_splits(timeline: Sequence[Event], options: WindowingOptions) -> List[
     return [(p, s) for p, s in labelled if s != "train" or p in kept_set]
 
 
-def window_timeline(events: Iterable[Event], options: WindowingOptions,
-                    genre_index: Optional[Mapping[str, int]] = None) -> Iterator[Tuple[str, dict]]:
+def window_timeline(events: Iterable[Event], options: WindowingOptions, numeric_features: Sequence[str] = ()
+                    ) -> Iterator[Tuple[str, dict]]:
     """Yields ``(split, example)`` for one user's events (any order)."""
     timeline = sort_timeline(events, options.min_rating)
     positions = assign_splits(timeline, options)
-    if positions:
-        columns = _Columns(timeline, options, genre_index or {})
-        for position, split in positions:
-            yield split, columns.example(position, split != "train")
+    if not positions:
+        return
+    columns = _Columns(timeline, options)
+    owners = vocabulary_owners(positions, len(training_positions(timeline, options)), options.history_length)
+    for position, split in positions:
+        yield split, columns.example(position, split != "train", owners.get(position, ()), numeric_features)
+
+
+def training_positions(timeline: Sequence[Event], options: WindowingOptions) -> List[int]:
+    """Positions of the events a vocabulary may count: those before every eval / test target of the user."""
+    if len(timeline) < options.min_timeline_length:
+        return []
+    if options.split == LEAVE_LAST_OUT:
+        return list(range(len(timeline) - 2))
+    return [p for p, e in enumerate(timeline) if e.timestamp < options.eval_start]
+
+
+def vocabulary_owners(positions: Sequence[Tuple[int, str]], training_count: int, history_length: int
+                      ) -> dict:
+    """``{train target position: [training event positions]}``: each of the first ``training_count`` events
+    goes to the first train example whose window (context and target) holds it; any left over (a stride or a
+    cap skipped their windows) to the last train example. No train example: nothing is counted."""
+    train = [p for p, s in positions if s == "train"]
+    owners, next_free = {}, 0
+    for p in train:
+        end = min(p + 1, training_count)
+        if end > next_free:
+            owners[p] = list(range(max(next_free, 0), end))
+            next_free = end
+    if train and next_free < training_count:
+        owners.setdefault(train[-1], []).extend(range(next_free, training_count))
+    return owners
 
 
 def training_events(events: Iterable[Event], options: WindowingOptions) -> List[Event]:
     """The events a vocabulary may count: those before every eval / test target of the user."""
     timeline = sort_timeline(events, options.min_rating)
-    if len(timeline) < options.min_timeline_length:
-        return []
-    if options.split == LEAVE_LAST_OUT:
-        return timeline[:-2]
-    return [e for e in timeline if e.timestamp < options.eval_start]
-
-
-def genre_index(genre_names: Iterable[str]) -> dict:
-    """Genre name -> id, 1-based in sorted order (0 is padding)."""
-    return {name: i for i, name in enumerate(sorted(set(genre_names)), start=1)}
+    return [timeline[p] for p in training_positions(timeline, options)]
 
 
 def temporal_cuts(day_counts: Mapping[int, int], eval_fraction: float, test_fraction: float

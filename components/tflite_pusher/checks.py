@@ -24,14 +24,14 @@ def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
 
 def _feed(lite: TFLiteRecommender, history) -> Dict[str, np.ndarray]:
     if not isinstance(history, dict):
-        history = {features.CONTEXT_MOVIE_ID: history}
-    return lite.inputs(history[features.CONTEXT_MOVIE_ID], history.get(features.CONTEXT_MOVIE_RATING))
+        history = {features.CONTEXT_INDEX: history}
+    return lite.inputs(history[features.CONTEXT_INDEX], history.get(features.CONTEXT_RATING))
 
 
 def check_parity(tflite_model: bytes, saved_model_dir: str, histories: List[dict], signature: str,
                  min_overlap: float = MIN_TOP10_OVERLAP, k: int = 10) -> Dict[str, float]:
-    """Mean top-k overlap between TFLite and SavedModel on ``histories`` (dicts with ``context_movie_id`` and
-    optionally ``context_movie_rating``, or plain id lists); raises ParityError below the bar."""
+    """Mean top-k overlap between TFLite and SavedModel on ``histories`` (dicts with ``context_index`` and
+    optionally ``context_rating``, or plain index lists); raises ParityError below the bar."""
     import tensorflow as tf
     if not histories:
         raise ParityError("no held-out histories to check parity on")
@@ -53,7 +53,7 @@ def check_parity(tflite_model: bytes, saved_model_dir: str, histories: List[dict
 
 def tflite_recall(tflite_model: bytes, signature: str, histories: List[dict], labels: List[int],
                   k: int = 10) -> float:
-    """recall@k of a TFLite model's top ids on held-out (history, next movie) pairs."""
+    """recall@k of a TFLite model's top indices on held-out (history, next item index) pairs."""
     lite = TFLiteRecommender(tflite_model, signature)
     hits = [int(label in lite.runner(**_feed(lite, h))[features.TOP_IDS][:k].tolist()) for h, label in zip(histories, labels)]
     return float(np.mean(hits)) if hits else 0.0

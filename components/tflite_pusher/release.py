@@ -47,16 +47,16 @@ def eval_report(metrics: Dict[str, float]) -> Dict[str, float]:
 
 
 def sample_histories(examples_uri: str, split: str, count: int, seed: int = 0) -> List[dict]:
-    """Up to ``count`` contexts (ids and ratings, plus the ``label_movie_id``) from ``split`` of the windowed
-    examples (deterministic)."""
+    """Up to ``count`` contexts (indices and ratings, plus the ``label_index``) from ``split`` of the
+    transformed examples (deterministic)."""
     import tensorflow as tf
     files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     histories = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
         feature = tf.train.Example.FromString(record.numpy()).features.feature
-        histories.append({features.CONTEXT_MOVIE_ID: list(feature[features.CONTEXT_MOVIE_ID].int64_list.value),
-                          features.CONTEXT_MOVIE_RATING: list(feature[features.CONTEXT_MOVIE_RATING].float_list.value),
-                          features.LABEL_MOVIE_ID: int(feature[features.LABEL_MOVIE_ID].int64_list.value[0])})
+        histories.append({features.CONTEXT_INDEX: list(feature[features.CONTEXT_INDEX].int64_list.value),
+                          features.CONTEXT_RATING: list(feature[features.CONTEXT_RATING].float_list.value),
+                          features.LABEL_INDEX: int(feature[features.LABEL_INDEX].int64_list.value[0])})
     random.Random(seed).shuffle(histories)
     return histories[:count]
 
@@ -114,8 +114,8 @@ def _build_files(model_uri: str, options: PublishOptions, histories: List[dict],
     vocab = Vocabulary.load(os.path.join(saved_model_dir, features.ASSETS_EXTRA))
     mode = quantization.get(options.quantization)
     signature = features.RECOMMEND_SIGNATURE
-    inputs = [{k: v for k, v in h.items() if k != features.LABEL_MOVIE_ID} for h in histories]
-    labels = [h[features.LABEL_MOVIE_ID] for h in histories]
+    inputs = [{k: v for k, v in h.items() if k != features.LABEL_INDEX} for h in histories]
+    labels = [h[features.LABEL_INDEX] for h in histories]
     if mode.name != quantization.FLOAT and not histories:
         raise checks.ParityError("a quantized model needs held-out histories to be checked against float")
 
@@ -123,7 +123,7 @@ def _build_files(model_uri: str, options: PublishOptions, histories: List[dict],
     tflite_model = float_model
     if mode.name != quantization.FLOAT:
         lite = TFLiteRecommender(float_model, signature)
-        calibration = [lite.inputs(h[features.CONTEXT_MOVIE_ID], h.get(features.CONTEXT_MOVIE_RATING))
+        calibration = [lite.inputs(h[features.CONTEXT_INDEX], h.get(features.CONTEXT_RATING))
                        for h in inputs[:CALIBRATION_HISTORIES]]
         tflite_model = conversion.convert_to_tflite(saved_model_dir, signature, mode.name, calibration)
     parity: Dict[str, float] = {}

@@ -7,7 +7,7 @@ const CATALOGUE_SIZE = 60;   // search results listed
 const LIKED_RATING = 4.0;    // models trained with ratings see each pick as liked (as `ondevice-rec recommend`)
 
 const $ = (id) => document.getElementById(id);
-const history = [];          // movie ids, oldest first
+const history = [];          // vocabulary indices (what the model reads), oldest first
 
 function fail(message) {
   $("status").textContent = `Error: ${message}`;
@@ -18,10 +18,13 @@ window.addEventListener("unhandledrejection", (e) => fail(String(e.reason)));
 
 const metadata = await (await fetch("/model/metadata.json")).json();
 const vocabulary = await (await fetch("/model/vocabulary.json")).json();
-const movies = vocabulary.movies;  // by training popularity
-const titles = new Map(movies.map((m) => [m.movie_id, m.title || `movie ${m.movie_id}`]));
-const idInput = metadata.inputs.find((i) => i.name === "context_movie_id");
-const ratingInput = metadata.inputs.find((i) => i.name === "context_movie_rating");
+// The model speaks vocabulary indices; vocabulary.json maps each index to the item's key and title. A page
+// that starts from keys (an app's own history) maps them through `indexOf` and drops the unknown ones.
+const items = vocabulary.items;  // by training popularity, items[i].index === i + 1
+const titles = new Map(items.map((m) => [m.index, m.title || `item ${m.key}`]));
+const keyOf = new Map(items.map((m) => [m.index, m.key]));
+const idInput = metadata.inputs.find((i) => i.name === "context_index");
+const ratingInput = metadata.inputs.find((i) => i.name === "context_rating");
 const N = idInput.shape[0];
 
 await loadLiteRt("/vendor/litert/wasm/");
@@ -57,15 +60,15 @@ function renderCatalogue() {
   const picked = new Set(history);
   const list = $("catalogue");
   list.replaceChildren();
-  for (const m of movies) {
+  for (const m of items) {
     if (list.children.length >= CATALOGUE_SIZE) break;
-    const title = titles.get(m.movie_id);
-    if (picked.has(m.movie_id) || (query && !title.toLowerCase().includes(query))) continue;
+    const title = titles.get(m.index);
+    if (picked.has(m.index) || (query && !title.toLowerCase().includes(query))) continue;
     const button = document.createElement("button");
     button.type = "button";
-    button.dataset.id = m.movie_id;
+    button.dataset.id = m.key;
     button.textContent = title;
-    button.addEventListener("click", () => pick(m.movie_id));
+    button.addEventListener("click", () => pick(m.index));
     const item = document.createElement("li");
     item.append(button);
     list.append(item);
@@ -77,10 +80,10 @@ async function refresh() {
   const list = $("recommendations");
   list.replaceChildren(...ranked.map(([id, score]) => {
     const item = document.createElement("li");
-    item.dataset.id = id;
+    item.dataset.id = keyOf.get(id);
     item.dataset.score = score;
     item.innerHTML = `<span class="title"></span> <span class="score">${score.toFixed(3)}</span>`;
-    item.querySelector(".title").textContent = titles.get(id) || `movie ${id}`;
+    item.querySelector(".title").textContent = titles.get(id) || `item ${id}`;
     return item;
   }));
   list.dataset.updates = String(Number(list.dataset.updates) + 1);
@@ -88,8 +91,8 @@ async function refresh() {
   $("timing").dataset.ms = elapsed;
   $("history").replaceChildren(...history.map((id) => {
     const item = document.createElement("li");
-    item.dataset.id = id;
-    item.textContent = titles.get(id) || `movie ${id}`;
+    item.dataset.id = keyOf.get(id);
+    item.textContent = titles.get(id) || `item ${id}`;
     return item;
   }));
   renderCatalogue();
@@ -104,9 +107,9 @@ async function pick(id) {
 $("search").addEventListener("input", renderCatalogue);
 $("clear").addEventListener("click", async () => { history.length = 0; await refresh(); });
 $("model-info").textContent = `${metadata.encoder} encoder, N=${N}, ${metadata.quantization}, ` +
-  `${movies.length} movies, trained on ${metadata.dataset}; runtime LiteRT.js (WebAssembly)`;
+  `${items.length} items, trained on ${metadata.dataset}; runtime LiteRT.js (WebAssembly)`;
 await refresh();
 $("search").disabled = false;
 $("clear").disabled = false;
-$("status").textContent = "Ready: pick movies; the list re-ranks on every pick.";
+$("status").textContent = "Ready: pick items; the list re-ranks on every pick.";
 $("status").dataset.ready = "1";

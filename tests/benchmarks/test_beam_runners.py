@@ -18,8 +18,8 @@ def test_data_stages_are_identical_on_a_multi_worker_portable_engine(tmp_path, c
                      "--out", str(out)])
     result = json.loads(out.read_text())
     assert code == 0 and result["all_identical"], result["identical"]
-    assert set(result["identical"]) == {"MovieLensExampleGen", "StatisticsGen", "ExampleValidator", "HistoryWindowing",
-                                        "vocabulary"}
+    assert set(result["identical"]) == {"EventExampleGen", "StatisticsGen", "ExampleValidator", "HistoryWindowing",
+                                        "Transform"}
     assert "--runner=PortableRunner" in result["portable_runner"]["args"]
     # The pool started 2 SDK worker processes for each Beam job (ExampleGen, StatisticsGen, HistoryWindowing).
     assert result["portable_runner"]["sdk_worker_processes_started"] >= 6

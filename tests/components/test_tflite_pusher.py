@@ -9,7 +9,6 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 
 from ondevice_rec.components.tflite_pusher import conversion, metadata as metadata_lib
-from ondevice_rec.components.history_windowing.executor import to_tf_example
 from ondevice_rec.components.tflite_pusher import executor, publish
 from ondevice_rec.components.tflite_pusher.options import PublishOptions
 from ondevice_rec.modules import export, features, model, vocabulary
@@ -20,12 +19,13 @@ HISTORY_LENGTH = 5
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
-    """An exported (untrained) model and windowed test examples, as the pusher's inputs."""
+    """An exported (untrained) model and transformed test examples, as the pusher's inputs."""
     root = tmp_path_factory.mktemp("pusher")
-    vocab = vocabulary.build({m: 200 - m for m in range(1, 80)}, 80,
-                             {m: {"title": f"Movie {m}", "genres": ["Drama" if m % 2 else "Comedy"], "year": 1995}
-                              for m in range(1, 80)})
-    vocab.genres = ["Comedy", "Drama"]
+    vocab = vocabulary.build({f"sku-{m}": 200 - m for m in range(1, 80)},
+                             {f"sku-{m}": {"title": f"Item {m}", "categorical": {"genres": ["Drama" if m % 2 else
+                                                                                            "Comedy"]},
+                                           "numeric": {"year": 1995}} for m in range(1, 80)},
+                             boundaries={"year": [1990.0]})
     config = ModelConfig(encoder="cnn", history_length=HISTORY_LENGTH, embedding_dim=8, top_k=20)
     model_uri = str(root / "model")
     export.export_saved_model(model.build_model(config, vocab), vocab, config,
@@ -36,9 +36,11 @@ def artifacts(tmp_path_factory):
     with tf.io.TFRecordWriter(os.path.join(examples_uri, "Split-test", "data.gz"), options="GZIP") as writer:
         for _ in range(60):
             ids = rng.choice(np.arange(1, 80), size=HISTORY_LENGTH + 1, replace=False).tolist()
-            writer.write(to_tf_example({features.CONTEXT_MOVIE_ID: ids[:-1],
-                                        features.CONTEXT_MOVIE_RATING: [4.0] * HISTORY_LENGTH,
-                                        features.LABEL_MOVIE_ID: ids[-1]}))
+            example = tf.train.Example()
+            example.features.feature[features.CONTEXT_INDEX].int64_list.value.extend(ids[:-1])
+            example.features.feature[features.CONTEXT_RATING].float_list.value.extend([4.0] * HISTORY_LENGTH)
+            example.features.feature[features.LABEL_INDEX].int64_list.value.append(ids[-1])
+            writer.write(example.SerializeToString())
     return model_uri, examples_uri
 
 
@@ -58,7 +60,11 @@ def push(tmp_path, artifacts, quantization, with_examples=True, blessed=True):
     if with_examples:
         inputs[executor.EXAMPLES_KEY] = [examples]
     serving_dir = str(tmp_path / "serving")
-    options = PublishOptions(serving_dir=serving_dir, quantization=quantization, parity_samples=50)
+    # The model is untrained (random ranking): full int8's recall on 50 histories moves by a hit or two
+    # (measured 0.10 vs float's 0.12), so its margin here is wide; the 2 % bar on trained models is asserted in
+    # tests/modules/test_model.py and by every pipeline run.
+    options = PublishOptions(serving_dir=serving_dir, quantization=quantization, parity_samples=50,
+                             max_quantized_recall_drop=0.5 if quantization == "int8" else 0.02)
     executor.Executor().Do(inputs, {executor.PUSHED_MODEL_KEY: [pushed]}, {executor.OPTIONS_KEY: options.to_json()})
     return pushed, serving_dir
 
@@ -72,9 +78,14 @@ def test_a_quantized_model_is_checked_and_published_with_valid_metadata(tmp_path
         metadata = json.load(f)
     metadata_lib.validate(metadata)
     assert metadata["quantization"] == quantization and metadata["history_length"] == HISTORY_LENGTH
-    assert metadata["genre_vocabulary"] == ["Comedy", "Drama"]
+    assert metadata["item_features"] == {"categorical": ["genres"], "numeric": ["year"]}
+    assert metadata["inputs"][0]["values"] == "vocabulary_index" and metadata["vocabulary"]["padding_index"] == 0
+    with open(os.path.join(latest, features.VOCABULARY_FILE), encoding="utf-8") as f:
+        items = json.load(f)["items"]
+    assert [(m["index"], m["key"]) for m in items[:2]] == [(1, "sku-1"), (2, "sku-2")]  # by count
     assert metadata["parity"]["parity_histories"] == 50 and metadata["parity"]["quantized_histories"] == 50
-    assert metadata["parity"]["quantized_recall@10"] >= 0.98 * metadata["parity"]["float_recall@10"]
+    drop = 0.5 if quantization == "int8" else 0.02
+    assert metadata["parity"]["quantized_recall@10"] >= (1 - drop) * metadata["parity"]["float_recall@10"]
     float_size = len(conversion.convert_to_tflite(os.path.join(artifacts[0], "Format-Serving"),
                                                export.RECOMMEND_SIGNATURE))
     assert metadata["tflite_bytes"] == os.path.getsize(os.path.join(latest, publish.MODEL_FILE)) < float_size
@@ -107,7 +118,7 @@ def test_the_metadata_schema_takes_its_choices_from_the_registries():
     assert properties["encoder"]["enum"] == list(encoders.ENCODERS)
     assert properties["quantization"]["enum"] == list(quantization.QUANTIZATIONS)
     assert set(properties["inputs"]["items"]["properties"]["name"]["enum"]) == {
-        features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING}
+        features.CONTEXT_INDEX, features.CONTEXT_RATING}
     assert properties["outputs"]["items"]["properties"]["name"]["enum"] == [features.TOP_IDS, features.TOP_SCORES]
 
 

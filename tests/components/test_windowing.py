@@ -8,61 +8,67 @@ import pytest
 import tensorflow as tf
 
 from ondevice_rec.components.history_windowing import executor, windowing
-from ondevice_rec.components.movielens_example_gen.executor import rating_to_example
-from ondevice_rec.data import movielens
+from ondevice_rec.components.event_example_gen.executor import event_to_example
+from ondevice_rec.data import events as event_log
 from ondevice_rec.modules import features
-from ondevice_rec.modules.vocabulary import Vocabulary
 
 E = windowing.Event
 
 
-GENRES = windowing.genre_index(["Comedy", "Drama", "Action"])  # Action 1, Comedy 2, Drama 3
-
-
 def test_hand_built_timeline_gives_exact_examples():
-    # Given out of order, with a timestamp tie between movies 30 and 20, which the tie-break hash orders 30
-    # first (the larger id: ties do not follow the movie id).
-    assert windowing.tie_break(1, 30) < windowing.tie_break(1, 20)
-    events = [E(1, 50, 500, 4.0, 1999), E(1, 10, 100, 5.0, 1990, ("Drama", "Action", "Comedy")),
-              E(1, 30, 200, 3.0, 1995, ("Comedy",)), E(1, 20, 200, 2.0, 1994), E(1, 40, 400, 1.0, 1998)]
-    options = windowing.WindowingOptions(history_length=3, genres_per_movie=2)
-    got = list(windowing.window_timeline(events, options, GENRES))
-    # Sorted timeline: 10 (t100), 30 (t200), 20 (t200), 40 (t400), 50 (t500).
-    assert [(split, ex[features.LABEL_MOVIE_ID]) for split, ex in got] == [
-        ("train", 30), ("train", 20), ("eval", 40), ("test", 50)]
+    # Given out of order, with a timestamp tie between items "30" and "20", which the tie-break hash orders.
+    first, second = sorted(["30", "20"], key=lambda item: windowing.tie_break("u1", item))
+    facts = {"10": ("title\tTen", "cat:genres\tDrama"), "30": ("title\tThirty",)}
+    events = [E("u1", "50", 500, 4.0), E("u1", "10", 100, 5.0, facts["10"], (("year", 1990.0),)),
+              E("u1", "30", 200, 3.0, facts["30"]), E("u1", "20", 200, 2.0), E("u1", "40", 400, 1.0)]
+    options = windowing.WindowingOptions(history_length=3)
+    got = list(windowing.window_timeline(events, options, ("year",)))
+    # Sorted timeline: 10 (t100), first, second (t200), 40 (t400), 50 (t500).
+    assert [(split, ex[features.LABEL_ITEM]) for split, ex in got] == [
+        ("train", first), ("train", second), ("eval", "40"), ("test", "50")]
     first_train, second_train, eval_example, test_example = (ex for _, ex in got)
+    # The training events (all but the last two) are each accounted for once, by the first train example
+    # that holds them: 10 and `first` by the first, `second` by the second; facts travel with them.
     assert first_train == {
-        features.USER_ID: 1, features.CONTEXT_MOVIE_ID: [10, 0, 0], features.CONTEXT_MOVIE_RATING: [5.0, 0.0, 0.0],
-        # two genre slots per context position; movie 10 has three genres, the first two are kept
-        features.CONTEXT_MOVIE_GENRE: [3, 1, 0, 0, 0, 0],
-        features.CONTEXT_MOVIE_YEAR: [1990, 0, 0], features.CONTEXT_LENGTH: 1, features.LABEL_MOVIE_ID: 30,
-        features.LABEL_TIMESTAMP: 200}
-    assert second_train[features.CONTEXT_MOVIE_ID] == [30, 10, 0]
-    assert second_train[features.CONTEXT_MOVIE_GENRE] == [2, 0, 3, 1, 0, 0]
-    assert eval_example[features.CONTEXT_MOVIE_ID] == [20, 30, 10]
-    assert eval_example[features.CONTEXT_MOVIE_GENRE] == [0, 0, 2, 0, 3, 1]
-    assert eval_example[features.CONTEXT_MOVIE_RATING] == [2.0, 3.0, 5.0]
-    assert eval_example[features.CONTEXT_MOVIE_YEAR] == [1994, 1995, 1990]
-    assert eval_example[features.SEEN_MOVIE_IDS] == [10, 30, 20]
-    # History longer than N: the N most recent, most recent first; seen ids keep the whole history.
-    assert test_example[features.CONTEXT_MOVIE_ID] == [40, 20, 30]
+        features.USER_ID: "u1", features.CONTEXT_ITEM: ["10", "", ""], features.CONTEXT_RATING: [5.0, 0.0, 0.0],
+        features.CONTEXT_LENGTH: 1, features.LABEL_ITEM: first, features.LABEL_TIMESTAMP: 200,
+        features.SEEN_ITEMS: [], features.VOCAB_ITEMS: ["10", first],
+        features.ITEM_FACTS: [f"10\t{f}" for f in facts["10"]] + [f"{first}\t{f}" for f in facts.get(first, ())],
+        features.VOCAB_NUMERIC_PREFIX + "year": [1990.0]}
+    assert second_train[features.CONTEXT_ITEM] == [first, "10", ""]
+    assert second_train[features.VOCAB_ITEMS] == [second]
+    assert eval_example[features.CONTEXT_ITEM] == [second, first, "10"]
+    assert eval_example[features.CONTEXT_RATING][2] == 5.0
+    assert eval_example[features.SEEN_ITEMS] == ["10", first, second]
+    assert eval_example[features.VOCAB_ITEMS] == [] and test_example[features.VOCAB_ITEMS] == []
+    # History longer than N: the N most recent, most recent first; seen items keep the whole history.
+    assert test_example[features.CONTEXT_ITEM] == ["40", second, first]
     assert test_example[features.CONTEXT_LENGTH] == 3
-    assert test_example[features.SEEN_MOVIE_IDS] == [10, 30, 20, 40]
+    assert test_example[features.SEEN_ITEMS] == ["10", first, second, "40"]
+
+
+def test_every_training_event_is_counted_once_whatever_the_stride():
+    events = [E("u", str(m), m) for m in range(1, 30)]
+    for stride in (1, 2, 7, 30):
+        options = windowing.WindowingOptions(history_length=4, stride=stride)
+        counted = [k for s, ex in windowing.window_timeline(events, options) if s == "train"
+                   for k in ex[features.VOCAB_ITEMS]]
+        assert counted == [e.item for e in windowing.training_events(events, options)], stride
 
 
 def test_same_second_ratings_are_not_ordered_by_movie_id():
-    """Ties follow a fixed hash of (user, movie): the same order whatever the input order, and the held-out
+    """Ties follow a fixed hash of (user, item): the same order whatever the input order, and the held-out
     last rating of a same-second burst is not systematically its largest (in MovieLens: newest) movie id."""
     options = windowing.WindowingOptions(history_length=3)
     burst = list(range(1, 21))  # 20 movies rated within one second
     largest_last, ascending = 0, 0
     for user in range(1, 201):
-        events = [E(user, m, 1000) for m in burst]
-        timeline = [e.movie_id for e in windowing.sort_timeline(events)]
-        assert timeline == [e.movie_id for e in windowing.sort_timeline(events[::-1])]
+        events = [E(str(user), str(m), 1000) for m in burst]
+        timeline = [int(e.item) for e in windowing.sort_timeline(events)]
+        assert timeline == [int(e.item) for e in windowing.sort_timeline(events[::-1])]
         assert sorted(timeline) == burst
-        assert timeline == sorted(burst, key=lambda m: windowing.tie_break(user, m))
-        test_label = [ex[features.LABEL_MOVIE_ID] for s, ex in windowing.window_timeline(events, options)
+        assert timeline == sorted(burst, key=lambda m: windowing.tie_break(str(user), str(m)))
+        test_label = [int(ex[features.LABEL_ITEM]) for s, ex in windowing.window_timeline(events, options)
                       if s == "test"]
         assert test_label == [timeline[-1]]
         largest_last += timeline[-1] == 20
@@ -70,7 +76,7 @@ def test_same_second_ratings_are_not_ordered_by_movie_id():
     assert largest_last <= 30, largest_last  # about 200 / 20 = 10 expected; ordering by id gives 200
     assert ascending == 0
     # Users are ordered independently: the tie order of one burst is not one global movie order.
-    orders = {tuple(sorted(burst, key=lambda m: windowing.tie_break(u, m))) for u in range(1, 51)}
+    orders = {tuple(sorted(burst, key=lambda m: windowing.tie_break(str(u), str(m)))) for u in range(1, 51)}
     assert len(orders) == 50
 
 
@@ -78,7 +84,7 @@ def _timelines(data):
     by_user = {}
     for u, m, r, t in zip(data.user_id.tolist(), data.movie_id.tolist(), data.rating.tolist(),
                           data.timestamp.tolist()):
-        by_user.setdefault(u, []).append(E(u, m, t, r, data.movies[m].year, data.movies[m].genres))
+        by_user.setdefault(str(u), []).append(E(str(u), str(m), t, r))
     return by_user
 
 
@@ -103,11 +109,11 @@ def test_no_training_label_is_later_than_its_users_eval_or_test_target(small_dat
             counts[s] += 1
             if s == "train" and held_out:
                 assert ex[features.LABEL_TIMESTAMP] <= min(h[features.LABEL_TIMESTAMP] for h in held_out)
-        train_labels = {ex[features.LABEL_MOVIE_ID] for s, ex in examples if s == "train"}
-        assert not train_labels & {h[features.LABEL_MOVIE_ID] for h in held_out}
-        # The vocabulary never counts a held-out target (a movie is rated once per user here).
-        vocabulary_movies = {e.movie_id for e in windowing.training_events(events, options)}
-        assert not vocabulary_movies & {h[features.LABEL_MOVIE_ID] for h in held_out}
+        train_labels = {ex[features.LABEL_ITEM] for s, ex in examples if s == "train"}
+        assert not train_labels & {h[features.LABEL_ITEM] for h in held_out}
+        # The vocabulary never counts a held-out target (an item is rated once per user here).
+        counted = {k for s, ex in examples for k in ex[features.VOCAB_ITEMS]}
+        assert not counted & {h[features.LABEL_ITEM] for h in held_out}
         if split == "temporal":
             for s, ex in examples:
                 t = ex[features.LABEL_TIMESTAMP]
@@ -127,22 +133,22 @@ def test_temporal_cuts_are_day_aligned_and_follow_the_fractions():
 
 
 def test_min_rating_stride_and_cap_select_train_positions():
-    events = [E(1, m, m * 10, 1.0 if m == 3 else 4.0) for m in range(1, 12)]  # movie 3 rated 1 star
+    events = [E("1", str(m), m * 10, 1.0 if m == 3 else 4.0) for m in range(1, 12)]  # item 3 rated 1 star
     base = list(windowing.window_timeline(events, windowing.WindowingOptions(history_length=2, min_rating=2.0)))
-    assert all(3 not in ex[features.CONTEXT_MOVIE_ID] and ex[features.LABEL_MOVIE_ID] != 3 for _, ex in base)
-    train_labels = [ex[features.LABEL_MOVIE_ID] for s, ex in base if s == "train"]
+    assert all("3" not in ex[features.CONTEXT_ITEM] and ex[features.LABEL_ITEM] != "3" for _, ex in base)
+    train_labels = [int(ex[features.LABEL_ITEM]) for s, ex in base if s == "train"]
     assert train_labels == [2, 4, 5, 6, 7, 8, 9]
     strided = windowing.WindowingOptions(history_length=2, min_rating=2.0, stride=3)
-    assert [ex[features.LABEL_MOVIE_ID] for s, ex in windowing.window_timeline(events, strided) if s == "train"] \
-        == [2, 6, 9]  # every third of [2, 4, 5, 6, 7, 8, 9], counted back from the last one
+    assert [int(ex[features.LABEL_ITEM]) for s, ex in windowing.window_timeline(events, strided)
+            if s == "train"] == [2, 6, 9]  # every third of [2, 4, 5, 6, 7, 8, 9], counted back from the last one
     capped = windowing.WindowingOptions(history_length=2, max_examples_per_user=2)
     got = list(windowing.window_timeline(events, capped))
-    assert [(s, ex[features.LABEL_MOVIE_ID]) for s, ex in got] == [("train", 8), ("train", 9), ("eval", 10),
-                                                                  ("test", 11)]
+    assert [(s, int(ex[features.LABEL_ITEM])) for s, ex in got] == [("train", 8), ("train", 9), ("eval", 10),
+                                                                   ("test", 11)]
 
 
 def test_short_timelines_are_skipped_and_options_validated():
-    assert list(windowing.window_timeline([E(1, 1, 1), E(1, 2, 2)], windowing.WindowingOptions())) == []
+    assert list(windowing.window_timeline([E("1", "1", 1), E("1", "2", 2)], windowing.WindowingOptions())) == []
     with pytest.raises(ValueError, match="history_length"):
         windowing.WindowingOptions(history_length=0)
     with pytest.raises(ValueError, match="min_timeline_length"):
@@ -152,15 +158,15 @@ def test_short_timelines_are_skipped_and_options_validated():
     with pytest.raises(ValueError, match="split must be one of"):
         windowing.WindowingOptions(split="random")
     with pytest.raises(ValueError, match="needs eval_start"):
-        list(windowing.window_timeline([E(1, 1, 1), E(1, 2, 2), E(1, 3, 3)],
+        list(windowing.window_timeline([E("1", "1", 1), E("1", "2", 2), E("1", "3", 3)],
                                        windowing.WindowingOptions(split="temporal")))
 
 
 def _serialized_events(data):
-    """The events as the MovieLens ExampleGen writes them."""
+    """The events as the ExampleGen writes them (string keys, no item features)."""
     for u, m, r, t in zip(data.user_id.tolist(), data.movie_id.tolist(), data.rating.tolist(),
                           data.timestamp.tolist()):
-        yield rating_to_example(movielens.Rating(u, m, r, t), data.movies[m]).SerializeToString()
+        yield event_to_example(event_log.Event(str(u), str(m), t, r), None).SerializeToString()
 
 
 def _read_split(root, split):
@@ -169,7 +175,7 @@ def _read_split(root, split):
 
 
 @pytest.mark.parametrize("split", ["leave-last-out", "temporal"])
-def test_beam_transform_matches_the_reference_and_writes_the_vocabulary(tmp_path, small_data, split):
+def test_beam_transform_matches_the_reference(tmp_path, small_data, split):
     out = str(tmp_path)
     if split == "temporal":  # cuts left empty: the Beam job derives them from the fractions
         options = windowing.WindowingOptions(history_length=4, split="temporal", min_timeline_length=2)
@@ -182,35 +188,22 @@ def test_beam_transform_matches_the_reference_and_writes_the_vocabulary(tmp_path
              | executor.WindowEvents(options, out))  # pylint: disable=no-value-for-parameter
 
     by_user = _timelines(small_data)
-    genres = windowing.genre_index(g for m in small_data.movies.values() for g in m.genres)
     expected = {s: [] for s in features.SPLITS}
-    for events in by_user.values():
-        for s, ex in windowing.window_timeline(events, expected_options, genres):
+    for events_ in by_user.values():
+        for s, ex in windowing.window_timeline(events_, expected_options):
             expected[s].append(tf.train.Example.FromString(executor.to_tf_example(ex)))
-    key = lambda e: (e.features.feature["user_id"].int64_list.value[0],  # noqa: E731
+    key = lambda e: (e.features.feature["user_id"].bytes_list.value[0],  # noqa: E731
                      e.features.feature["label_timestamp"].int64_list.value[0],
-                     e.features.feature["label_movie_id"].int64_list.value[0])
+                     e.features.feature["label_item"].bytes_list.value[0])
     for s in features.SPLITS:
         assert sorted(_read_split(out, s), key=key) == sorted(expected[s], key=key), s
     assert all(len(v) > 0 for v in expected.values())
-
-    vocab = Vocabulary.load(out)
-    training_counts = {}
-    for events in by_user.values():
-        for e in windowing.training_events(events, expected_options):
-            training_counts[e.movie_id] = training_counts.get(e.movie_id, 0) + 1
-    assert {m.movie_id: m.count for m in vocab.movies} == training_counts
-    counts = [m.count for m in vocab.movies]
-    assert counts == sorted(counts, reverse=True)
-    assert vocab.max_movie_id == int(small_data.movie_id.max())
-    assert vocab.genres == sorted(genres, key=genres.get)
-    first = vocab.movies[0]
-    assert first.title == small_data.movies[first.movie_id].title
-    assert list(first.genres) == list(small_data.movies[first.movie_id].genres)
     with open(os.path.join(out, executor.STATS_FILE)) as f:
         stats = json.load(f)
     assert stats["examples"] == {s: len(v) for s, v in expected.items()}
     assert stats["users"] == len(by_user)
+    assert stats["training_events"] == sum(len(windowing.training_events(e, expected_options))
+                                           for e in by_user.values() if len(e) >= 4)
     assert stats["options"]["test_start"] == expected_options.test_start
 
 
@@ -228,5 +221,4 @@ def test_multi_worker_beam_gives_identical_output(tmp_path, small_data):
                  | executor.WindowEvents(options, out))  # pylint: disable=no-value-for-parameter
         outputs[mode] = {s: sorted(e.SerializeToString(deterministic=True) for e in _read_split(out, s))
                          for s in features.SPLITS}
-        outputs[mode]["vocabulary"] = Vocabulary.load(out).to_json()
     assert outputs["in_memory"] == outputs["multi_processing"]

@@ -62,14 +62,14 @@ def test_ml_latest_reads_quoted_titles_with_commas_and_half_stars(tmp_path):
 def test_malformed_rating_line_names_file_and_line(tmp_path):
     write(tmp_path / "ratings.dat", "1::3::4::978300760\n1::x::4::978300761\n")
     write(tmp_path / "movies.dat", "3::A (1990)::Drama\n")
-    with pytest.raises(movielens.DataFormatError, match=r"ratings\.dat:2: non-numeric"):
+    with pytest.raises(movielens.DataFormatError, match=r"ratings\.dat:2: column 1: id 'x' is not a positive integer"):
         list(movielens.read_ratings(str(tmp_path)))
 
 
 def test_wrong_separator_is_reported(tmp_path):
     write(tmp_path / "ratings.dat", "1,3,4,978300760\n")
     write(tmp_path / "movies.dat", "3::A (1990)::Drama\n")
-    with pytest.raises(movielens.DataFormatError, match=r"ratings\.dat:1: expected 4 fields separated by '::'"):
+    with pytest.raises(movielens.DataFormatError, match=r"ratings\.dat:1: the delimiter is '::' but .* into 4 with ','"):
         list(movielens.read_ratings(str(tmp_path)))
 
 

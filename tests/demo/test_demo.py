@@ -45,8 +45,8 @@ def test_every_pick_reranks_in_the_browser_like_the_cli(demo_server, capsys):
         pytest.skip("needs Debian's chromium and node (./setup.sh installs them where it can)")
     url, model_dir = demo_server
     recommender = Recommender(model_dir)
-    movies = recommender.vocabulary["movies"]
-    picks = [movies[2], movies[9], movies[20]]
+    items = recommender.vocabulary["items"]
+    picks = [items[2], items[9], items[20]]
     os.makedirs(ARTIFACTS, exist_ok=True)
     screenshot = os.path.join(ARTIFACTS, "demo.png")
     done = subprocess.run(["node", os.path.join(DEMO_DIR, "drive.mjs"), url, screenshot] + [m["title"] for m in picks],
@@ -54,8 +54,8 @@ def test_every_pick_reranks_in_the_browser_like_the_cli(demo_server, capsys):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     steps = result["steps"]
-    assert [s["history"] for s in steps] == [[], [picks[0]["movie_id"]], [p["movie_id"] for p in picks[:2]],
-                                             [p["movie_id"] for p in picks]]
+    assert [s["history"] for s in steps] == [[], [picks[0]["key"]], [p["key"] for p in picks[:2]],
+                                             [p["key"] for p in picks]]  # keys, as vocabulary.json maps them
     for before, after in zip(steps, steps[1:]):
         assert [i for i, _ in before["recommendations"]] != [i for i, _ in after["recommendations"]]
     for step in steps[1:]:
@@ -65,7 +65,7 @@ def test_every_pick_reranks_in_the_browser_like_the_cli(demo_server, capsys):
         # The same ranking as `ondevice-rec recommend` (the Python TFLite interpreter) for this history.
         assert cli.main(["recommend", "--model", model_dir, "--history", ",".join(map(str, step["history"])),
                          "--k", "10"]) == 0
-        printed = [int(line.split()[1]) for line in capsys.readouterr().out.splitlines() if line[:3].strip().isdigit()]
+        printed = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line[:3].strip().isdigit()]
         assert [i for i, _ in browser] == printed
         expected = recommender.recommend(step["history"], 10)
         assert [round(s, 4) for _, s in browser] == pytest.approx([round(s, 4) for _, s in expected], abs=2e-4)

@@ -18,10 +18,12 @@ from ondevice_rec.kubeflow import schedule
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "registry.example/ondevice-rec:7"
-TASKS = {"MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing", "Trainer",
+TASKS = {"EventExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing", "Transform",
+         "Trainer",
          "Evaluator", "test_evaluator", "TFLitePusher", "latest_blessed_model_resolver-model-resolver",
          "latest_blessed_model_resolver-model-blessing-resolver"}
-BEAM_COMPONENTS = {"MovieLensExampleGen", "StatisticsGen", "HistoryWindowing", "Evaluator", "test_evaluator"}
+BEAM_COMPONENTS = {"EventExampleGen", "StatisticsGen", "HistoryWindowing", "Transform", "Evaluator",
+                   "test_evaluator"}
 
 
 @pytest.fixture(scope="module")
@@ -61,22 +63,43 @@ def test_compiled_spec_has_every_component_in_the_image_with_caching_and_beam_ar
     assert "ondevice_rec.modules.trainer.run_fn" in text
     assert "ondevice_rec.components.tflite_pusher.executor" in text
     assert "module_file" not in text and ".whl" not in text
-    # The curated schema is read where the image keeps the sources.
-    assert "/opt/ondevice-rec/src/pipeline/rating_events.schema.pbtxt" in json.dumps(tasks["ImportSchemaGen"])
+    # The curated schema (the MovieLens presets') is read where the image keeps the sources.
+    assert "/opt/ondevice-rec/src/components/event_example_gen/movielens_events.schema.pbtxt" in json.dumps(
+        tasks["ImportSchemaGen"])
+    # Transform analyses the train split only and hands the Trainer its graph.
+    assert "transform_graph" in tasks["Trainer"]["inputs"]["artifacts"]
     # The trainer warm-starts from the latest blessed model, and ExampleGen reads the latest span.
     assert tasks["Trainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]["producerTask"] == \
         "latest_blessed_model_resolver-model-resolver"
-    assert "span-{SPAN}/*" in json.dumps(tasks["MovieLensExampleGen"]["inputs"])
+    assert "span-{SPAN}/*" in json.dumps(tasks["EventExampleGen"]["inputs"])
     custom = json.loads(tasks["Trainer"]["inputs"]["parameters"]["custom_config"]["runtimeValue"]["constant"])
     assert custom["encoder"] == "transformer" and custom["epochs"] == 3
     # Data location is a run parameter (defaulting to --data-dir); the pipeline root is recorded.
     assert spec["root"]["inputDefinitions"]["parameters"]["data_root"]["defaultValue"] == "gs://bucket/movielens"
-    assert tasks["MovieLensExampleGen"]["inputs"]["parameters"]["input_base"] == {
+    assert tasks["EventExampleGen"]["inputs"]["parameters"]["input_base"] == {
         "componentInputParameter": "data_root"}
     assert spec["defaultPipelineRoot"] == "gs://bucket/root"
     # The kfp SDK reads it into its PipelineSpec proto, as it does before submitting.
     from kfp.client.client import _extract_pipeline_yaml
     assert _extract_pipeline_yaml(path).pipeline_spec.pipeline_info.name == "ondevice-rec"
+
+
+def test_an_event_spec_compiles_with_its_schema_under_the_pipeline_root(tmp_path):
+    """Another log (string SKUs, spans): the spec travels in ExampleGen's parameters, its curated schema is
+    written under the pipeline root (where the containers read it)."""
+    spec = tmp_path / "events.json"
+    spec.write_text(json.dumps({"events": "events-*.jsonl*", "user": "customer", "item": "sku", "timestamp": "ts",
+                                "timestamp_format": "unix_ms"}))
+    root, path = tmp_path / "root", str(tmp_path / "pipeline.yaml")
+    assert cli.main(["kubeflow", "compile", "--image", IMAGE, "--pipeline-root", str(root), "--data-dir",
+                     "/data/shop", "--serving-dir", "/mnt/serving", "--spans", "--warm-start", "--events", str(spec),
+                     "--output", path]) == 0
+    with open(path) as f:
+        tasks = yaml.safe_load(f)["root"]["dag"]["tasks"]
+    schemas = list((root / "curated_schema").glob("events-*.schema.pbtxt"))
+    assert len(schemas) == 1 and 'name: "rating"' not in schemas[0].read_text()  # this log has no rating
+    assert str(schemas[0]) in json.dumps(tasks["ImportSchemaGen"])
+    assert "customer" in json.dumps(tasks["EventExampleGen"]["inputs"])  # the spec, in its custom_config
 
 
 def test_compile_refuses_a_serving_uri_and_a_wrong_extension(tmp_path, capsys):

@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from ondevice_rec.components.tflite_pusher import checks, conversion, quantization
 from ondevice_rec.components.history_windowing import windowing
-from ondevice_rec.components.history_windowing.executor import to_tf_example
 from ondevice_rec.data import synthetic
 from ondevice_rec.modules import baselines, export, features, ranking_metrics, trainer, training, vocabulary
 from ondevice_rec.modules import model as model_lib
@@ -21,7 +20,7 @@ ENCODER_SETTINGS = {
     "bow": {},
     "cnn": {},
     "lstm": {"use_ratings": True},  # one encoder exercises the optional ratings input end to end
-    "transformer": {"label_genres": True, "learning_rate": 0.005},
+    "transformer": {"label_categories": True, "learning_rate": 0.005},
 }
 
 
@@ -31,30 +30,75 @@ def test_every_registered_encoder_is_trained_and_converted_here():
     assert sorted(ENCODER_SETTINGS) == sorted(ENCODERS)
 
 
-@pytest.fixture(scope="module", params=sorted(ENCODER_SETTINGS))
-def trained(request, tmp_path_factory):
-    data = synthetic.generate(synthetic.SyntheticConfig(users=300, items=150, mean_ratings_per_user=30, seed=11))
-    options = windowing.WindowingOptions(history_length=5)
-    root = str(tmp_path_factory.mktemp("examples"))
-    split_examples = {s: [] for s in features.SPLITS}
-    counts = {}
+def events_of(data):
+    """Synthetic ratings as windowing Events with string keys and their items' facts (as ExampleGen and
+    windowing's parser give them)."""
     by_user = {}
     for u, m, t, r in zip(data.user_id.tolist(), data.movie_id.tolist(), data.timestamp.tolist(),
                           data.rating.tolist()):
-        by_user.setdefault(u, []).append(windowing.Event(u, m, t, r, data.movies[m].year, data.movies[m].genres))
+        movie = data.movies[m]
+        facts = tuple(f"cat:genres\t{g}" for g in movie.genres) + (f"num:year\t{movie.year:g}",)
+        by_user.setdefault(u, []).append(windowing.Event(str(u), str(m), t, r, facts, (("year", movie.year),)))
+    return by_user
+
+
+def vocabulary_of(data, by_user, options):
+    """The vocabulary tf.Transform would compute: training-event counts, categories, year quantiles."""
+    counts = {}
     for events in by_user.values():
-        for split, example in windowing.window_timeline(events, options):
-            split_examples[split].append(example)
         for e in windowing.training_events(events, options):
-            counts[e.movie_id] = counts.get(e.movie_id, 0) + 1
-    for split, examples in split_examples.items():
+            counts[e.item] = counts.get(e.item, 0) + 1
+    metadata = {str(m): {"title": v.title, "categorical": {"genres": v.genres}, "numeric": {"year": v.year}}
+                for m, v in data.movies.items()}
+    years = sorted(v.year for v in data.movies.values())
+    return vocabulary.build(counts, metadata, boundaries={"year": years[::max(1, len(years) // 8)][1:]})
+
+
+def indexed(example: dict, index: dict) -> dict:
+    """A windowed example as the Transform component outputs it (keys -> vocabulary indices, 0 = unknown)."""
+    return {features.CONTEXT_INDEX: [index.get(k, 0) for k in example[features.CONTEXT_ITEM]],
+            features.CONTEXT_RATING: list(example[features.CONTEXT_RATING]),
+            features.LABEL_INDEX: index.get(example[features.LABEL_ITEM], 0),
+            features.SEEN_INDEX: [index.get(k, 0) for k in example[features.SEEN_ITEMS]]}
+
+
+def serialize(example: dict) -> bytes:
+    proto = tf.train.Example()
+    for name, value in example.items():
+        values = value if isinstance(value, list) else [value]
+        if name == features.CONTEXT_RATING:
+            proto.features.feature[name].float_list.value.extend(values)
+        else:
+            proto.features.feature[name].int64_list.value.extend(values)
+    return proto.SerializeToString()
+
+
+def indexed_splits(data, history_length: int):
+    options = windowing.WindowingOptions(history_length=history_length)
+    by_user = events_of(data)
+    vocab = vocabulary_of(data, by_user, options)
+    index = vocab.key_to_index()
+    splits = {s: [] for s in features.SPLITS}
+    for events in by_user.values():
+        for split, example in windowing.window_timeline(events, options, ("year",)):
+            splits[split].append(indexed(example, index))
+    return vocab, splits
+
+
+def write_splits(splits, root: str) -> None:
+    for split, examples in splits.items():
         os.makedirs(os.path.join(root, f"Split-{split}"))
         with tf.io.TFRecordWriter(os.path.join(root, f"Split-{split}", "data.gz"), options="GZIP") as w:
             for example in examples:
-                w.write(to_tf_example(example))
-    vocab = vocabulary.build(counts, int(data.movie_id.max()),
-                             {m: {"title": v.title, "genres": v.genres, "year": v.year} for m, v in data.movies.items()})
-    vocab.genres = sorted({g for v in data.movies.values() for g in v.genres})
+                w.write(serialize(example))
+
+
+@pytest.fixture(scope="module", params=sorted(ENCODER_SETTINGS))
+def trained(request, tmp_path_factory):
+    data = synthetic.generate(synthetic.SyntheticConfig(users=300, items=150, mean_ratings_per_user=30, seed=11))
+    vocab, split_examples = indexed_splits(data, 5)
+    root = str(tmp_path_factory.mktemp("examples"))
+    write_splits(split_examples, root)
     settings = {"learning_rate": 0.01, **ENCODER_SETTINGS[request.param]}
     config = ModelConfig(encoder=request.param, history_length=5, epochs=8, batch_size=128, top_k=20, **settings)
     model = trainer.train(config, vocab, [os.path.join(root, "Split-train", "*")],
@@ -67,32 +111,30 @@ def test_every_encoder_beats_popularity_on_the_test_split(trained):
     export_dir, vocab, split_examples, _ = trained
     test = split_examples["test"]
     serve = tf.saved_model.load(export_dir).signatures[export.SERVING_SIGNATURE]
-    serialized = tf.constant([to_tf_example(e) for e in test])
+    serialized = tf.constant([serialize(e) for e in test])
     scores = serve(examples=serialized)["scores"].numpy()
-    model_recall = ranking_metrics.evaluate(scores, [e[features.LABEL_MOVIE_ID] for e in test])
-    popularity = baselines.popularity_baseline([m.movie_id for m in vocab.movies], test)
+    model_recall = ranking_metrics.evaluate(scores, [e[features.LABEL_INDEX] for e in test])
+    popularity = baselines.popularity_baseline(list(range(1, vocab.size)), test)
     assert model_recall["recall@10"] > 1.5 * popularity["recall@10"], (model_recall, popularity)
 
 
-def test_eval_signature_masks_padding_unseen_and_history(trained):
+def test_eval_signature_masks_padding_and_history(trained):
     export_dir, vocab, split_examples, _ = trained
     serve = tf.saved_model.load(export_dir).signatures[export.SERVING_SIGNATURE]
     example = split_examples["test"][0]
-    scores = serve(examples=tf.constant([to_tf_example(example)]))["scores"].numpy()[0]
-    assert scores.shape == (vocab.max_movie_id + 1,)
+    scores = serve(examples=tf.constant([serialize(example)]))["scores"].numpy()[0]
+    assert scores.shape == (vocab.size,)  # over vocabulary indices: the catalogue, whatever the raw ids
     masked = scores <= -1e8
     assert masked[features.PADDING_ID]
-    assert all(masked[m] for m in example[features.SEEN_MOVIE_IDS])
-    unseen = set(range(1, vocab.max_movie_id + 1)) - {m.movie_id for m in vocab.movies}
-    assert all(masked[m] for m in unseen)
-    allowed = {m.movie_id for m in vocab.movies} - set(example[features.SEEN_MOVIE_IDS])
+    assert all(masked[m] for m in example[features.SEEN_INDEX] + example[features.CONTEXT_INDEX])
+    allowed = set(range(1, vocab.size)) - set(example[features.SEEN_INDEX]) - set(example[features.CONTEXT_INDEX])
     assert not any(masked[m] for m in allowed)
 
 
 def test_tflite_conversion_is_builtin_only_and_ranks_like_the_saved_model(trained):
     export_dir, vocab, split_examples, config = trained
     tflite_model = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE)
-    histories = [{k: e[k] for k in (features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING)}
+    histories = [{k: e[k] for k in (features.CONTEXT_INDEX, features.CONTEXT_RATING)}
                  for e in split_examples["test"][:100]]
     parity = checks.check_parity(tflite_model, export_dir, histories, export.RECOMMEND_SIGNATURE)
     assert parity["parity_top10_overlap"] >= 0.99  # the publishing bar
@@ -103,24 +145,24 @@ def test_tflite_conversion_is_builtin_only_and_ranks_like_the_saved_model(traine
     assert "WHILE" not in ops  # fixed-length graphs: no control flow on the device
     runner = interpreter.get_signature_runner(export.RECOMMEND_SIGNATURE)
     assert sorted(runner.get_input_details()) == sorted(
-        [features.CONTEXT_MOVIE_ID] + ([features.CONTEXT_MOVIE_RATING] if config.use_ratings else []))
+        [features.CONTEXT_INDEX] + ([features.CONTEXT_RATING] if config.use_ratings else []))
     assert sorted(runner.get_output_details()) == [export.TOP_IDS, export.TOP_SCORES]
-    ids = histories[0][features.CONTEXT_MOVIE_ID]
-    feed = {features.CONTEXT_MOVIE_ID: np.array(ids, np.int32)}
+    ids = histories[0][features.CONTEXT_INDEX]
+    feed = {features.CONTEXT_INDEX: np.array(ids, np.int32)}
     if config.use_ratings:
-        feed[features.CONTEXT_MOVIE_RATING] = np.array(histories[0][features.CONTEXT_MOVIE_RATING], np.float32)
+        feed[features.CONTEXT_RATING] = np.array(histories[0][features.CONTEXT_RATING], np.float32)
     out = runner(**feed)
     assert out[export.TOP_IDS].shape == (config.top_k,) and out[export.TOP_IDS].dtype == np.int32
     assert features.PADDING_ID not in out[export.TOP_IDS]
     assert not set(out[export.TOP_IDS].tolist()) & set(ids)
 
 
-def test_unknown_and_out_of_range_ids_are_ignored(trained):
+def test_out_of_range_indices_are_ignored(trained):
     export_dir, _, _, config = trained
     recommend = tf.saved_model.load(export_dir).signatures[export.RECOMMEND_SIGNATURE]
-    extra = {features.CONTEXT_MOVIE_RATING: tf.zeros([config.history_length])} if config.use_ratings else {}
-    padded = recommend(context_movie_id=tf.constant([7, 0] + [0] * (config.history_length - 2), tf.int32), **extra)
-    junk = recommend(context_movie_id=tf.constant([7, 999999] + [-5] * (config.history_length - 2), tf.int32),
+    extra = {features.CONTEXT_RATING: tf.zeros([config.history_length])} if config.use_ratings else {}
+    padded = recommend(context_index=tf.constant([7, 0] + [0] * (config.history_length - 2), tf.int32), **extra)
+    junk = recommend(context_index=tf.constant([7, 999999] + [-5] * (config.history_length - 2), tf.int32),
                      **extra)
     np.testing.assert_array_equal(padded["top_ids"].numpy(), junk["top_ids"].numpy())
 
@@ -128,34 +170,22 @@ def test_unknown_and_out_of_range_ids_are_ignored(trained):
 def test_sampled_softmax_with_log_q_trains_a_model_that_beats_popularity(tmp_path):
     """Sampled-softmax training (for huge catalogues) still learns the sequential structure."""
     data = synthetic.generate(synthetic.SyntheticConfig(users=300, items=150, mean_ratings_per_user=30, seed=11))
-    options = windowing.WindowingOptions(history_length=5)
-    examples = {s: [] for s in features.SPLITS}
-    counts = {}
-    by_user = {}
-    for u, m, t in zip(data.user_id.tolist(), data.movie_id.tolist(), data.timestamp.tolist()):
-        by_user.setdefault(u, []).append(windowing.Event(u, m, t))
-    for events in by_user.values():
-        for split, example in windowing.window_timeline(events, options):
-            examples[split].append(example)
-        for e in windowing.training_events(events, options):
-            counts[e.movie_id] = counts.get(e.movie_id, 0) + 1
-    vocab = vocabulary.build(counts, int(data.movie_id.max()))
+    vocab, examples = indexed_splits(data, 5)
     config = ModelConfig(history_length=5, epochs=8, batch_size=128, learning_rate=0.01, softmax="sampled",
-                         num_sampled=40, use_genres=False, use_years=False)
-    id_to_index = vocab.id_to_index()
+                         num_sampled=40, use_item_categories=False, use_item_numbers=False)
 
     def dataset(split):
-        ids = np.array([e[features.CONTEXT_MOVIE_ID] for e in examples[split]], np.int32)
-        labels = id_to_index[[e[features.LABEL_MOVIE_ID] for e in examples[split]]]
+        ids = np.array([e[features.CONTEXT_INDEX] for e in examples[split]], np.int32)
+        labels = np.array([e[features.LABEL_INDEX] for e in examples[split]], np.int32)
         keep = labels > 0
-        return tf.data.Dataset.from_tensor_slices(({features.CONTEXT_MOVIE_ID: ids[keep]}, labels[keep])).batch(128)
+        return tf.data.Dataset.from_tensor_slices(({features.CONTEXT_INDEX: ids[keep]}, labels[keep])).batch(128)
 
     model = training.fit(config, vocab, dataset("train").shuffle(10_000, seed=0), dataset("eval"))
     assert len(model.history.history["loss"]) >= 2
     module = export.RecommenderModule(model, vocab, config)
-    scores = module.serve_examples(tf.constant([to_tf_example(e) for e in examples["test"]]))["scores"].numpy()
-    model_recall = ranking_metrics.evaluate(scores, [e[features.LABEL_MOVIE_ID] for e in examples["test"]])
-    popularity = baselines.popularity_baseline([m.movie_id for m in vocab.movies], examples["test"])
+    scores = module.serve_examples(tf.constant([serialize(e) for e in examples["test"]]))["scores"].numpy()
+    model_recall = ranking_metrics.evaluate(scores, [e[features.LABEL_INDEX] for e in examples["test"]])
+    popularity = baselines.popularity_baseline(list(range(1, vocab.size)), examples["test"])
     assert model_recall["recall@10"] > 1.5 * popularity["recall@10"], (model_recall, popularity)
 
 
@@ -164,25 +194,24 @@ def test_queries_are_causal_and_serving_uses_the_most_recent_position(encoder):
     """Training takes a query at every position: each may depend on that item and older ones only, and the
     serving model's query is the one at the most recent position."""
     from ondevice_rec.modules import model as model_lib
-    vocab = vocabulary.build({m: 10 + m for m in range(1, 31)}, 30,
-                             {m: {"title": f"m{m}", "genres": ["A" if m % 2 else "B"], "year": 1990} for m in
-                              range(1, 31)})
-    vocab.genres = ["A", "B"]
+    vocab = vocabulary.build({str(m): 10 + m for m in range(1, 31)},
+                             {str(m): {"title": f"m{m}", "categorical": {"genres": ["A" if m % 2 else "B"]},
+                                       "numeric": {"year": 1990}} for m in range(1, 31)},
+                             boundaries={"year": [1980.0, 2000.0]})
     config = ModelConfig(encoder=encoder, history_length=6, embedding_dim=8, transformer_heads=2,
                          **{k: v for k, v in ENCODER_SETTINGS[encoder].items() if k != "learning_rate"})
     recommender = model_lib.build_recommender(config, vocab)
     history = np.array([[4, 9, 2, 17, 0, 0]], np.int32)  # most recent first: oldest-first is [0 0 17 2 9 4]
     changed = history.copy()
     changed[0, 1] = 25  # the second most recent item, oldest-first position 4
-    inputs = {features.CONTEXT_MOVIE_ID: history}
-    changed_inputs = {features.CONTEXT_MOVIE_ID: changed}
+    inputs = {features.CONTEXT_INDEX: history}
+    changed_inputs = {features.CONTEXT_INDEX: changed}
     if config.use_ratings:
-        inputs[features.CONTEXT_MOVIE_RATING] = changed_inputs[features.CONTEXT_MOVIE_RATING] = \
+        inputs[features.CONTEXT_RATING] = changed_inputs[features.CONTEXT_RATING] = \
             np.array([[4, 3, 5, 2, 0, 0]], np.float32)
     queries, index = [t.numpy() for t in recommender.sequence(inputs, training=False)]
     changed_queries, _ = [t.numpy() for t in recommender.sequence(changed_inputs, training=False)]
-    id_to_index = vocab.id_to_index()
-    np.testing.assert_array_equal(index[0], id_to_index[history[0, ::-1]])
+    np.testing.assert_array_equal(index[0], history[0, ::-1])
     np.testing.assert_allclose(queries[0, :4], changed_queries[0, :4], atol=1e-6)  # older positions untouched
     assert not np.allclose(queries[0, 4:], changed_queries[0, 4:], atol=1e-6)
     scores = recommender.model(inputs, training=False).numpy()
@@ -195,11 +224,11 @@ def test_quantized_models_are_builtin_only_smaller_and_keep_recall(trained):
     converts with builtin ops and still ranks (its check is made at publish time, see the pusher)."""
     export_dir, _, split_examples, config = trained
     test = split_examples["test"]
-    histories = [{k: e[k] for k in (features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING)} for e in test]
-    labels = [e[features.LABEL_MOVIE_ID] for e in test]
+    histories = [{k: e[k] for k in (features.CONTEXT_INDEX, features.CONTEXT_RATING)} for e in test]
+    labels = [e[features.LABEL_INDEX] for e in test]
     float_model = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE)
     lite = TFLiteRecommender(float_model, export.RECOMMEND_SIGNATURE)
-    feeds = [lite.inputs(h[features.CONTEXT_MOVIE_ID], h[features.CONTEXT_MOVIE_RATING]) for h in histories[:100]]
+    feeds = [lite.inputs(h[features.CONTEXT_INDEX], h[features.CONTEXT_RATING]) for h in histories[:100]]
     sizes = {"float32": len(float_model)}
     for mode in [m for m in quantization.QUANTIZATIONS if m != quantization.FLOAT]:  # every registered mode
         quantized = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, mode, feeds)
@@ -221,38 +250,43 @@ def test_quantized_recall_check_rejects_a_model_that_ranks_worse(trained, tmp_pa
     from ondevice_rec.modules import model as model_lib
     untrained = export.export_saved_model(model_lib.build_model(config, vocab), vocab, config, str(tmp_path / "u"))
     test = split_examples["test"]
-    histories = [{k: e[k] for k in (features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING)} for e in test]
+    histories = [{k: e[k] for k in (features.CONTEXT_INDEX, features.CONTEXT_RATING)} for e in test]
     with pytest.raises(checks.ParityError, match="quantized recall@10"):
         checks.check_quantized_recall(conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE),
                                        conversion.convert_to_tflite(untrained, export.RECOMMEND_SIGNATURE),
                                        export.RECOMMEND_SIGNATURE, histories,
-                                       [e[features.LABEL_MOVIE_ID] for e in test])
+                                       [e[features.LABEL_INDEX] for e in test])
 
 
-def test_warm_start_carries_weights_over_by_movie_id(trained):
-    """A later span's vocabulary (another order, a movie gone, a new movie): rows follow the movie ids."""
+def test_warm_start_carries_weights_over_by_item_key(trained):
+    """A later span's vocabulary (another order, an item gone, a new item): rows follow the item keys."""
     from ondevice_rec.modules import model as model_lib, warm_start
     export_dir, vocab, split_examples, config = trained
     old_model = tf.saved_model.load(export_dir)
-    gone = vocab.movies[-1].movie_id
-    reordered = list(reversed(vocab.movies[:-1])) + [vocabulary.MovieEntry(vocab.max_movie_id + 1, 1, "New")]
-    new_vocab = vocabulary.Vocabulary(reordered, vocab.max_movie_id + 1, list(vocab.genres))
+    gone = vocab.size - 1  # the old index of the item that disappears
+    reordered = list(reversed(vocab.items[:-1])) + [vocabulary.ItemEntry("new-item", 1, "New")]
+    new_vocab = vocabulary.Vocabulary(reordered, vocab.categories, vocab.boundaries)
     fresh = model_lib.build_model(config, new_vocab)
     fresh_new_row = fresh.get_layer("context_embedding").embeddings.numpy()[-1].copy()
     stats = warm_start.warm_start(fresh, new_vocab, export_dir)
-    assert stats["movies_carried_over"] == len(vocab.movies) - 1 and stats["new_movies"] == 1
+    assert stats["items_carried_over"] == len(vocab.items) - 1 and stats["new_items"] == 1
     np.testing.assert_array_equal(fresh.get_layer("context_embedding").embeddings.numpy()[-1], fresh_new_row)
-    # Same movies, same weights: the warm-started model scores every history item like the old one.
-    histories = [e for e in split_examples["test"] if gone not in e[features.CONTEXT_MOVIE_ID]][:20]
-    inputs = {features.CONTEXT_MOVIE_ID: tf.constant([e[features.CONTEXT_MOVIE_ID] for e in histories], tf.int32)}
-    if config.use_ratings:
-        inputs[features.CONTEXT_MOVIE_RATING] = tf.constant(
-            [e[features.CONTEXT_MOVIE_RATING] for e in histories], tf.float32)
-    old_scores = old_model.model(inputs, training=False).numpy()
-    new_scores = fresh(inputs, training=False).numpy()
-    for old_index, movie in enumerate(vocab.movies[:-1], start=1):
-        new_index = 1 + reordered.index(movie)
-        np.testing.assert_allclose(new_scores[:, new_index], old_scores[:, old_index], rtol=1e-4, atol=1e-4)
+    # Same items, same weights: the warm-started model scores every history item like the old one, once the
+    # old histories are mapped to the new indices by key.
+    new_index = new_vocab.key_to_index()
+    old_key = {i: m.key for i, m in enumerate(vocab.items, start=1)}
+    histories = [e for e in split_examples["test"] if gone not in e[features.CONTEXT_INDEX]][:20]
+
+    def inputs(mapping):
+        out = {features.CONTEXT_INDEX: tf.constant([[mapping(i) for i in e[features.CONTEXT_INDEX]]
+                                                    for e in histories], tf.int32)}
+        if config.use_ratings:
+            out[features.CONTEXT_RATING] = tf.constant([e[features.CONTEXT_RATING] for e in histories], tf.float32)
+        return out
+    old_scores = old_model.model(inputs(lambda i: i), training=False).numpy()
+    new_scores = fresh(inputs(lambda i: new_index[old_key[i]] if i else 0), training=False).numpy()
+    for old, item in enumerate(vocab.items[:-1], start=1):
+        np.testing.assert_allclose(new_scores[:, new_index[item.key]], old_scores[:, old], rtol=1e-4, atol=1e-4)
     other = model_lib.build_model(dataclasses.replace(config, embedding_dim=2 * config.embedding_dim), new_vocab)
     with pytest.raises(ValueError, match="base shape"):
         warm_start.warm_start(other, new_vocab, export_dir)
@@ -270,29 +304,31 @@ def _constants(model: bytes):
 
 
 def test_compact_models_store_one_item_table_and_narrow_lookup_tables(trained):
-    """The shipped file: id / genre / year tables in int8-int16 (no vocabulary-sized int32 table), internal
-    tensor names dropped, and in full int8 the tied item table stored once, ranking as before compaction."""
+    """The shipped file: category / bucket tables in int8-int16 (no vocabulary-sized int32 table, no table
+    indexed by raw id), internal tensor names dropped, and in full int8 the tied item table stored once,
+    ranking as before compaction."""
     export_dir, vocab, split_examples, config = trained
     test = split_examples["test"]
-    histories = [{k: e[k] for k in (features.CONTEXT_MOVIE_ID, features.CONTEXT_MOVIE_RATING)} for e in test]
+    histories = [{k: e[k] for k in (features.CONTEXT_INDEX, features.CONTEXT_RATING)} for e in test]
     float_model = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE)
     constants, graph = _constants(float_model)
     assert not [c for c in constants if c[0] == "INT32" and vocab.size in c[1]], constants
-    assert [c for c in constants if c[0] == "INT16" and c[1] == (vocab.max_movie_id + 1,)], constants  # id -> index
+    # Lookup tables are indexed by vocabulary index: no integer table is longer than the vocabulary.
+    assert all(max(c[1], default=0) <= vocab.size for c in constants if c[0].startswith(("INT", "UINT"))), constants
     named = [i for i, t in enumerate(graph.tensors) if t.name]
     assert set(named) == set(graph.inputs) | set(graph.outputs), named
     uncompacted = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, compact_model=False)
     assert len(float_model) < len(uncompacted)
     lite, raw = (TFLiteRecommender(m, export.RECOMMEND_SIGNATURE) for m in (float_model, uncompacted))
     for h in histories[:50]:
-        feed = lite.inputs(h[features.CONTEXT_MOVIE_ID], h[features.CONTEXT_MOVIE_RATING])
+        feed = lite.inputs(h[features.CONTEXT_INDEX], h[features.CONTEXT_RATING])
         np.testing.assert_array_equal(lite.runner(**feed)["top_ids"], raw.runner(**feed)["top_ids"])
 
-    feeds = [lite.inputs(h[features.CONTEXT_MOVIE_ID], h[features.CONTEXT_MOVIE_RATING]) for h in histories[:100]]
+    feeds = [lite.inputs(h[features.CONTEXT_INDEX], h[features.CONTEXT_RATING]) for h in histories[:100]]
     int8 = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, "int8", feeds)
     int8_raw = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, "int8", feeds, compact_model=False)
     tables = [c for c in _constants(int8)[0] if c[0] == "INT8" and c[1] == (vocab.size, config.embedding_dim)]
-    tied = config.tie_embeddings and not config.label_genres  # label weights = the history item table
+    tied = config.tie_embeddings and not config.label_categories  # label weights = the history item table
     assert len(tables) == (1 if tied else 2), tables
     if tied:
         assert len(int8_raw) - len(int8) >= vocab.size * config.embedding_dim
@@ -308,32 +344,32 @@ def test_narrowest_int_dtype():
     assert narrowest_int_dtype([0, 40000]) == np.int32 and narrowest_int_dtype([]) == np.int8
 
 
-def test_validation_recall_excludes_seen_movies_as_the_evaluator_does(tmp_path):
-    """Early stopping watches the Evaluator's recall: history and seen movies are not ranked, and targets
-    the model cannot rank are dropped from validation."""
-    vocab = vocabulary.build({10: 50, 20: 40, 30: 30, 40: 20}, 40)  # indices 1..4 = movies 10, 20, 30, 40
-    config = ModelConfig(encoder="bow", history_length=2, use_genres=False, use_years=False)
-    examples = [  # label 20: movie 10 outranks it (bias) unless 10 is in the history or seen
-        {features.CONTEXT_MOVIE_ID: [30, 0], features.LABEL_MOVIE_ID: 20, features.SEEN_MOVIE_IDS: [30, 10]},
-        {features.CONTEXT_MOVIE_ID: [10, 30], features.LABEL_MOVIE_ID: 20, features.SEEN_MOVIE_IDS: [10, 30]},
-        {features.CONTEXT_MOVIE_ID: [30, 0], features.LABEL_MOVIE_ID: 20, features.SEEN_MOVIE_IDS: [30]},
-        {features.CONTEXT_MOVIE_ID: [30, 0], features.LABEL_MOVIE_ID: 35, features.SEEN_MOVIE_IDS: [30]},
+def test_validation_recall_excludes_seen_items_as_the_evaluator_does(tmp_path):
+    """Early stopping watches the Evaluator's recall: history and seen items are not ranked, and targets
+    the model cannot rank (index 0: unknown) are dropped from validation."""
+    vocab = vocabulary.build({"10": 50, "20": 40, "30": 30, "40": 20})  # indices 1..4 = items 10, 20, 30, 40
+    config = ModelConfig(encoder="bow", history_length=2, use_item_categories=False, use_item_numbers=False)
+    examples = [  # label 2 (item 20): index 1 outranks it (bias) unless 1 is in the history or seen
+        {features.CONTEXT_INDEX: [3, 0], features.LABEL_INDEX: 2, features.SEEN_INDEX: [3, 1]},
+        {features.CONTEXT_INDEX: [1, 3], features.LABEL_INDEX: 2, features.SEEN_INDEX: [1, 3]},
+        {features.CONTEXT_INDEX: [3, 0], features.LABEL_INDEX: 2, features.SEEN_INDEX: [3]},
+        {features.CONTEXT_INDEX: [3, 0], features.LABEL_INDEX: 0, features.SEEN_INDEX: [3]},
     ]
     os.makedirs(tmp_path / "Split-eval")
     with tf.io.TFRecordWriter(str(tmp_path / "Split-eval" / "data.gz"), options="GZIP") as w:
         for example in examples:
-            w.write(to_tf_example(example))
-    data = trainer.make_dataset([str(tmp_path / "Split-eval" / "*")], config, vocab, shuffle=False, validation=True)
+            w.write(serialize(example))
+    data = trainer.make_dataset([str(tmp_path / "Split-eval" / "*")], config, shuffle=False, validation=True)
     inputs, labels = next(iter(data))
-    assert labels.numpy().tolist() == [2, 2, 2]  # movie 35 is not in the vocabulary: dropped
+    assert labels.numpy().tolist() == [2, 2, 2]  # the unknown target is dropped
     assert inputs[model_lib.SEEN_INDEX].numpy().tolist() == [[3, 1], [1, 3], [3, 0]]
 
     recommender = model_lib.build_recommender(config, vocab)
     for layer in (recommender.model.get_layer("scores"), recommender.model.get_layer("context_embedding")):
         layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
-    recommender.model.get_layer("scores").label_bias.assign([0.0, 4.0, 3.0, 2.0, 1.0])  # 10 first, then 20
+    recommender.model.get_layer("scores").label_bias.assign([0.0, 4.0, 3.0, 2.0, 1.0])  # 1 first, then 2
     fitted = training.RecommenderTrainer(recommender, config)
     fitted.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                    metrics=[ranking_metrics.RecallAtK(1)])
-    # Example 1: 10 is seen; example 2: 10 is in the history; example 3: 10 outranks the target.
+    # Example 1: index 1 is seen; example 2: it is in the history; example 3: it outranks the target.
     assert fitted.evaluate(data, verbose=0, return_dict=True)["recall@1"] == pytest.approx(2 / 3)

@@ -30,17 +30,17 @@ def test_a_masked_target_is_a_miss_even_at_large_k():
     assert ranking_metrics.evaluate(scores, [0], recall_ks=(4,))["recall@4"] == 0.0  # the padding id
 
 
-def test_popularity_baseline_skips_seen_and_unrated_movies():
+def test_popularity_baseline_skips_seen_and_unrated_items():
     popular = [7, 3, 5, 1]  # most rated first; ids 2, 4 and 6 were never rated
     scores = baselines.popularity_scores(popular, [[7], []])
     assert scores.shape == (2, 8)
     assert np.argsort(-scores[0])[:3].tolist() == [3, 5, 1]  # 7 already seen
     assert np.argsort(-scores[1])[:4].tolist() == [7, 3, 5, 1]
     assert (scores[:, [0, 2, 4, 6]] == MASKED).all()
-    examples = [{"seen_movie_ids": [7], "label_movie_id": 3},  # rank 0 once 7 is excluded
-                {"seen_movie_ids": [], "label_movie_id": 5},   # rank 2
-                {"seen_movie_ids": [], "label_movie_id": 4},   # never rated: a miss
-                {"seen_movie_ids": [], "label_movie_id": 99}]  # beyond every id: a miss
+    examples = [{"seen_index": [7], "label_index": 3},  # rank 0 once 7 is excluded
+                {"seen_index": [], "label_index": 5},   # rank 2
+                {"seen_index": [], "label_index": 4},   # never rated: a miss
+                {"seen_index": [], "label_index": 99}]  # beyond every id: a miss
     result = baselines.popularity_baseline(popular, examples)
     assert result["recall@1"] == pytest.approx(1 / 4)
     assert result["recall@5"] == pytest.approx(2 / 4)

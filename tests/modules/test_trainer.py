@@ -39,16 +39,16 @@ def test_fit_with_weight_average_keeps_the_averaged_weights_of_the_best_epoch():
     which differ from the raw weights of the same run."""
     from ondevice_rec.modules import features, vocabulary
     rng = np.random.default_rng(0)
-    vocab = vocabulary.build({m: 10 for m in range(1, 21)}, 20)
+    vocab = vocabulary.build({str(m): 10 for m in range(1, 21)})
     ids = rng.integers(1, 21, size=(256, 3)).astype(np.int32)
-    labels = np.array([vocab.id_to_index()[(i[0] % 20) + 1] for i in ids], np.int32)  # next id after the last
+    labels = np.array([(i[0] % 20) + 1 for i in ids], np.int32)  # the next index after the most recent
 
     def data():
-        return tf.data.Dataset.from_tensor_slices(({features.CONTEXT_MOVIE_ID: ids}, labels)).batch(32)
+        return tf.data.Dataset.from_tensor_slices(({features.CONTEXT_INDEX: ids}, labels)).batch(32)
 
     weights = {}
     for decay in (0.0, 0.9):
-        config = ModelConfig(encoder="bow", history_length=3, embedding_dim=8, use_genres=False, use_years=False,
+        config = ModelConfig(encoder="bow", history_length=3, embedding_dim=8, use_item_categories=False, use_item_numbers=False,
                              epochs=3, early_stopping_patience=5, learning_rate=0.05, weight_average_decay=decay)
         model = training.fit(config, vocab, data(), data())
         weights[decay] = model.get_layer("context_embedding").get_weights()[0]
@@ -57,18 +57,11 @@ def test_fit_with_weight_average_keeps_the_averaged_weights_of_the_best_epoch():
 
 
 def test_the_trainer_refuses_examples_windowed_with_another_history_length(tmp_path):
-    """N has one source: run_fn stops, naming both lengths, before any training on examples of another N."""
-    import json
-    import types
+    """N has one source: run_fn stops, naming both lengths, before any training on examples of another N
+    (the transformed examples' schema in the transform graph says which N they hold)."""
     from ondevice_rec.modules import features
-    examples = tmp_path / "examples"
-    (examples / "Split-train").mkdir(parents=True)
-    (examples / features.WINDOWING_STATS_FILE).write_text(json.dumps({"options": {"history_length": 5}}))
-    fn_args = types.SimpleNamespace(custom_config={"history_length": 10}, hyperparameters=None,
-                                    train_files=[str(examples / "Split-train" / "*")], eval_files=[],
-                                    model_run_dir=str(tmp_path / "run"), serving_model_dir=str(tmp_path / "m"))
+    spec = features.transformed_feature_spec(5)
     with pytest.raises(ValueError, match="hold histories of 5 items but the model is configured for "
                                          "history_length=10"):
-        trainer.run_fn(fn_args)
-    trainer.check_history_length(str(examples), ModelConfig(history_length=5))  # the same N passes
-    assert not (tmp_path / "m").exists()
+        trainer.check_history_length(spec, ModelConfig(history_length=10))
+    trainer.check_history_length(spec, ModelConfig(history_length=5))  # the same N passes

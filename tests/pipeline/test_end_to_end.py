@@ -11,10 +11,10 @@ from ondevice_rec.components.tflite_pusher import checks, metadata as metadata_l
 from ondevice_rec.modules import baselines, export, features
 from ondevice_rec.serving import Recommender, TFLiteRecommender
 
-COMPONENTS = {"MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing",
-              "Trainer", "latest_blessed_model_resolver", "Evaluator", "test_evaluator", "TFLitePusher"}
-UPSTREAM_OF_EVALUATION = {"MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-                          "HistoryWindowing", "Trainer", "test_evaluator"}
+COMPONENTS = {"EventExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing",
+              "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "test_evaluator", "TFLitePusher"}
+UPSTREAM_OF_EVALUATION = {"EventExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+                          "HistoryWindowing", "Transform", "Trainer", "test_evaluator"}
 
 
 @pytest.mark.slow
@@ -34,9 +34,11 @@ def test_every_component_executes_once_and_a_model_is_published(two_runs):
     assert metadata["top_k"] == 50 and metadata["quantization"] == "float16"
     with open(os.path.join(latest, metadata["vocabulary_file"]), encoding="utf-8") as f:
         vocabulary = json.load(f)
-    counts = [m["count"] for m in vocabulary["movies"]]
+    counts = [m["count"] for m in vocabulary["items"]]
     assert counts == sorted(counts, reverse=True) and len(counts) == metadata["vocabulary"]["size"]
-    assert metadata["genre_vocabulary"] == vocabulary["genres"] and metadata["genre_vocabulary"]
+    assert [m["index"] for m in vocabulary["items"]] == list(range(1, len(counts) + 1))
+    assert metadata["item_features"] == {"categorical": ["genres"], "numeric": ["year"]}
+    assert vocabulary["categories"]["genres"] and len(vocabulary["boundaries"]["year"]) > 2
     assert [o["name"] for o in metadata["outputs"]] == ["top_ids", "top_scores"]
     assert metadata["pipeline_run_id"] == first.run_id
     assert metadata["parity"]["parity_top10_overlap"] >= 0.99  # float32 TFLite vs SavedModel
@@ -59,26 +61,54 @@ def test_published_model_beats_popularity_and_matches_the_saved_model(two_runs):
         saved_model_dir = os.path.join(json.load(f)["model_uri"], "Format-Serving")
     reference = tf.saved_model.load(saved_model_dir).signatures[export.RECOMMEND_SIGNATURE]
     lite = TFLiteRecommender(os.path.join(latest, "model.tflite"))
-    examples_root = next(os.path.join(config.pipeline_root, "HistoryWindowing", "examples", d)
-                         for d in os.listdir(os.path.join(config.pipeline_root, "HistoryWindowing", "examples")))
-    test = baselines.read_examples(os.path.join(examples_root, "Split-test", "*"))
+    test = baselines.read_examples(os.path.join(_output(config, "Transform", "transformed_examples"), "Split-test",
+                                                "*"))
     rng = np.random.default_rng(0)
     overlaps = []
     for i in rng.choice(len(test), size=40, replace=False):
-        history = lite.pad(test[i][features.CONTEXT_MOVIE_ID])
-        expected = reference(context_movie_id=tf.constant(history))["top_ids"].numpy()[:10]
+        history = lite.pad(test[i][features.CONTEXT_INDEX])
+        expected = reference(context_index=tf.constant(history))["top_ids"].numpy()[:10]
         overlaps.append(checks.top_k_overlap(lite(history)["top_ids"], expected))
     assert np.mean(overlaps) >= 0.95 and min(overlaps) >= 0.7, overlaps  # float16 weights: near-ties may swap
+
+
+def _output(config, node, name):
+    folder = os.path.join(config.pipeline_root, node, name)
+    return os.path.join(folder, sorted(os.listdir(folder))[-1])
+
+
+@pytest.mark.slow
+def test_tf_transform_and_the_published_vocabulary_map_keys_to_the_same_indices(two_runs):
+    """The app maps keys with vocabulary.json; training and evaluation saw tf.Transform's mapping: the same,
+    on every test example (unknown keys -> 0 on both sides)."""
+    config, _, _ = two_runs
+    with open(os.path.join(config.serving_dir, "latest", "vocabulary.json"), encoding="utf-8") as f:
+        index = {m["key"]: m["index"] for m in json.load(f)["items"]}
+    windowed = os.path.join(_output(config, "HistoryWindowing", "examples"), "Split-test", "*")
+    files = tf.io.gfile.glob(windowed)
+    mapped = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        keys = [k.decode() for k in feature[features.CONTEXT_ITEM].bytes_list.value]
+        label = feature[features.LABEL_ITEM].bytes_list.value[0].decode()
+        mapped.append((tuple(index.get(k, 0) for k in keys), index.get(label, 0)))
+    transformed = baselines.read_examples(os.path.join(_output(config, "Transform", "transformed_examples"),
+                                                       "Split-test", "*"))
+    assert sorted(mapped) == sorted((tuple(e[features.CONTEXT_INDEX]), e[features.LABEL_INDEX])
+                                    for e in transformed)
+    assert len(mapped) == 150
 
 
 @pytest.mark.slow
 def test_recommendations_never_contain_padding_or_history(two_runs):
     config, _, _ = two_runs
     recommender = Recommender(os.path.join(config.serving_dir, "latest"))
-    history = [m["movie_id"] for m in recommender.vocabulary["movies"][:12]]  # the most popular ones
-    results = recommender.recommend(history, k=20)
-    ids = [movie_id for movie_id, _ in results]
-    assert len(ids) == 20 and 0 not in ids and not set(ids) & set(history)
+    history = [m["key"] for m in recommender.vocabulary["items"][:12]]  # the most popular ones
+    results = recommender.recommend(history + ["no-such-item", history[0]], k=20)
+    encoded = recommender.encode(history + ["no-such-item", history[0]])
+    assert encoded.unknown == ["no-such-item"] and encoded.repeated == [history[0]]
+    ids = [key for key, _ in results]
+    assert len(ids) == 20 and not set(ids) & set(history)
     scores = [score for _, score in results]
     assert scores == sorted(scores, reverse=True)
 

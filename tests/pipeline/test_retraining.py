@@ -41,7 +41,7 @@ def _span_of_examples(config, run_id):
     store, _ = _executions(config, run_id)
     run = store.get_context_by_type_and_name("pipeline_run", run_id)
     spans = {a.custom_properties["span"].int_value for a in store.get_artifacts_by_context(run.id)
-             if "/MovieLensExampleGen/" in a.uri}
+             if "/EventExampleGen/" in a.uri}
     return spans
 
 
@@ -80,11 +80,11 @@ def test_messy_lines_are_skipped_counted_and_shown_in_the_summary(cycles):
     config, (first, _), _, _ = cycles
     data = first.data
     assert data["bad_lines"] == 1 and data["span"] == 1
-    assert data["rating_lines"] == sum(1 for _ in open(os.path.join(config.data_dir, "span-1", "ratings.dat")))
-    assert data["duplicate_ratings"] == 1 and data["users_skipped"] == 1
+    assert data["input_lines"] == sum(1 for _ in open(os.path.join(config.data_dir, "span-1", "ratings.dat")))
+    assert data["duplicate_events"] == 1 and data["users_skipped"] == 1
     text = runner.format_summary(first)
-    assert "1 malformed lines skipped" in text and "1 repeated ratings of a movie dropped" in text
-    assert f"span-1{os.sep}ratings.dat:{data['rating_lines'] - 2}: expected 4 fields" in text
+    assert "1 malformed lines skipped" in text and "1 repeated events of an item dropped" in text
+    assert f"span-1{os.sep}ratings.dat:{data['input_lines'] - 2}: expected 4 fields" in text
 
 
 @pytest.mark.slow

@@ -10,13 +10,13 @@ from ondevice_rec.data import synthetic
 from ondevice_rec.pipeline.config import PipelineConfig
 
 STRICT = """
-feature { name: "user_id" type: INT presence { min_fraction: 1.0 } }
-feature { name: "movie_id" type: INT int_domain { min: 1 max: 50 } presence { min_fraction: 1.0 } }
+feature { name: "user_id" type: BYTES presence { min_fraction: 1.0 } }
+feature { name: "item_id" type: BYTES presence { min_fraction: 1.0 } }
 feature { name: "rating" type: FLOAT float_domain { min: 0.5 max: 3.0 } presence { min_fraction: 1.0 } }
-feature { name: "timestamp" type: INT presence { min_fraction: 1.0 } }
+feature { name: "timestamp" type: INT int_domain { min: 0 max: 1000 } presence { min_fraction: 1.0 } }
 feature { name: "title" type: BYTES presence { min_fraction: 1.0 } }
-feature { name: "genres" type: BYTES presence { min_fraction: 1.0 } }
-feature { name: "year" type: INT presence { min_fraction: 1.0 } }
+feature { name: "cat_genres" type: BYTES presence { min_fraction: 1.0 } }
+feature { name: "num_year" type: FLOAT presence { min_fraction: 1.0 } }
 """
 
 
@@ -28,7 +28,8 @@ def data_dir(tmp_path_factory):
 
 def test_the_curated_schema_accepts_movielens_events(data_dir, tmp_path):
     outputs = run_data_stages(PipelineConfig(data_dir=data_dir, output_dir=str(tmp_path)))
-    assert outputs["HistoryWindowing"]  # windowing ran: no anomaly against pipeline/rating_events.schema.pbtxt
+    assert outputs["HistoryWindowing"]  # windowing ran: no anomaly against the schema derived from the preset
+    assert outputs["Transform"]
 
 
 def test_anomalies_stop_the_run_before_windowing_with_every_problem_listed(data_dir, tmp_path):
@@ -39,8 +40,27 @@ def test_anomalies_stop_the_run_before_windowing_with_every_problem_listed(data_
     with pytest.raises(DataAnomaliesError) as error:
         run_data_stages(config)
     message = str(error.value)
-    assert message.startswith("ExampleValidator found anomalies in the rating events, so the run stops before "
-                              "training")
-    assert "movie_id: Out-of-range values" in message and "rating: Out-of-range values" in message
+    assert message.startswith("ExampleValidator found anomalies in the events, so the run stops before training")
+    assert "timestamp: Out-of-range values" in message and "rating: Out-of-range values" in message
     assert not (tmp_path / "out" / "pipeline_root" / "HistoryWindowing" / "examples").exists() or not list(
         (tmp_path / "out" / "pipeline_root" / "HistoryWindowing" / "examples").glob("*/Split-train/*"))
+
+
+def test_the_curated_schema_follows_the_event_spec():
+    """A log without rating or items file gives a schema without them (so such a log is valid)."""
+    from ondevice_rec.components.event_example_gen.schema import curated_schema
+    from ondevice_rec.data import events, movielens
+    plain = {f.name for f in curated_schema(events.EventSpec(path="log.csv")).feature}
+    assert plain == {"user_id", "item_id", "timestamp"}
+    preset = {f.name: f for f in curated_schema(movielens.ML_1M.spec()).feature}
+    assert set(preset) == {"user_id", "item_id", "timestamp", "rating", "title", "cat_genres", "num_year"}
+    assert (preset["rating"].float_domain.min, preset["rating"].float_domain.max) == (0.5, 5.0)
+    assert preset["title"].presence.min_fraction == 0  # an item missing from the items file has no title
+
+
+def test_the_shipped_movielens_schema_is_the_one_derived_from_the_presets():
+    from ondevice_rec.components.event_example_gen import schema
+    from ondevice_rec.data import movielens
+    with open(schema.PRESET_SCHEMA_FILE) as f:
+        shipped = f.read()
+    assert all(schema.schema_text(f.spec()) == shipped for f in movielens.FORMATS.values())

@@ -14,7 +14,8 @@ from ondevice_rec.data import synthetic
 from ondevice_rec.pipeline import mlmd
 from ondevice_rec.pipeline.config import PipelineConfig
 
-UPSTREAM = {"MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing"}
+UPSTREAM = {"EventExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing",
+            "Transform"}
 
 
 def _files(tag):

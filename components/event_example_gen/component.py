@@ -1,4 +1,4 @@
-"""MovieLensExampleGen: stock FileBasedExampleGen (spans, fingerprints, caching) with a MovieLens executor."""
+"""EventExampleGen: stock FileBasedExampleGen (spans, fingerprints, caching) with an event-log executor."""
 
 from typing import Optional
 
@@ -7,25 +7,30 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2, range_config_pb2
 
-from ondevice_rec.components.movielens_example_gen import executor
+from ondevice_rec.components.event_example_gen import executor
+from ondevice_rec.data.events import EventSpec
 
 EVENTS_SPLIT = "events"
 
 
-class MovieLensExampleGen(FileBasedExampleGen):
-    """Emits one ``events`` split of rating events; splitting into train/eval/test happens in windowing.
+class EventExampleGen(FileBasedExampleGen):
+    """Emits one ``events`` split (one tf.Example per event); splitting into train/eval/test happens in
+    windowing.
 
-    ``max_bad_fraction``: malformed ratings lines are skipped and counted up to this share of all lines;
-    above it the component fails, naming the first bad lines.
+    ``spec``: how to read the log (paths relative to each matched folder: the data folder, or each span's);
+    None: the MovieLens layout detected in each folder. ``max_bad_fraction``: malformed lines are skipped and
+    counted up to this share of all lines; above it the component fails, naming the first bad lines.
     """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, input_base, split_pattern: str = "*",
                  range_config: Optional[range_config_pb2.RangeConfig] = None,
+                 spec: Optional[EventSpec] = None,
                  max_bad_fraction: float = executor.DEFAULT_MAX_BAD_FRACTION):
         settings = struct_pb2.Struct()
-        settings.update({"max_bad_fraction": float(max_bad_fraction)})
+        settings.update({executor.MAX_BAD_FRACTION_KEY: float(max_bad_fraction),
+                         executor.SPEC_KEY: spec.to_json() if spec else ""})
         packed = any_pb2.Any()
         packed.Pack(settings)
         super().__init__(

@@ -1,0 +1,1 @@
+"""EventExampleGen: a FileBasedExampleGen whose executor reads any activity log described by an EventSpec."""

@@ -1,0 +1,276 @@
+"""Beam executor of EventExampleGen: an activity log (any EventSpec) -> one tf.Example per event.
+
+Each event carries ``user_id`` and ``item_id`` (strings), ``timestamp`` and, when the log has them, ``rating``
+and its item's ``title``, categorical (``cat_NAME``) and numeric (``num_NAME``) features from the items file.
+Every folder holding a file matched by the split pattern is read with the spec (paths relative to that
+folder); without a spec the MovieLens layout of the folder is detected.
+
+Large inputs are read in parallel: an uncompressed file is cut into byte ranges (``CHUNK_BYTES``) that
+different workers read (a line belongs to the range it starts in), a Parquet file into row ranges; a gzipped
+file is read by one worker. Bad lines are skipped, counted and sampled by byte offset; their line numbers are
+computed at the end, for the samples only.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+from google.protobuf import json_format, struct_pb2
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+from tfx.utils import proto_utils
+
+from ondevice_rec.data import events, movielens
+from ondevice_rec.modules import features
+
+DEFAULT_MAX_BAD_FRACTION = movielens.DEFAULT_MAX_BAD_FRACTION
+MAX_BAD_FRACTION_KEY, SPEC_KEY = "max_bad_fraction", "spec"
+REPORT_FILE = features.INPUT_REPORT_FILE
+CHUNK_BYTES = 32 << 20  # an uncompressed file is read as ranges of this size by different workers
+PARQUET_ROWS = 200_000
+BAD_SAMPLES = 20
+BAD, SKIPPED = "bad", "skipped"
+
+
+def event_to_example(event: events.Event, info: Optional[events.ItemInfo]) -> tf.train.Example:
+    feature = {
+        features.EVENT_USER_ID: _strings([event.user]),
+        features.EVENT_ITEM_ID: _strings([event.item]),
+        features.EVENT_TIMESTAMP: tf.train.Feature(int64_list=tf.train.Int64List(value=[event.timestamp])),
+    }
+    if event.rating is not None:
+        feature[features.EVENT_RATING] = _floats([event.rating])
+    if info is not None:
+        feature[features.EVENT_TITLE] = _strings([info.title])
+        for name, values in info.categorical.items():
+            feature[features.CATEGORICAL_PREFIX + name] = _strings(values)
+        for name, value in info.numeric.items():
+            feature[features.NUMERIC_PREFIX + name] = _floats([value])
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def _strings(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
+
+
+def _floats(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadUnit:
+    """A piece of one input file a worker reads: a byte range (text) or a row range (Parquet)."""
+
+    file_index: int
+    path: str
+    start: int
+    end: Optional[int]
+    header: Optional[Tuple[str, ...]]
+
+
+def read_units(spec: events.EventSpec, folder: str):
+    """The pieces of every events file of ``folder`` (layout checked per file on the driver)."""
+    units = []
+    for file_index, path in enumerate(spec.files(folder)):
+        layout = events.event_layout(spec, path)
+        fmt = spec.format_of(path)
+        if fmt == events.PARQUET:
+            rows = events.parquet_row_count(path)
+            units += [ReadUnit(file_index, path, s, min(s + PARQUET_ROWS, rows), None)
+                      for s in range(0, max(rows, 1), PARQUET_ROWS)]
+        elif path.endswith(".gz"):
+            units.append(ReadUnit(file_index, path, 0, None, layout.header))
+        else:
+            size = events.file_size(path)
+            units += [ReadUnit(file_index, path, s, min(s + CHUNK_BYTES, size), layout.header)
+                      for s in range(0, max(size, 1), CHUNK_BYTES)]
+    return units
+
+
+class _ReadEvents(beam.DoFn):
+    """A ReadUnit -> event tf.Examples joined with the item table; bad rows go to ``BAD`` as (file, offset,
+    message), rows the spec filters out to ``SKIPPED`` as the reason."""
+
+    def __init__(self, spec_json: str, items: Dict[str, events.ItemInfo], has_items: bool):
+        self._spec_json, self._items, self._has_items = spec_json, items, has_items
+        self._spec = None
+
+    def setup(self):
+        self._spec = events.EventSpec.from_json(self._spec_json)
+
+    def process(self, unit: ReadUnit):
+        spec = self._spec
+        layout = events.Layout(unit.header)
+        for offset, row in events.iter_rows(spec, unit.path, layout, unit.start, unit.end):
+            try:
+                if isinstance(row, events.RowError):
+                    raise row
+                event = events.parse_event(spec, row, events.order_of(unit.file_index, offset))
+            except events.Skipped as e:
+                yield beam.pvalue.TaggedOutput(SKIPPED, e.reason)
+                continue
+            except events.RowError as e:
+                column = f"column {e.column!r}: " if e.column is not None else ""
+                yield beam.pvalue.TaggedOutput(BAD, (unit.path, offset, column + str(e)))
+                continue
+            info = self._items.get(event.item)
+            yield (event_to_example(event, info), int(self._has_items and info is None))
+
+
+def matched_folders(input_base: str, split_pattern: str):
+    files = fileio.glob(os.path.join(input_base, split_pattern))
+    if not files:
+        raise FileNotFoundError(f"no files match {os.path.join(input_base, split_pattern)}")
+    return sorted({os.path.dirname(f) for f in files})
+
+
+def folder_spec(spec_json: str, folder: str) -> events.EventSpec:
+    return events.EventSpec.from_json(spec_json) if spec_json else movielens.preset_spec(folder)
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def EventsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
+                    split_pattern: str, report_path: Optional[str] = None) -> beam.pvalue.PCollection:
+    """Events of every matched folder; with ``report_path``, also writes counts and bad-line samples."""
+    settings = custom_settings(exec_properties)
+    good, bad, skipped, headers = [], [], [], {}
+    for i, folder in enumerate(matched_folders(exec_properties["input_base"], split_pattern)):
+        spec = folder_spec(settings.get(SPEC_KEY, ""), folder)
+        events.preflight(spec, folder)
+        items = {}
+        if spec.items is not None:
+            items, problems = events.read_items(spec.items, folder)
+            for problem in problems[:BAD_SAMPLES]:
+                logging.warning("items file: skipped %s", problem)
+        units = read_units(spec, folder)
+        headers.update({u.path: list(u.header) for u in units if u.header and u.start == 0})
+        parsed = (pipeline
+                  | f"Units[{i}]" >> beam.Create(units)
+                  | f"Spread[{i}]" >> beam.Reshuffle()
+                  | f"Read[{i}]" >> beam.ParDo(_ReadEvents(spec.to_json(), items, spec.items is not None))
+                  .with_outputs(BAD, SKIPPED, main="examples"))
+        good.append(parsed.examples)
+        bad.append(parsed[BAD])
+        skipped.append(parsed[SKIPPED])
+    tagged = good | "Flatten" >> beam.Flatten()
+    examples = tagged | "Examples" >> beam.Keys()
+    if report_path:
+        bad_lines = bad | "FlattenBad" >> beam.Flatten()
+        counts = {
+            "events": tagged | "CountEvents" >> beam.combiners.Count.Globally(),
+            "unlisted": tagged | "Unlisted" >> beam.Values() | "CountUnlisted" >> beam.CombineGlobally(sum),
+            "bad": bad_lines | "CountBad" >> beam.combiners.Count.Globally(),
+            "samples": bad_lines | "FirstBad" >> beam.combiners.Top.Smallest(BAD_SAMPLES),
+            "skipped": (skipped | "FlattenSkipped" >> beam.Flatten()
+                        | "CountSkipped" >> beam.combiners.Count.PerElement()
+                        | "SkippedDict" >> beam.combiners.ToDict()),
+        }
+        _ = (pipeline
+             | "Report" >> beam.Create([None])
+             | "WriteReport" >> beam.Map(_write_report, report_path, headers,
+                                         **{k: beam.pvalue.AsSingleton(v) for k, v in counts.items()}))
+    return examples
+
+
+def _write_report(_, path: str, headers, events: int, unlisted: int, bad: int, samples, skipped) -> None:
+    report = {"input_lines": events + bad + sum(skipped.values()), "events": events, "bad_lines": bad,
+              "filtered_events": sum(skipped.values()), "filtered_by": dict(skipped),
+              "events_of_unlisted_items": unlisted, "headers": headers,
+              "bad_line_samples": [{"file": f, "offset": o, "error": e} for f, o, e in samples]}
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(report, f, indent=1)
+
+
+def locate_samples(report: dict) -> None:
+    """Adds ``line`` to each bad-line sample and ``file:line: `` to its error (one pass per file)."""
+    by_file = collections.defaultdict(list)
+    for sample in report["bad_line_samples"]:
+        by_file[sample["file"]].append(sample["offset"])
+    numbers = {path: events.line_numbers(path, offsets) if not path.endswith((".parquet", ".pq"))
+               else {o: o + 1 for o in offsets} for path, offsets in by_file.items()}
+    for sample in report["bad_line_samples"]:
+        sample["line"] = numbers[sample["file"]][sample["offset"]]
+        sample["error"] = f"{sample['file']}:{sample['line']}: {sample['error']}"
+
+
+def check_report(report: dict, max_bad_fraction: float, has_items: bool) -> None:
+    """Raises DataFormatError when there is nothing to train on, too many lines are malformed, or the items
+    file describes none of the events' items."""
+    samples = report["bad_line_samples"]
+    where = report.get("input", "input")
+    if report["events"] == 0:
+        detail = f"; first error: {samples[0]['error']}" if samples else ""
+        filtered = f"; {report['filtered_events']} filtered out by the spec ({report['filtered_by']})" \
+            if report.get("filtered_events") else ""
+        raise events.DataFormatError(where, None, f"no valid events{detail}{filtered}")
+    fraction = report["bad_lines"] / max(1, report["input_lines"])
+    if fraction > max_bad_fraction:
+        first = "\n  ".join(s["error"] for s in samples[:5])
+        raise events.DataFormatError(
+            where, None,
+            f"{report['bad_lines']} of {report['input_lines']} lines ({fraction:.2%}) are malformed, more "
+            f"than --max-bad-fraction {max_bad_fraction:g} allows; the first:\n  {first}")
+    if has_items and report["events_of_unlisted_items"] == report["events"]:
+        raise events.DataFormatError(where, None, "the items file lists none of the events' items (wrong key "
+                                                  "column, or another catalogue?)")
+
+
+def custom_settings(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+    """The component's ``custom_config`` (a Struct packed in example_gen_pb2.CustomConfig) as a dict."""
+    raw = exec_properties.get("custom_config")
+    if not raw:
+        return {}
+    config = example_gen_pb2.CustomConfig()
+    proto_utils.json_to_proto(raw, config) if isinstance(raw, str) else config.CopyFrom(raw)
+    if not config.HasField("custom_config"):
+        return {}
+    settings = struct_pb2.Struct()
+    config.custom_config.Unpack(settings)
+    return json_format.MessageToDict(settings)
+
+
+class Executor(BaseExampleGenExecutor):
+    """Reads activity logs into event tf.Examples.
+
+    Malformed lines are skipped and counted; more than ``max_bad_fraction`` of them fails the component
+    with the first errors (file, line, column). Counts are recorded on the examples artifact (``input_lines``,
+    ``events``, ``bad_lines``, ``filtered_events``, ``events_of_unlisted_items``) and in
+    ``input_report.json`` next to its splits.
+    """
+
+    _report_path: Optional[str] = None
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        report_path = self._report_path
+        return lambda exec_properties, split_pattern: EventsToExample(  # pylint: disable=no-value-for-parameter
+            exec_properties, split_pattern, report_path)
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        examples = artifact_utils.get_single_instance(output_dict["examples"])
+        self._report_path = os.path.join(examples.uri, REPORT_FILE)
+        super().Do(input_dict, output_dict, exec_properties)
+        with tf.io.gfile.GFile(self._report_path) as f:
+            report = json.load(f)
+        report["input"] = os.path.join(exec_properties["input_base"], "")
+        locate_samples(report)
+        with tf.io.gfile.GFile(self._report_path, "w") as f:
+            json.dump(report, f, indent=1)
+        for key in ("input_lines", "events", "bad_lines", "filtered_events", "events_of_unlisted_items"):
+            examples.set_int_custom_property(key, int(report[key]))
+        for sample in report["bad_line_samples"]:
+            logging.warning("skipped: %s", sample["error"])
+        settings = custom_settings(exec_properties)
+        spec_json = settings.get(SPEC_KEY, "")
+        has_items = bool(events.EventSpec.from_json(spec_json).items) if spec_json else True
+        check_report(report, float(settings.get(MAX_BAD_FRACTION_KEY, DEFAULT_MAX_BAD_FRACTION)), has_items)

@@ -1,1 +1,0 @@
-"""MovieLensExampleGen: a FileBasedExampleGen whose executor reads the MovieLens layouts."""

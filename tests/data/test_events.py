@@ -1,0 +1,160 @@
+"""The generic event reader: formats, header and delimiter detection, bad rows, the pre-flight check."""
+
+import gzip
+import json
+import os
+
+import pytest
+
+from ondevice_rec.data import events, movielens
+
+
+def write(path, text, encoding="utf-8"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+
+
+def read(spec, folder):
+    good, bad, skipped = [], [], []
+    for path, offset, event in events.read_events(spec, str(folder)):
+        if isinstance(event, events.RowError):
+            bad.append((events.line_numbers(path, [offset])[offset], event.column, str(event)))
+        elif isinstance(event, events.Skipped):
+            skipped.append(event.reason)
+        else:
+            good.append(event)
+    return good, bad, skipped
+
+
+def test_a_ratings_csv_with_or_without_header_loses_no_row(tmp_path):
+    """ml-latest's header is detected from the number columns, never assumed."""
+    for header in ("userId,movieId,rating,timestamp\n", ""):
+        folder = tmp_path / ("with" if header else "without")
+        write(folder / "ratings.csv", header + "1,10,4.0,964982703\n1,11,3.5,964982800\n")
+        write(folder / "movies.csv", "movieId,title,genres\n10,A (1995),Drama\n11,B (1996),Comedy\n")
+        spec = movielens.preset_spec(str(folder))
+        good, bad, _ = read(spec, folder)
+        assert [e.item for e in good] == ["10", "11"] and not bad, header
+        assert events.preflight(spec, str(folder)).header == (("userId", "movieId", "rating", "timestamp")
+                                                              if header else None)
+
+
+def test_a_gzipped_ratings_csv_is_read(tmp_path):
+    with gzip.open(tmp_path / "ratings.csv.gz", "wt") as f:
+        f.write("userId,movieId,rating,timestamp\n1,10,4.0,964982703\n2,10,3.0,964982704\n")
+    write(tmp_path / "movies.csv", "movieId,title,genres\n10,A (1995),Drama\n")
+    assert movielens.detect_format(str(tmp_path)) is movielens.ML_LATEST
+    good, _, _ = read(movielens.preset_spec(str(tmp_path)), tmp_path)
+    assert [(e.user, e.item, e.rating) for e in good] == [("1", "10", 4.0), ("2", "10", 3.0)]
+
+
+def test_a_wrong_delimiter_is_named_before_any_reading(tmp_path):
+    write(tmp_path / "log.csv", "user;item;ts\nu1;A;100\nu1;B;200\n")
+    spec = events.EventSpec(path="log.csv", user="user", item="item", timestamp="ts")
+    with pytest.raises(events.DataFormatError, match=r"log\.csv:1: the delimiter is ',' .* with ';': set "
+                                                     r"\"delimiter\": \";\""):
+        events.preflight(spec, str(tmp_path))
+    fixed = events.EventSpec(path="log.csv", delimiter=";", user="user", item="item", timestamp="ts")
+    assert events.preflight(fixed, str(tmp_path)).rows_checked == 2
+
+
+def test_a_missing_column_names_it_and_the_columns_found(tmp_path):
+    write(tmp_path / "log.csv", "customer,sku,when\nu1,A,100\n")
+    spec = events.EventSpec(path="log.csv", user="user", item="sku", timestamp="when")
+    with pytest.raises(events.DataFormatError, match=r"the user column 'user' is not in the header; the columns "
+                                                     r"found: 'customer', 'sku', 'when'"):
+        events.preflight(spec, str(tmp_path))
+
+
+def test_unparseable_timestamps_and_empty_ids_are_bad_rows_naming_line_and_column(tmp_path):
+    write(tmp_path / "log.csv", "user,item,ts\nu1,A,2024-01-01T10:00:00Z\nu1,B,yesterday\n,C,2024-01-02\n"
+                                "u2,,2024-01-03\nu2,D,2024-01-04T00:00:00+02:00\n")
+    spec = events.EventSpec(path="log.csv", user="user", item="item", timestamp="ts", timestamp_format="iso8601")
+    good, bad, _ = read(spec, tmp_path)
+    assert [e.item for e in good] == ["A", "D"]
+    assert good[0].timestamp == 1704103200 and good[1].timestamp == 1704319200
+    assert [(line, column) for line, column, _ in bad] == [(3, "ts"), (4, "user"), (5, "item")]
+    assert "is not ISO-8601" in bad[0][2] and "empty user id" in bad[1][2] and "empty item id" in bad[2][2]
+    # Every row of a file failing the same way is a spec that does not fit: refused up front.
+    unix = events.EventSpec(path="log.csv", user="user", item="item", timestamp="ts")
+    with pytest.raises(events.DataFormatError, match=r"log\.csv:2: column 'ts': timestamp .* is not a number"):
+        events.preflight(unix, str(tmp_path))
+
+
+def test_milliseconds_read_as_seconds_are_refused(tmp_path):
+    write(tmp_path / "log.tsv", "u1\tA\t1700000000000\n")
+    spec = events.EventSpec(path="log.tsv", timestamp=2)
+    _, bad, _ = read(spec, tmp_path)
+    assert "milliseconds? (set timestamp_format unix_ms)" in bad[0][2]
+    good, _, _ = read(events.EventSpec(path="log.tsv", timestamp=2, timestamp_format="unix_ms"), tmp_path)
+    assert good[0].timestamp == 1700000000
+
+
+def test_json_lines_gzip_event_types_and_file_order_without_timestamps(tmp_path):
+    rows = [{"c": "u1", "sku": "B01", "e": "view"}, {"c": "u1", "sku": "B02", "e": "wishlist"},
+            {"c": "u1", "sku": "B03", "e": "purchase"}]
+    write(tmp_path / "a.jsonl", "".join(json.dumps(r) + "\n" for r in rows[:2]) + "not json\n")
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt") as f:
+        f.write(json.dumps(rows[2]) + "\n")
+    spec = events.EventSpec(path="*.jsonl*", user="c", item="sku", event_type="e", keep_events="view,purchase")
+    good, bad, skipped = read(spec, tmp_path)
+    assert [e.item for e in good] == ["B01", "B03"] and skipped == ["event_type"]
+    assert bad[0][0] == 3 and "not a JSON object" in bad[0][2]
+    assert good[0].timestamp < good[1].timestamp  # file order, across files in name order
+
+
+def test_parquet_events_are_read(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table({"user": ["u1", "u1", "u2"], "item": [1000000007, 20, 1000000007],
+                             "ts": [1, 2, 3]}), tmp_path / "log.parquet")
+    spec = events.EventSpec(path="log.parquet", user="user", item="item", timestamp="ts")
+    good, _, _ = read(spec, tmp_path)
+    assert [(e.user, e.item) for e in good] == [("u1", "1000000007"), ("u1", "20"), ("u2", "1000000007")]
+
+
+def test_items_file_features_and_a_catalogue_matching_no_event(tmp_path):
+    write(tmp_path / "log.csv", "user,item\nu1,A\nu1,B\n")
+    write(tmp_path / "items.csv", 'sku,name,cats,price\nA,"Mug, blue",home|kitchen,9.5\nB,Pan,kitchen,\n')
+    items = {"path": "items.csv", "key": "sku", "title": "name",
+             "categorical": {"cats": {"column": "cats", "separator": "|"}}, "numeric": {"price": "price"}}
+    spec = events.EventSpec.from_dict({"events": "log.csv", "user": "user", "item": "item", "items": items})
+    table, problems = events.read_items(spec.items, str(tmp_path))
+    assert not problems
+    assert table["A"] == events.ItemInfo("Mug, blue", {"cats": ("home", "kitchen")}, {"price": 9.5})
+    assert table["B"].numeric == {}
+    assert events.preflight(spec, str(tmp_path)).items == 2
+    write(tmp_path / "items.csv", "sku,name,cats,price\nX,Other,misc,1\n")
+    with pytest.raises(events.DataFormatError, match="none of the item keys of the first 2 events"):
+        events.preflight(spec, str(tmp_path))
+
+
+def test_lines_mixing_latin1_and_utf8_both_decode(tmp_path):
+    (tmp_path / "log.csv").write_bytes("u1,Café\n".encode("latin-1") + "u1,Amélie\n".encode("utf-8"))
+    good, _, _ = read(events.EventSpec(path="log.csv", header="no", encoding="latin-1"), tmp_path)
+    assert [e.item for e in good] == ["Café", "Amélie"]
+
+
+def test_byte_ranges_read_every_line_exactly_once(tmp_path):
+    lines = [f"u{i % 7},item-{i},{i}" for i in range(500)]
+    write(tmp_path / "log.csv", "\n".join(lines) + "\n")
+    size = os.path.getsize(tmp_path / "log.csv")
+    for chunk in (1, 7, 64, 1000, size):
+        got = [text for start in range(0, size, chunk)
+               for _, text in events.read_lines(str(tmp_path / "log.csv"), start, min(start + chunk, size))]
+        assert got == lines, chunk
+    offsets = [o for o, _ in events.read_lines(str(tmp_path / "log.csv"))]
+    assert events.line_numbers(str(tmp_path / "log.csv"), offsets[::97]) == {
+        o: 1 + i * 97 for i, o in enumerate(offsets[::97])}
+
+
+def test_a_spec_round_trips_through_json_and_refuses_unknown_keys(tmp_path):
+    spec = movielens.ML_100K.spec()
+    assert events.EventSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(ValueError, match="unknown event spec keys: colour"):
+        events.EventSpec.from_dict({"events": "x.csv", "colour": "red"})
+    with pytest.raises(ValueError, match="keep_events needs the event_type column"):
+        events.EventSpec(path="x.csv", keep_events=("buy",))
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({"events": "log.csv", "user": "customer"}))
+    assert events.load_spec(str(path), ["item=sku", "items.path=catalog.csv"]).items.path == "catalog.csv"
