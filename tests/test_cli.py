@@ -29,7 +29,21 @@ def test_make_synthetic_writes_the_requested_layout(tmp_path, capsys):
 
 
 def test_bad_history_exits_2(tmp_path, capsys):
-    assert cli.main(["recommend", "--model", str(tmp_path), "--history", "1,two"]) == cli.EXIT_BAD_INPUT
+    assert cli.main(["recommend", "--model", str(tmp_path), "--history", "1,,3"]) == cli.EXIT_BAD_INPUT
+    assert "none empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, fields, message", [
+    ("user;item\nu1;A\nu1;B\n", ["user=user", "item=item"], "set \"delimiter\": \";\""),
+    ("customer,sku\nu1,A\n", ["user=user", "item=sku"], "the user column 'user' is not in the header"),
+    ("u1,A,soon\nu1,B,later\n", ["timestamp=2", "header=no"], "column 2: timestamp 'soon' is not a number"),
+])
+def test_a_log_that_does_not_fit_its_spec_exits_2_before_any_component(tmp_path, capsys, text, fields, message):
+    (tmp_path / "log.csv").write_text(text)
+    args = ["run", "--events", str(tmp_path / "log.csv"), "--output-dir", str(tmp_path / "out")]
+    assert cli.main(args + [f"--event-field={f}" for f in fields]) == cli.EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "pipeline_root").exists()
 
 
 def test_help_lists_every_command_and_is_fast():

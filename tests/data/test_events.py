@@ -48,22 +48,25 @@ def test_a_gzipped_ratings_csv_is_read(tmp_path):
     assert [(e.user, e.item, e.rating) for e in good] == [("1", "10", 4.0), ("2", "10", 3.0)]
 
 
-def test_a_wrong_delimiter_is_named_before_any_reading(tmp_path):
-    write(tmp_path / "log.csv", "user;item;ts\nu1;A;100\nu1;B;200\n")
-    spec = events.EventSpec(path="log.csv", user="user", item="item", timestamp="ts")
-    with pytest.raises(events.DataFormatError, match=r"log\.csv:1: the delimiter is ',' .* with ';': set "
-                                                     r"\"delimiter\": \";\""):
+@pytest.mark.parametrize("text, user, message", [
+    # a wrong delimiter is named with the one that fits
+    ("user;item;ts\nu1;A;100\nu1;B;200\n", "user",
+     r"log\.csv:1: the delimiter is ',' .* with ';': set \"delimiter\": \";\""),
+    # a missing column is named with the columns found
+    ("customer,sku,ts\nu1,A,100\n", "user",
+     r"the user column 'user' is not in the header; the columns found: 'customer', 'sku', 'ts'"),
+])
+def test_the_preflight_check_refuses_a_spec_that_does_not_fit_the_file(tmp_path, text, user, message):
+    write(tmp_path / "log.csv", text)
+    spec = events.EventSpec(path="log.csv", user=user, item="item" if "item" in text else "sku", timestamp="ts")
+    with pytest.raises(events.DataFormatError, match=message):
         events.preflight(spec, str(tmp_path))
+
+
+def test_the_named_delimiter_reads_the_file(tmp_path):
+    write(tmp_path / "log.csv", "user;item;ts\nu1;A;100\nu1;B;200\n")
     fixed = events.EventSpec(path="log.csv", delimiter=";", user="user", item="item", timestamp="ts")
     assert events.preflight(fixed, str(tmp_path)).rows_checked == 2
-
-
-def test_a_missing_column_names_it_and_the_columns_found(tmp_path):
-    write(tmp_path / "log.csv", "customer,sku,when\nu1,A,100\n")
-    spec = events.EventSpec(path="log.csv", user="user", item="sku", timestamp="when")
-    with pytest.raises(events.DataFormatError, match=r"the user column 'user' is not in the header; the columns "
-                                                     r"found: 'customer', 'sku', 'when'"):
-        events.preflight(spec, str(tmp_path))
 
 
 def test_unparseable_timestamps_and_empty_ids_are_bad_rows_naming_line_and_column(tmp_path):
