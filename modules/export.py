@@ -1,8 +1,11 @@
 """Exports a trained model as a SavedModel with two signatures.
 
-* ``serving_default`` takes serialized *transformed* tf.Examples (vocabulary indices) and returns ``scores``
-  over the vocabulary indices (``[batch, V]``) with padding and the items the user has already seen set to
-  ``MASKED_SCORE``. TFMA uses it with the ``label_index`` label.
+* ``serving_default`` takes serialized *windowed* tf.Examples (string keys), maps them with the model's own
+  vocabulary and returns ``scores`` ``[batch, 1 + V]``: column 0 the label's score, then the scores over the
+  vocabulary indices with padding, the label and the items the user has already seen set to ``MASKED_SCORE``
+  (a label outside the vocabulary scores ``MASKED_SCORE``: a miss). TFMA uses it with the constant
+  ``label_column`` (0), so models of different vocabularies (the candidate and the serving baseline of another
+  span) are compared on the same examples.
 * ``recommend`` is the on-device function: ``context_index`` int32[N] (vocabulary indices, most recent first,
   padded with 0; plus ``context_rating`` float32[N] when the model uses ratings) -> ``top_ids`` int32[K]
   (vocabulary indices, never 0 or a history item) and ``top_scores`` float32[K]; ``vocabulary.json`` maps
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -22,10 +26,42 @@ from .config import ModelConfig
 # The signature, tensor and folder names live in ``features`` (TF-free); re-exported for the exporter's users.
 from .features import (ASSETS_EXTRA, MASKED_SCORE, RECOMMEND_SIGNATURE, SCORES, SERVING_SIGNATURE,  # noqa: F401
                        TOP_IDS, TOP_SCORES)
-from .model import exclude_seen
+from .model import exclude, exclude_seen
 from .vocabulary import Vocabulary
 
 MODEL_CONFIG_FILE = "model_config.json"
+
+
+class KeyLookup:
+    """Maps item keys to vocabulary indices (1..V; unknown keys to ``PADDING_ID``) with constants only.
+
+    A ``tf.lookup`` hash table would be a resource of the whole SavedModel, and the TFLite converter initialises
+    every table even for the table-free ``recommend`` signature (it then needs the Flex ops ``HashTableV2`` and
+    ``LookupTableImportV2``). Instead: the keys' 64-bit fingerprints, sorted; a binary search; and a comparison
+    of the key found with the key asked for, so a fingerprint collision can never map a key to another item.
+    """
+
+    def __init__(self, keys):
+        keys = [key.encode("utf-8") for key in keys] or [b""]
+        fingerprints = self._fingerprint(tf.constant(keys)).numpy()
+        order = np.argsort(fingerprints, kind="stable")
+        self._fingerprints = tf.constant(fingerprints[order])
+        self._keys = tf.constant([keys[i] for i in order])
+        self._indices = tf.constant(order.astype(np.int32) + 1)
+
+    @staticmethod
+    def _fingerprint(keys):
+        return tf.strings.to_hash_bucket_fast(keys, np.iinfo(np.int64).max)
+
+    def __call__(self, keys):
+        flat = tf.reshape(keys, [-1])
+        fingerprint = self._fingerprint(flat)
+        position = tf.minimum(tf.searchsorted(self._fingerprints, fingerprint),
+                              tf.size(self._fingerprints, out_type=tf.int32) - 1)
+        found = (tf.gather(self._fingerprints, position) == fingerprint) & (tf.gather(self._keys, position) == flat)
+        found &= flat != ""
+        index = tf.where(found, tf.gather(self._indices, position), features.PADDING_ID)
+        return tf.reshape(index, tf.shape(keys))
 
 
 class RecommenderModule(tf.Module):
@@ -40,9 +76,11 @@ class RecommenderModule(tf.Module):
         # history item can reach the top K.
         self._top_k = max(1, min(config.top_k, vocab.size - 1 - config.history_length))
         self._query_model = keras.Model(model.inputs, model.get_layer("scores").input)
-        spec = features.transformed_feature_spec(config.history_length)
         self._inputs = [features.CONTEXT_INDEX] + ([features.CONTEXT_RATING] if config.use_ratings else [])
-        self._feature_spec = {k: spec[k] for k in self._inputs + [features.SEEN_INDEX]}
+        spec = features.windowed_feature_spec(config.history_length)
+        self._feature_spec = {k: spec[k] for k in (features.CONTEXT_ITEM, features.CONTEXT_RATING,
+                                                   features.SEEN_ITEMS, features.LABEL_ITEM)}
+        self._key_to_index = KeyLookup(vocab.keys())
 
     @property
     def top_k(self) -> int:
@@ -51,14 +89,19 @@ class RecommenderModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(self, serialized):
         parsed = tf.io.parse_example(serialized, self._feature_spec)
-        context = tf.cast(parsed[features.CONTEXT_INDEX], tf.int32)
+        context = self._key_to_index(parsed[features.CONTEXT_ITEM])
         inputs = {features.CONTEXT_INDEX: context}
         if features.CONTEXT_RATING in self._inputs:
             inputs[features.CONTEXT_RATING] = parsed[features.CONTEXT_RATING]
         # History and seen items are masked (as the Trainer validates); unknown items are index 0, masked
-        # already. Context items are always excluded, even where seen_index is empty (train examples).
-        seen = tf.cast(tf.sparse.to_dense(parsed[features.SEEN_INDEX]), tf.int32)
-        return {SCORES: exclude_seen(self.model(inputs, training=False), context, seen)}
+        # already. Context items are always excluded, even where seen_items is empty (train examples).
+        seen = self._key_to_index(tf.sparse.to_dense(parsed[features.SEEN_ITEMS], default_value=""))
+        label = self._key_to_index(parsed[features.LABEL_ITEM])
+        scores = exclude_seen(self.model(inputs, training=False), context, seen)
+        label_score = tf.where(label > features.PADDING_ID, tf.gather(scores, label, axis=1, batch_dims=1),
+                               tf.constant(MASKED_SCORE, scores.dtype))
+        others = exclude(scores, label[:, tf.newaxis])
+        return {SCORES: tf.concat([label_score[:, tf.newaxis], others], axis=1)}
 
     @tf.function
     def recommend(self, context_index, context_rating=None):

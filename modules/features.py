@@ -28,6 +28,10 @@ CONTEXT_LENGTH = "context_length"
 LABEL_ITEM = "label_item"
 LABEL_TIMESTAMP = "label_timestamp"
 SEEN_ITEMS = "seen_items"  # eval / test: the user's whole history (excluded when ranking)
+# Always 0: TFMA's label. Each model's serving_default maps the keys with its own vocabulary and puts the
+# label's score in column 0 of its output, so a candidate and a baseline trained on different vocabularies
+# (another span) are scored on the same examples.
+LABEL_COLUMN = "label_column"
 # Train examples only (empty elsewhere): the training events this example accounts for (each training event
 # exactly once), and facts about their items ("key\tkind\tvalue"), which tf.Transform turns into the item
 # vocabulary (counts = training events), the item feature table and the category vocabularies.
@@ -85,6 +89,7 @@ def windowed_feature_spec(history_length: int, numeric_features=()):
         CONTEXT_LENGTH: tf.io.FixedLenFeature([], tf.int64),
         LABEL_ITEM: tf.io.FixedLenFeature([], tf.string),
         LABEL_TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+        LABEL_COLUMN: tf.io.FixedLenFeature([], tf.int64),
         SEEN_ITEMS: tf.io.VarLenFeature(tf.string),
         VOCAB_ITEMS: tf.io.VarLenFeature(tf.string),
         ITEM_FACTS: tf.io.VarLenFeature(tf.string),

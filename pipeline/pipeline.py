@@ -49,7 +49,7 @@ def eval_config(config: PipelineConfig, with_thresholds: bool) -> tfma.EvalConfi
                 direction=tfma.MetricDirection.HIGHER_IS_BETTER,
                 absolute={"value": -max(config.max_recall_regression, 1e-9)})))
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name=features.SERVING_SIGNATURE, label_key=features.LABEL_INDEX,
+        model_specs=[tfma.ModelSpec(signature_name=features.SERVING_SIGNATURE, label_key=features.LABEL_COLUMN,
                                     prediction_key=features.SCORES)],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
@@ -102,14 +102,16 @@ def create_pipeline(config: PipelineConfig, with_local_metadata: bool = True, in
         base_model=latest_blessed_model.outputs["model"] if config.warm_start else None,
         custom_config=dataclasses.asdict(config.model)).with_id(Nodes.TRAINER)
 
+    # The Evaluators read the windowed (string-key) examples: each model maps keys with its own vocabulary.
+    windowed = windowing.outputs["examples"]
     evaluator = tfx.components.Evaluator(
-        examples=examples,
+        examples=windowed,
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"],
         eval_config=eval_config(config, with_thresholds=True),
         example_splits=["eval"]).with_id(Nodes.EVALUATOR)
     test_evaluator = tfx.components.Evaluator(
-        examples=examples,
+        examples=windowed,
         model=trainer.outputs["model"],
         eval_config=eval_config(config, with_thresholds=False),
         example_splits=["test"]).with_id(Nodes.TEST_EVALUATOR)

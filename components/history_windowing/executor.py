@@ -74,7 +74,7 @@ def to_tf_example(example: dict) -> bytes:
         values = value if isinstance(value, list) else [value]
         if name in _FLOAT_FEATURES or name.startswith(features.VOCAB_NUMERIC_PREFIX):
             feature_map[name].float_list.value.extend(values)
-        elif name in (features.LABEL_TIMESTAMP, features.CONTEXT_LENGTH):
+        elif name in (features.LABEL_TIMESTAMP, features.CONTEXT_LENGTH, features.LABEL_COLUMN):
             feature_map[name].int64_list.value.extend(values)
         else:
             feature_map[name].bytes_list.value.extend(v.encode("utf-8") for v in values)

@@ -145,6 +145,7 @@ class _Columns:
             features.CONTEXT_LENGTH: position - start,
             features.LABEL_ITEM: target.item,
             features.LABEL_TIMESTAMP: target.timestamp,
+            features.LABEL_COLUMN: 0,
             features.SEEN_ITEMS: self.items[:position] if with_seen else [],
             features.VOCAB_ITEMS: [self.items[p] for p in owned],
             features.ITEM_FACTS: [f"{self.items[p]}{features.FACT_SEPARATOR}{fact}"

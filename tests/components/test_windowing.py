@@ -32,7 +32,7 @@ def test_hand_built_timeline_gives_exact_examples():
     assert first_train == {
         features.USER_ID: "u1", features.CONTEXT_ITEM: ["10", "", ""], features.CONTEXT_RATING: [5.0, 0.0, 0.0],
         features.CONTEXT_LENGTH: 1, features.LABEL_ITEM: first, features.LABEL_TIMESTAMP: 200,
-        features.SEEN_ITEMS: [], features.VOCAB_ITEMS: ["10", first],
+        features.LABEL_COLUMN: 0, features.SEEN_ITEMS: [], features.VOCAB_ITEMS: ["10", first],
         features.ITEM_FACTS: [f"10\t{f}" for f in facts["10"]] + [f"{first}\t{f}" for f in facts.get(first, ())],
         features.VOCAB_NUMERIC_PREFIX + "year": [1990.0]}
     assert second_train[features.CONTEXT_ITEM] == [first, "10", ""]

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from ondevice_rec.components.tflite_pusher import checks, conversion, quantization
 from ondevice_rec.components.history_windowing import windowing
+from ondevice_rec.components.history_windowing.executor import to_tf_example
 from ondevice_rec.data import synthetic
 from ondevice_rec.modules import baselines, export, features, ranking_metrics, trainer, training, vocabulary
 from ondevice_rec.modules import model as model_lib
@@ -65,6 +66,8 @@ def indexed(example: dict, index: dict) -> dict:
 def serialize(example: dict) -> bytes:
     proto = tf.train.Example()
     for name, value in example.items():
+        if name == "windowed":
+            continue
         values = value if isinstance(value, list) else [value]
         if name == features.CONTEXT_RATING:
             proto.features.feature[name].float_list.value.extend(values)
@@ -81,7 +84,7 @@ def indexed_splits(data, history_length: int):
     splits = {s: [] for s in features.SPLITS}
     for events in by_user.values():
         for split, example in windowing.window_timeline(events, options, ("year",)):
-            splits[split].append(indexed(example, index))
+            splits[split].append(indexed(example, index) | {"windowed": to_tf_example(example)})
     return vocab, splits
 
 
@@ -111,9 +114,9 @@ def test_every_encoder_beats_popularity_on_the_test_split(trained):
     export_dir, vocab, split_examples, _ = trained
     test = split_examples["test"]
     serve = tf.saved_model.load(export_dir).signatures[export.SERVING_SIGNATURE]
-    serialized = tf.constant([serialize(e) for e in test])
+    serialized = tf.constant([e["windowed"] for e in test])  # serving_default reads keys (what TFMA feeds)
     scores = serve(examples=serialized)["scores"].numpy()
-    model_recall = ranking_metrics.evaluate(scores, [e[features.LABEL_INDEX] for e in test])
+    model_recall = ranking_metrics.evaluate(scores, [0] * len(test))  # column 0: the label's score
     popularity = baselines.popularity_baseline(list(range(1, vocab.size)), test)
     assert model_recall["recall@10"] > 1.5 * popularity["recall@10"], (model_recall, popularity)
 
@@ -122,12 +125,15 @@ def test_eval_signature_masks_padding_and_history(trained):
     export_dir, vocab, split_examples, _ = trained
     serve = tf.saved_model.load(export_dir).signatures[export.SERVING_SIGNATURE]
     example = split_examples["test"][0]
-    scores = serve(examples=tf.constant([serialize(example)]))["scores"].numpy()[0]
-    assert scores.shape == (vocab.size,)  # over vocabulary indices: the catalogue, whatever the raw ids
+    output = serve(examples=tf.constant([example["windowed"]]))["scores"].numpy()[0]
+    assert output.shape == (1 + vocab.size,)  # the label's score, then the catalogue's, whatever the raw ids
+    label, scores = example[features.LABEL_INDEX], output[1:]
+    assert (output[0] > -1e8) == (label > 0)  # a label outside the vocabulary is a miss
     masked = scores <= -1e8
-    assert masked[features.PADDING_ID]
+    assert masked[features.PADDING_ID] and (not label or masked[label])
     assert all(masked[m] for m in example[features.SEEN_INDEX] + example[features.CONTEXT_INDEX])
-    allowed = set(range(1, vocab.size)) - set(example[features.SEEN_INDEX]) - set(example[features.CONTEXT_INDEX])
+    allowed = set(range(1, vocab.size)) - set(example[features.SEEN_INDEX]) - set(example[features.CONTEXT_INDEX]) \
+        - {label}
     assert not any(masked[m] for m in allowed)
 
 
@@ -183,8 +189,8 @@ def test_sampled_softmax_with_log_q_trains_a_model_that_beats_popularity(tmp_pat
     model = training.fit(config, vocab, dataset("train").shuffle(10_000, seed=0), dataset("eval"))
     assert len(model.history.history["loss"]) >= 2
     module = export.RecommenderModule(model, vocab, config)
-    scores = module.serve_examples(tf.constant([serialize(e) for e in examples["test"]]))["scores"].numpy()
-    model_recall = ranking_metrics.evaluate(scores, [e[features.LABEL_INDEX] for e in examples["test"]])
+    scores = module.serve_examples(tf.constant([e["windowed"] for e in examples["test"]]))["scores"].numpy()
+    model_recall = ranking_metrics.evaluate(scores, [0] * len(examples["test"]))
     popularity = baselines.popularity_baseline(list(range(1, vocab.size)), examples["test"])
     assert model_recall["recall@10"] > 1.5 * popularity["recall@10"], (model_recall, popularity)
 
@@ -373,3 +379,13 @@ def test_validation_recall_excludes_seen_items_as_the_evaluator_does(tmp_path):
                    metrics=[ranking_metrics.RecallAtK(1)])
     # Example 1: index 1 is seen; example 2: it is in the history; example 3: it outranks the target.
     assert fitted.evaluate(data, verbose=0, return_dict=True)["recall@1"] == pytest.approx(2 / 3)
+
+
+def test_key_lookup_maps_keys_to_their_index_and_everything_else_to_padding():
+    keys = [f"sku-{i}" for i in range(500)] + ["", "1e9", "ü"]
+    lookup = export.KeyLookup(keys[:500] + keys[501:])  # vocabulary order = index order (1..V)
+    expected = {k: i for i, k in enumerate(keys[:500] + keys[501:], start=1)}
+    asked = [["sku-7", "1e9", "unknown", ""], ["ü", "sku-499", "sku-500", "sku-0"]]
+    got = lookup(tf.constant(asked)).numpy()
+    assert got.tolist() == [[expected.get(k, features.PADDING_ID) for k in row] for row in asked]
+    assert export.KeyLookup([])(tf.constant(["a", ""])).numpy().tolist() == [0, 0]
