@@ -103,6 +103,7 @@ def reference_windowing(data_dir: str, options: windowing.WindowingOptions, outp
         example = {
             features.USER_ID: users[i], features.CONTEXT_ITEM: context[i], features.CONTEXT_RATING: ratings[i],
             features.CONTEXT_LENGTH: lengths[i], features.LABEL_ITEM: keys[i], features.LABEL_TIMESTAMP: stamps[i],
+            features.LABEL_COLUMN: 0,
             features.SEEN_ITEMS: keys[starts[i]:i] if s != "train" else [],
             features.VOCAB_ITEMS: [keys[j] for j in owned],
             features.ITEM_FACTS: [f"{keys[j]}\t{fact}" for j in owned for fact in facts_of.get(movie[j], ())],

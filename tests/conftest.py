@@ -45,3 +45,43 @@ def two_runs(tmp_path_factory, small_ml1m_dir):
     first = runner.run(config)
     second = runner.run(config)
     return config, first, second
+
+
+def _cli_output(args):
+    """Runs the CLI in-process; returns (exit code, what it printed on stdout)."""
+    import contextlib
+    import io
+    from ondevice_rec import cli
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(args)
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def quality_run(tmp_path_factory):
+    """`benchmark quality` (bow, N=5) on a synthetic ML-100K folder, once for every test that reads a quality
+    result or its data stages (the work folder's MLMD store holds their run)."""
+    import json
+    root = tmp_path_factory.mktemp("quality")
+    data_dir = synthetic.write(synthetic.generate(synthetic.SyntheticConfig(users=200, items=120, seed=5)),
+                               str(root / "data"), "ml-100k")
+    work, out = root / "work", root / "out"
+    code, printed = _cli_output(["benchmark", "quality", "--data-dir", data_dir, "--encoders", "bow",
+                                 "--history-lengths", "5", "--epochs", "3", "--embedding-dim", "16",
+                                 "--work-dir", str(work), "--out-dir", str(out)])
+    assert code == 0, printed
+    return {"data_dir": data_dir, "work_dir": str(work), "out_dir": out, "printed": printed,
+            "result": json.loads((out / "quality.json").read_text())}
+
+
+@pytest.fixture(scope="session")
+def published_latency(tmp_path_factory, two_runs):
+    """`benchmark latency --model` on the version two_runs published."""
+    import json
+    config, _, _ = two_runs
+    out = tmp_path_factory.mktemp("latency") / "latency.json"
+    code, printed = _cli_output(["benchmark", "latency", "--model", os.path.join(config.serving_dir, "latest"),
+                                 "--iterations", "50", "--out", str(out)])
+    assert code == 0, printed
+    return {"path": out, "printed": printed, "result": json.loads(out.read_text())}

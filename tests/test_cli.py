@@ -72,16 +72,11 @@ def test_recommend_prints_titles_and_skips_history(two_runs, capsys):
 
 
 @pytest.mark.slow
-def test_latency_benchmark_on_a_published_model_finds_its_saved_model(two_runs, tmp_path, capsys):
-    import json
-    config, _, _ = two_runs
-    out = tmp_path / "latency.json"
-    model = os.path.join(config.serving_dir, "latest")
-    assert cli.main(["benchmark", "latency", "--model", model, "--iterations", "50", "--out", str(out)]) == 0
-    result = json.loads(out.read_text())
+def test_latency_benchmark_on_a_published_model_finds_its_saved_model(published_latency, tmp_path):
+    result = published_latency["result"]
     assert result["quantization"] == "float16" and result["saved_model_dir"].endswith("Format-Serving")
     assert set(result["tflite"]) == {"1_thread", "4_thread"} and result["speedup_p50_1_thread"] > 1
-    assert "| float16 |" in capsys.readouterr().out
+    assert "| float16 |" in published_latency["printed"]
     assert cli.main(["benchmark", "latency", "--model", str(tmp_path / "nothing")]) == 2
 
 

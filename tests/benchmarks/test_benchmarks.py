@@ -7,7 +7,6 @@ import pytest
 
 from ondevice_rec.modules import training
 from ondevice_rec.benchmarks import quality, windowing
-from ondevice_rec.data import synthetic
 from ondevice_rec.modules.config import ModelConfig
 
 
@@ -21,31 +20,28 @@ def test_windowing_benchmark_checks_identity_and_writes_json(tmp_path):
     assert json.loads(out.read_text())["beam_to_reference_ratio"] == result["beam_to_reference_ratio"]
 
 
-def test_quality_benchmark_writes_json_table_and_plot(tmp_path):
-    data_dir = synthetic.write(synthetic.generate(synthetic.SyntheticConfig(users=200, items=120, seed=5)),
-                               str(tmp_path / "data"), "ml-100k")
-    result = quality.run(data_dir, encoders=["bow"], history_lengths=[5], out_dir=str(tmp_path / "out"),
-                         base=ModelConfig(embedding_dim=16, epochs=3), report=lambda _: None)
+def test_quality_benchmark_writes_json_table_and_plot(quality_run):
+    result, tmp_out = quality_run["result"], quality_run["out_dir"]
     for name in ("quality.json", "quality.md", "quality.png"):
-        assert os.path.getsize(tmp_path / "out" / name) > 0
+        assert os.path.getsize(tmp_out / name) > 0
     assert set(result["baselines"]) == {"popularity", "markov (last item)", "markov (last 3 items)"}
     (model,) = result["models"]
     assert model["encoder"] == "bow" and model["history_length"] == 5
     # On data with strong sequential structure both the model and the Markov chain beat popularity.
     assert model["recall@10"] > result["baselines"]["popularity"]["recall@10"]
     assert result["baselines"]["markov (last item)"]["recall@10"] > result["baselines"]["popularity"]["recall@10"]
-    table = (tmp_path / "out" / "quality.md").read_text()
+    table = (tmp_out / "quality.md").read_text()
     assert "| bow | 5 |" in table and "| popularity |" in table
 
 
-def test_quality_benchmark_averages_over_seeds(tmp_path, monkeypatch):
-    data_dir = synthetic.write(synthetic.generate(synthetic.SyntheticConfig(users=120, items=80, seed=6)),
-                               str(tmp_path / "data"), "ml-100k")
+def test_quality_benchmark_averages_over_seeds(quality_run, tmp_path, monkeypatch):
+    data_dir = quality_run["data_dir"]  # and its work folder: the data stages come from the cache
     fit, trained_seeds = training.fit, []
     monkeypatch.setattr(training, "fit",
                         lambda config, *a, **k: trained_seeds.append(config.seed) or fit(config, *a, **k))
     result = quality.run(data_dir, encoders=["bow"], history_lengths=[5], out_dir=str(tmp_path / "out"),
-                         base=ModelConfig(embedding_dim=8, epochs=2, seed=3), seeds=2, report=lambda _: None)
+                         base=ModelConfig(embedding_dim=8, epochs=2, seed=3), seeds=2, work_dir=quality_run["work_dir"],
+                         report=lambda _: None)
     (model,) = result["models"]
     assert trained_seeds == [3, 4] and model["seeds"] == [3, 4] and len(model["epochs_run"]) == 2
     per_seed = model["recall@10_per_seed"]

@@ -9,15 +9,9 @@ from ondevice_rec import cli
 
 
 @pytest.mark.slow
-def test_report_shows_data_quality_latency_and_lineage(two_runs, small_ml1m_dir, tmp_path, capsys):
+def test_report_shows_data_quality_latency_and_lineage(two_runs, published_latency, quality_run, tmp_path, capsys):
     config, first, _ = two_runs
-    latency = tmp_path / "latency.json"
-    assert cli.main(["benchmark", "latency", "--model", os.path.join(config.serving_dir, "latest"),
-                     "--iterations", "50", "--out", str(latency)]) == 0
-    quality_dir = tmp_path / "quality"
-    assert cli.main(["benchmark", "quality", "--data-dir", small_ml1m_dir, "--encoders", "bow",
-                     "--history-lengths", "10", "--epochs", "2", "--embedding-dim", "16",
-                     "--out-dir", str(quality_dir)]) == 0
+    latency, quality_dir = published_latency["path"], quality_run["out_dir"]
     out = tmp_path / "report.html"
     capsys.readouterr()
     assert cli.main(["report", config.output_dir, "--out", str(out), "--quality", str(quality_dir / "quality.json"),
@@ -33,7 +27,7 @@ def test_report_shows_data_quality_latency_and_lineage(two_runs, small_ml1m_dir,
     assert "<td>data span</td><td>0</td>" in page  # a plain folder: ExampleGen's span 0
     assert "<td>users</td><td>150</td>" in page
     # Recall table rows (baselines and the benchmark's model) and latency rows.
-    assert "<td>popularity</td>" in page and "<td>markov (last item)</td>" in page and "<td>bow</td><td>10</td>" in page
+    assert "<td>popularity</td>" in page and "<td>markov (last item)</td>" in page and "<td>bow</td><td>5</td>" in page
     assert "<td>float16</td>" in page  # the two_runs model is published as float16
 
 
