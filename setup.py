@@ -45,6 +45,6 @@ setuptools.setup(
         "matplotlib>=3.8",
         "jsonschema>=4",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5"]},
     entry_points={"console_scripts": ["ondevice-rec=ondevice_rec.cli:main"]},
 )

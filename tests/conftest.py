@@ -14,6 +14,20 @@ ML100K_DIR = os.path.join(REPO_ROOT, "..", "shared", "data", "ml-100k")
 
 SMALL = synthetic.SyntheticConfig(users=150, items=120, mean_ratings_per_user=30, seed=7)
 
+# The session's pipeline runs below (minutes each): every test that uses one runs on the same xdist worker.
+SHARED_RUNS = {"two_runs", "quality_run", "published_latency"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """The suite runs on 2 pytest-xdist workers (``--dist loadgroup``, pyproject.toml). A worker computes a
+    fixture once per scope it sees, so each module's tests stay on one worker (module fixtures: one pipeline
+    run, one trained model per encoder) and the tests of the session's shared runs on another group of their
+    own; groups are spread over the workers."""
+    for item in items:
+        shared = SHARED_RUNS & set(item.fixturenames)
+        item.add_marker(pytest.mark.xdist_group("shared-runs" if shared else item.module.__name__))
+
 
 @pytest.fixture(scope="session")
 def small_data():
