@@ -233,6 +233,7 @@ class Event:
     item: str
     timestamp: int  # seconds since 1970, or the input order when the log has no timestamp
     rating: Optional[float] = None
+    millis: Optional[int] = None  # past the second, when the timestamp format has them (has_millis)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,6 +277,11 @@ class EventSpec(TableSpec):
     @property
     def has_timestamp(self) -> bool:
         return self.timestamp is not None
+
+    @property
+    def has_millis(self) -> bool:
+        """Whether the timestamps carry milliseconds (``unix_ms``; ``iso8601``, fractions optional)."""
+        return self.has_timestamp and self.timestamp_format in (UNIX_MILLISECONDS, ISO8601)
 
     @property
     def has_rating(self) -> bool:
@@ -500,7 +506,8 @@ def row_of(text: str, fmt: str, delimiter: str, header: Optional[Sequence[str]],
     return _Row(values, header)
 
 
-def parse_timestamp(raw, fmt: str, column: Column) -> int:
+def parse_timestamp(raw, fmt: str, column: Column) -> Tuple[int, int]:
+    """``(seconds since 1970, milliseconds past the second)``."""
     text = str(raw).strip()
     if not text:
         raise RowError("empty timestamp", column)
@@ -511,7 +518,7 @@ def parse_timestamp(raw, fmt: str, column: Column) -> int:
             raise RowError(f"timestamp {text[:40]!r} is not ISO-8601 (timestamp_format {fmt})", column) from e
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=datetime.timezone.utc)
-        return int(moment.timestamp())
+        return int(moment.timestamp()), moment.microsecond // 1000
     try:
         value = float(text)
     except ValueError as e:
@@ -522,7 +529,10 @@ def parse_timestamp(raw, fmt: str, column: Column) -> int:
     if seconds > MAX_TIMESTAMP_SECONDS:
         raise RowError(f"timestamp {text[:40]!r} is beyond the year 5000 in {fmt}: milliseconds? (set "
                        f"timestamp_format {UNIX_MILLISECONDS})", column)
-    return int(seconds)
+    if fmt == UNIX_MILLISECONDS:
+        millis = int(value)
+        return millis // 1000, millis % 1000
+    return int(seconds), 0
 
 
 def _key(raw, what: str, column: Column) -> str:
@@ -570,9 +580,10 @@ def parse_event(spec: EventSpec, row: _Row, order: int) -> Event:
                            spec.rating)
         if spec.min_rating is not None and rating < spec.min_rating:
             raise Skipped("min_rating")
-    timestamp = parse_timestamp(row.get(spec.timestamp, "timestamp"), spec.timestamp_format, spec.timestamp) \
-        if spec.timestamp is not None else order
-    return Event(user, item, timestamp, rating)
+    if spec.timestamp is None:
+        return Event(user, item, order, rating)
+    timestamp, millis = parse_timestamp(row.get(spec.timestamp, "timestamp"), spec.timestamp_format, spec.timestamp)
+    return Event(user, item, timestamp, rating, millis if spec.has_millis else None)
 
 
 def order_of(file_index: int, offset: int) -> int:

@@ -14,6 +14,9 @@ EVENT_USER_ID = "user_id"
 EVENT_ITEM_ID = "item_id"
 EVENT_TIMESTAMP = "timestamp"  # seconds, or the input order when the log has no timestamp
 EVENT_RATING = "rating"  # only when the log has a rating / weight column
+# Milliseconds past the second (0..999), for unix_ms and ISO-8601 timestamps: orders a user's events within one
+# second (a view, a cart and a purchase in the same second keep their order).
+EVENT_MILLIS = "timestamp_millis"
 EVENT_TITLE = "title"
 CATEGORICAL_PREFIX = "cat_"
 NUMERIC_PREFIX = "num_"

@@ -47,6 +47,8 @@ def event_to_example(event: events.Event, info: Optional[events.ItemInfo]) -> tf
         features.EVENT_ITEM_ID: _strings([event.item]),
         features.EVENT_TIMESTAMP: tf.train.Feature(int64_list=tf.train.Int64List(value=[event.timestamp])),
     }
+    if event.millis is not None:
+        feature[features.EVENT_MILLIS] = tf.train.Feature(int64_list=tf.train.Int64List(value=[event.millis]))
     if event.rating is not None:
         feature[features.EVENT_RATING] = _floats([event.rating])
     if info is not None:

@@ -1,6 +1,7 @@
 """The curated schema of the events (ImportSchemaGen -> ExampleValidator), derived from the EventSpec.
 
-What the spec declares must be there is required (user, item, timestamp; the rating when the log has one,
+What the spec declares must be there is required (user, item, timestamp, its milliseconds for ``unix_ms`` and
+ISO-8601 logs; the rating when the log has one,
 within its range); item features are optional (an item missing from the items file has none). A log with no
 rating column or no items file gives a schema without those features, so it is valid.
 """
@@ -40,6 +41,9 @@ def curated_schema(spec: EventSpec):
     add(features.EVENT_USER_ID, schema_pb2.BYTES)
     add(features.EVENT_ITEM_ID, schema_pb2.BYTES)
     add(features.EVENT_TIMESTAMP, schema_pb2.INT).int_domain.min = 0
+    if spec.has_millis:
+        millis = add(features.EVENT_MILLIS, schema_pb2.INT).int_domain
+        millis.min, millis.max = 0, 999
     if spec.has_rating:
         rating = add(features.EVENT_RATING, schema_pb2.FLOAT)
         if spec.rating_range:

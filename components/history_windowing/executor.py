@@ -60,7 +60,7 @@ def parse_event(serialized: bytes) -> windowing.Event:
         item=feature[features.EVENT_ITEM_ID].bytes_list.value[0].decode("utf-8"),
         timestamp=feature[features.EVENT_TIMESTAMP].int64_list.value[0],
         rating=_first(feature, features.EVENT_RATING, "float_list", 0.0),
-        facts=tuple(facts), numeric=tuple(numeric))
+        facts=tuple(facts), numeric=tuple(numeric), millis=_first(feature, features.EVENT_MILLIS, "int64_list", 0))
 
 
 _FLOAT_FEATURES = frozenset({features.CONTEXT_RATING})
@@ -137,8 +137,8 @@ class WindowUser(beam.DoFn):
 
     def process(self, keyed_timeline, options: windowing.WindowingOptions, profile):
         user_id, timeline = keyed_timeline
-        events = [windowing.Event(user_id, item, timestamp, rating, facts, numeric)
-                  for item, timestamp, rating, facts, numeric in timeline]
+        events = [windowing.Event(user_id, item, timestamp, rating, facts, numeric, millis)
+                  for item, timestamp, rating, facts, numeric, millis in timeline]
         counts = collections.Counter()
         for split, example in windowing.window_timeline(events, options, profile["numeric"]):
             counts[split] += 1
@@ -196,7 +196,7 @@ def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str): 
 
 def _keyed(event: windowing.Event):
     """(user_id, plain tuple): primitives take Beam's fast coder across the GroupByKey (no pickling)."""
-    return event.user_id, (event.item, event.timestamp, event.rating, event.facts, event.numeric)
+    return event.user_id, (event.item, event.timestamp, event.rating, event.facts, event.numeric, event.millis)
 
 
 def windowed_schema(history_length: int, numeric_features):

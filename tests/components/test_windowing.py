@@ -1,5 +1,6 @@
 """History windowing on hand-built timelines, and the Beam transform against the plain-Python reference."""
 
+import dataclasses
 import json
 import os
 
@@ -78,6 +79,15 @@ def test_same_second_ratings_are_not_ordered_by_movie_id():
     # Users are ordered independently: the tie order of one burst is not one global movie order.
     orders = {tuple(sorted(burst, key=lambda m: windowing.tie_break(str(u), str(m)))) for u in range(1, 51)}
     assert len(orders) == 50
+
+
+def test_milliseconds_order_events_within_a_second_before_the_tie_break():
+    items = ["view", "cart", "purchase"]
+    by_hash = sorted(items, key=lambda item: windowing.tie_break("u1", item))
+    in_time = by_hash[::-1]  # the order the hash alone would not give
+    events = [E("u1", item, 1700000000, millis=10 * i) for i, item in enumerate(in_time)]
+    assert [e.item for e in windowing.sort_timeline(events[::-1])] == in_time
+    assert [e.item for e in windowing.sort_timeline([dataclasses.replace(e, millis=0) for e in events])] == by_hash
 
 
 def _timelines(data):
@@ -222,3 +232,11 @@ def test_multi_worker_beam_gives_identical_output(tmp_path, small_data):
         outputs[mode] = {s: sorted(e.SerializeToString(deterministic=True) for e in _read_split(out, s))
                          for s in features.SPLITS}
     assert outputs["in_memory"] == outputs["multi_processing"]
+
+
+def test_the_milliseconds_cross_from_example_gen_to_windowing():
+    for millis, expected in ((123, 123), (None, 0)):
+        example = event_to_example(event_log.Event("u1", "B01", 1700000000, None, millis), None)
+        assert (features.EVENT_MILLIS in example.features.feature) == (millis is not None)
+        event = executor.parse_event(example.SerializeToString())
+        assert (event.user_id, event.item, event.timestamp, event.millis) == ("u1", "B01", 1700000000, expected)

@@ -90,7 +90,19 @@ def test_milliseconds_read_as_seconds_are_refused(tmp_path):
     _, bad, _ = read(spec, tmp_path)
     assert "milliseconds? (set timestamp_format unix_ms)" in bad[0][2]
     good, _, _ = read(events.EventSpec(path="log.tsv", timestamp=2, timestamp_format="unix_ms"), tmp_path)
-    assert good[0].timestamp == 1700000000
+    assert (good[0].timestamp, good[0].millis) == (1700000000, 0)
+
+
+@pytest.mark.parametrize("fmt, raw, expected", [
+    ("unix_ms", "1700000000123", (1700000000, 123)),
+    ("iso8601", "2023-11-14T22:13:20.456Z", (1700000000, 456)),
+    ("iso8601", "2023-11-14T22:13:20+00:00", (1700000000, 0)),
+    ("unix_s", "1700000000.9", (1700000000, None)),  # seconds only: no milliseconds feature
+])
+def test_timestamps_keep_their_milliseconds(tmp_path, fmt, raw, expected):
+    write(tmp_path / "log.tsv", f"u1\tA\t{raw}\n")
+    (event,), bad, _ = read(events.EventSpec(path="log.tsv", timestamp=2, timestamp_format=fmt), tmp_path)
+    assert (event.timestamp, event.millis) == expected and not bad
 
 
 def test_json_lines_gzip_event_types_and_file_order_without_timestamps(tmp_path):

@@ -57,6 +57,10 @@ def test_the_curated_schema_follows_the_event_spec():
     from ondevice_rec.data import events, movielens
     plain = {f.name for f in curated_schema(events.EventSpec(path="log.csv")).feature}
     assert plain == {"user_id", "item_id", "timestamp"}
+    for fmt in ("unix_ms", "iso8601"):  # their milliseconds order events within a second
+        spec = events.EventSpec(path="log.csv", timestamp="ts", timestamp_format=fmt)
+        millis = {f.name: f for f in curated_schema(spec).feature}["timestamp_millis"]
+        assert (millis.int_domain.min, millis.int_domain.max, millis.presence.min_fraction) == (0, 999, 1.0)
     preset = {f.name: f for f in curated_schema(movielens.ML_1M.spec()).feature}
     assert set(preset) == {"user_id", "item_id", "timestamp", "rating", "title", "cat_genres", "num_year"}
     assert (preset["rating"].float_domain.min, preset["rating"].float_domain.max) == (0.5, 5.0)
