@@ -1,11 +1,11 @@
 """Turns one user's events into (history -> next item) examples, split without leaking the future.
 
 Ordering: a user's events are sorted by timestamp, then by milliseconds where the log has them (a log without
-timestamps gets its input order as the timestamp, see ``data/events.py``). Equal timestamps (MovieLens records seconds, and 44 % of ML-100K users'
-last two ratings share one) are ordered by ``tie_break(user, item)``, a fixed hash of the keys: the order is
-deterministic whatever order the files had, yet unrelated to the item id. Ordering ties by movie id made every
-same-second burst ascend in id, and as MovieLens ids grow with the date a movie was added, the held-out last
-rating became systematically the newest, rarest movie of its burst.
+timestamps gets its input order as the timestamp, see ``data/events.py``). Equal timestamps (MovieLens records
+seconds, and 44 % of ML-100K users' last two ratings share one) are ordered by ``tie_break(user, item)``, a fixed
+hash of the keys: the order is deterministic whatever order the files had, yet unrelated to the item id. Ordering
+ties by movie id made every same-second burst ascend in id, and as MovieLens ids grow with the date a movie was
+added, the held-out last rating became systematically the newest, rarest movie of its burst.
 
 Splits (``WindowingOptions.split``):
 
@@ -114,9 +114,9 @@ def tie_break(user_id: str, item: str) -> int:
 
 
 def sort_timeline(events: Iterable[Event], min_rating: float = 0.0) -> List[Event]:
-    """The user's events by timestamp and milliseconds (ties by ``tie_break``), below ``min_rating`` dropped; an item seen again
-    (a duplicate row, a re-rating, a second purchase) keeps only its first event, so a history never contains
-    its own target."""
+    """The user's events by timestamp and milliseconds (ties by ``tie_break``), below ``min_rating`` dropped; an
+    item seen again (a duplicate row, a re-rating, a second purchase) keeps only its first event, so a history
+    never contains its own target."""
     seen, timeline = set(), []
     for event in sorted((e for e in events if e.rating >= min_rating),
                         key=lambda e: (e.timestamp, e.millis, tie_break(e.user_id, e.item))):
