@@ -17,15 +17,20 @@ from ondevice_rec.components.tflite_pusher.publish import METADATA_FILE
 from ondevice_rec.modules import features
 
 
+def interpreter(model_path_or_bytes, num_threads: int = 1):
+    """A LiteRT interpreter (``ai-edge-litert``, the runtime that replaces the deprecated
+    ``tf.lite.Interpreter``; the same kernels an Android app links) on a ``.tflite`` file or its bytes."""
+    from ai_edge_litert.interpreter import Interpreter
+    if isinstance(model_path_or_bytes, (bytes, bytearray)):
+        return Interpreter(model_content=bytes(model_path_or_bytes), num_threads=num_threads)
+    return Interpreter(model_path=model_path_or_bytes, num_threads=num_threads)
+
+
 class TFLiteRecommender:
-    """The TFLite interpreter on one signature; takes a history ordered most recent first."""
+    """The LiteRT interpreter on one signature; takes a history ordered most recent first."""
 
     def __init__(self, model_path_or_bytes, signature: str = features.RECOMMEND_SIGNATURE, num_threads: int = 1):
-        import tensorflow as tf
-        if isinstance(model_path_or_bytes, (bytes, bytearray)):
-            self.interpreter = tf.lite.Interpreter(model_content=bytes(model_path_or_bytes), num_threads=num_threads)
-        else:
-            self.interpreter = tf.lite.Interpreter(model_path=model_path_or_bytes, num_threads=num_threads)
+        self.interpreter = interpreter(model_path_or_bytes, num_threads)
         self.runner = self.interpreter.get_signature_runner(signature)
         details = self.runner.get_input_details()
         self.input_names = sorted(details)

@@ -41,6 +41,7 @@ setuptools.setup(
         "tf-keras>=2.16,<2.17",
         "tensorflow-model-analysis>=0.47,<0.48",
         "apache-beam>=2.59,<2.60",
+        "ai-edge-litert>=2.3,<2.4",
         "numpy>=1.26,<2",
         "matplotlib>=3.8",
         "jsonschema>=4",

@@ -24,6 +24,10 @@ from ondevice_rec.modules import features
 from ondevice_rec.modules.encoders import ENCODERS
 
 SIGNATURE = features.RECOMMEND_SIGNATURE
+# The original 2020 solution's published models (see their README there), timed next to ours when present:
+# relative to the project root, as the shared data is.
+REFERENCE_MODELS_DIR = os.path.join("..", "shared", "models", "seed-2020")
+REFERENCE_VOCABULARY_SIZE = 3953  # their inputs: raw MovieLens-1M movie ids 1..3952, 0 = padding
 
 
 def percentiles(call: Callable[[], object], iterations: int, warmup: int) -> Dict[str, float]:
@@ -66,9 +70,9 @@ def _direct_call(interpreter, inputs: Dict[str, int], outputs: List[int]):
 def tflite_latency(model: bytes, feeds, threads: int, iterations: int, warmup: int) -> Dict[str, float]:
     """Per call: copy the inputs in, ``invoke``, copy both outputs out (what an app does). Tensors are
     allocated once, as on a device; Python's SignatureRunner re-allocates on every call (~0.3 ms here)."""
-    import tensorflow as tf
-    reference = tf.lite.Interpreter(model_content=model).get_signature_runner(SIGNATURE)
-    interpreter = tf.lite.Interpreter(model_content=model, num_threads=threads)
+    from ondevice_rec.serving import interpreter as litert
+    reference = litert(model).get_signature_runner(SIGNATURE)
+    interpreter = litert(model, threads)
     interpreter.allocate_tensors()
     tensors = interpreter._get_full_signature_list()[SIGNATURE]  # pylint: disable=protected-access
     call = _direct_call(interpreter, tensors["inputs"], list(tensors["outputs"].values()))
@@ -82,12 +86,40 @@ def tflite_latency(model: bytes, feeds, threads: int, iterations: int, warmup: i
     return percentiles(_cycle(feeds, call), iterations, warmup)
 
 
+def reference_models(folder: str, iterations: int = 2000, warmup: int = 200, seed: int = 1) -> List[dict]:
+    """Every ``.tflite`` in ``folder`` (the 2020 models) timed as ``tflite_latency`` times ours: one thread,
+    tensors allocated once, 256 random histories of random length (1..N) cycled, a different one every call.
+    The models have no signatures; their one int32[N] input and two [K] outputs are used by index."""
+    from ondevice_rec.serving import interpreter as litert
+    results = []
+    for name in sorted(f for f in os.listdir(folder) if f.endswith(".tflite")):
+        with open(os.path.join(folder, name), "rb") as f:
+            model = f.read()
+        interpreter = litert(model)
+        interpreter.allocate_tensors()
+        (source,) = interpreter.get_input_details()
+        n = int(source["shape"][-1])
+        rng = np.random.default_rng(seed)
+        feeds = []
+        for _ in range(256):
+            ids = np.zeros(n, np.int32)
+            length = int(rng.integers(1, n + 1))
+            ids[:length] = rng.choice(np.arange(1, REFERENCE_VOCABULARY_SIZE), size=length, replace=False)
+            feeds.append({"history": ids})
+        call = _direct_call(interpreter, {"history": source["index"]},
+                            [o["index"] for o in interpreter.get_output_details()])
+        results.append({"model": name, "tflite_bytes": len(model), "history_length": n,
+                        **percentiles(_cycle(feeds, call), iterations, warmup)})
+    return results
+
+
 def reference_floor(vocabulary_size: int, top_k: int, iterations: int = 2000, warmup: int = 200) -> dict:
     """What any TFLite model returning the top K of V scores pays here, measured like the models: an identity
     model (set input, invoke, read output: the Python call overhead) and TOPK_V2 alone over V-1 scores
     (256 different random score vectors, cycled as the benchmark cycles histories; TOPK_V2 keeps a heap of
     K, so its cost grows with the number of heap replacements, which a fixed input would hide)."""
     import tensorflow as tf
+    from ondevice_rec.serving import interpreter as litert
     n = vocabulary_size - 1
     rng = np.random.default_rng(0)
     feeds = [{"scores": rng.normal(size=n).astype(np.float32)} for _ in range(256)]
@@ -97,7 +129,7 @@ def reference_floor(vocabulary_size: int, top_k: int, iterations: int = 2000, wa
         return tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert()
 
     def time_model(model: bytes) -> float:
-        interpreter = tf.lite.Interpreter(model_content=model, num_threads=1)
+        interpreter = litert(model)
         interpreter.allocate_tensors()
         call = _direct_call(interpreter, {"scores": interpreter.get_input_details()[0]["index"]},
                             [o["index"] for o in interpreter.get_output_details()])
@@ -154,8 +186,9 @@ def measure(model: bytes, saved_model_dir: Optional[str], feeds, iterations: int
 
 
 def run_model(path: str, saved_model_dir: Optional[str] = None, iterations: int = 2000, out: str = "",
-              report=print) -> dict:
-    """Benchmarks a published version folder (``model.tflite`` + ``metadata.json``) or a ``.tflite`` file."""
+              references: str = REFERENCE_MODELS_DIR, report=print) -> dict:
+    """Benchmarks a published version folder (``model.tflite`` + ``metadata.json``) or a ``.tflite`` file and,
+    in the same run, the models in ``references`` (when the folder exists), with the p50 ratio to each."""
     from ondevice_rec.serving import TFLiteRecommender
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model at {path}")
@@ -181,6 +214,14 @@ def run_model(path: str, saved_model_dir: Optional[str] = None, iterations: int 
               "saved_model_dir": saved_model_dir, "machine": _machine(),
               **measure(model, saved_model_dir, feeds, iterations)}
     report(format_table([result]))
+    if references and os.path.isdir(references):
+        ours = result["tflite"]["1_thread"]["p50_us"]
+        result["references"] = reference_models(references, iterations)
+        for entry in result["references"]:
+            entry["ours_p50_ratio"] = ours / entry["p50_us"]
+        report(format_references(result["references"], ours, len(model)))
+    elif references:
+        report(f"(no reference models at {references}: the seed's models are timed when that folder exists)")
     if saved_model_dir is None:
         report("(no SavedModel found: pass --saved-model DIR for the speed-up ratio)")
     if out:
@@ -285,6 +326,16 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ENCODERS,
     _write_json(results, out)
     report("\n" + format_table(results["models"]) + "\n" + format_reference(results["reference"]))
     return results
+
+
+def format_references(references: Sequence[dict], ours_p50: float, ours_bytes: int) -> str:
+    lines = ["", "Same run, same harness (1 thread, a different random history every call):",
+             "| model | bytes | p50 µs | p90 | p99 | ours p50 / its p50 |", "|---|---|---|---|---|---|",
+             f"| this model | {ours_bytes:,} | {ours_p50:.1f} | | | |"]
+    for e in references:
+        lines.append(f"| {e['model']} | {e['tflite_bytes']:,} | {e['p50_us']:.1f} | {e['p90_us']:.1f} | "
+                     f"{e['p99_us']:.1f} | {e['ours_p50_ratio']:.2f} |")
+    return "\n".join(lines)
 
 
 def format_reference(reference: dict) -> str:

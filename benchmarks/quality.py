@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -32,16 +32,23 @@ def _metrics(scores: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
 
 
 def evaluate_model(model, data: WindowedSplit, config: ModelConfig, which: str = "test",
-                   batch_size: int = 1024) -> Dict[str, float]:
+                   batch_size: int = 1024, users: Optional[set] = None) -> Dict[str, float]:
     """Scores ``which`` through the exported ``serving_default`` function (what TFMA runs, on the windowed
-    examples: column 0 of its output is the label's score)."""
+    examples: column 0 of its output is the label's score). ``users``: also the metrics on those users'
+    examples only, as ``listed_<metric>`` (and ``listed_users``, how many had an example)."""
     import tensorflow as tf
     from ondevice_rec.modules.export import RecommenderModule
     module = RecommenderModule(model, data.vocab, config)
     records = read_records(data.windowed_uri, which)
     scores = np.concatenate([module.serve_examples(tf.constant(records[i:i + batch_size]))[features.SCORES].numpy()
                              for i in range(0, len(records), batch_size)])
-    return _metrics(scores, np.zeros(len(records), np.int64))
+    result = _metrics(scores, np.zeros(len(records), np.int64))
+    if users:
+        rows = [i for i, r in enumerate(records) if tf.train.Example.FromString(r).features.feature[
+            features.USER_ID].bytes_list.value[0].decode() in users]
+        listed = _metrics(scores[rows], np.zeros(len(rows), np.int64)) if rows else {}
+        result.update({f"listed_{k}": v for k, v in listed.items()}, listed_users=len(rows))
+    return result
 
 
 def overrides_for(encoder: str, overrides: Sequence[str]) -> List[str]:
@@ -79,16 +86,21 @@ def check_settings(data_dir: str, encoders: Sequence[str], history_lengths: Sequ
 
 def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequence[int] = (10, 50, 100),
         out_dir: str = "benchmarks/results", base: ModelConfig = ModelConfig(embedding_dim=64, epochs=20),
-        overrides: Sequence[str] = (), seeds: int = 1, work_dir: str = "", report=print) -> dict:
+        overrides: Sequence[str] = (), seeds: int = 1, work_dir: str = "", users_file: str = "",
+        report=print) -> dict:
     """Trains every encoder x history length on one split and writes quality.json/.md/.png to ``out_dir``.
 
     ``overrides``: ``"KEY=VALUE"`` for every encoder or ``"ENCODER:KEY=VALUE"`` for one. ``seeds`` > 1
     trains each model with seeds ``base.seed``, ``base.seed + 1``, ...: the entry's metrics are the means,
     with each seed's recall@10 and their standard deviation (single runs differ by a few points here).
     ``work_dir``: the pipeline root and MLMD store of the data stages (default: a new temporary folder).
+    ``users_file``: one user key a line; every model is also scored on those users (``listed_*`` metrics),
+    e.g. ML-1M-SAS's ``complete_users.txt``.
     """
     check_settings(data_dir, encoders, history_lengths, seeds)
     from ondevice_rec.modules import training
+    from ondevice_rec.pipeline.evaluation import read_users
+    users = read_users(users_file) if users_file else None
     work_dir = work_dir or tempfile.mkdtemp(prefix="ondevice-rec-quality-")
     os.makedirs(out_dir, exist_ok=True)
     results = {"dataset": os.path.abspath(data_dir),
@@ -114,13 +126,14 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
                 results["baselines"] = data.baselines("test")
                 for name, values in results["baselines"].items():
                     report(f"  {name:<22} recall@10 {values['recall@10']:.4f}")
-            runs, epochs_run, t = [], [], time.perf_counter()
+            runs, epochs_run, stopped_by, t = [], [], [], time.perf_counter()
             for seed in range(config.seed, config.seed + seeds):
                 seeded = dataclasses.replace(config, seed=seed)
                 model = training.fit(seeded, data.vocab, data.dataset("train", seeded, True),
                                      data.dataset("eval", seeded, False))
-                runs.append(evaluate_model(model, data, seeded))
+                runs.append(evaluate_model(model, data, seeded, users=users))
                 epochs_run.append(len(model.history.history.get("loss", [])) if model.history else None)
+                stopped_by.append(model.training_summary.get("stopped_by"))
                 if seeds > 1:
                     report(f"  {encoder:<12} N={n:<4} seed {seed}: recall@10 {runs[-1]['recall@10']:.4f}")
             train_seconds = (time.perf_counter() - t) / seeds
@@ -129,15 +142,17 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
                      "settings": {k: v for k, v in dataclasses.asdict(config).items()
                                   if v != getattr(base, k) and k not in ("encoder", "history_length")},
                      "train_stride": data.stride,
-                     "epochs_run": epochs_run[0] if seeds == 1 else epochs_run, **values}
+                     "epochs_run": epochs_run[0] if seeds == 1 else epochs_run,
+                     "stopped_by": stopped_by[0] if seeds == 1 else stopped_by, **values}
             if seeds > 1:
                 entry["seeds"] = list(range(config.seed, config.seed + seeds))
                 entry["recall@10_per_seed"] = [r["recall@10"] for r in runs]
                 entry["recall@10_std"] = float(np.std(entry["recall@10_per_seed"], ddof=1))
             results["models"].append(entry)
             spread = f" ± {entry['recall@10_std']:.4f} (mean of {seeds})" if seeds > 1 else ""
+            listed = f"  listed users {values['listed_recall@10']:.4f}" if "listed_recall@10" in values else ""
             report(f"  {encoder:<12} N={n:<4} recall@10 {values['recall@10']:.4f}{spread}  "
-                   f"ndcg@10 {values['ndcg@10']:.4f}  ({train_seconds:.0f}s per model)")
+                   f"ndcg@10 {values['ndcg@10']:.4f}{listed}  ({train_seconds:.0f}s per model)")
             _write(results, out_dir)
     results["total_seconds"] = round(time.perf_counter() - start, 1)
     _write(results, out_dir)
@@ -147,14 +162,19 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
 def _write(results: dict, out_dir: str) -> None:
     with open(os.path.join(out_dir, "quality.json"), "w") as f:
         json.dump(results, f, indent=2)
-    lines = ["| model | N | recall@1 | recall@5 | recall@10 | NDCG@10 | train s |", "|---|---|---|---|---|---|---|"]
+    listed = any("listed_recall@10" in m for m in results["models"])
+    extra = " recall@10, listed users |" if listed else ""
+    lines = ["| model | N | recall@1 | recall@5 | recall@10 | NDCG@10 | epochs | train s |" + extra,
+             "|---|---|---|---|---|---|---|---|" + ("---|" if listed else "")]
     for name, v in results["baselines"].items():
         lines.append(f"| {name} | – | {v['recall@1']:.4f} | {v['recall@5']:.4f} | {v['recall@10']:.4f} | "
-                     f"{v['ndcg@10']:.4f} | – |")
+                     f"{v['ndcg@10']:.4f} | – | – |" + (" – |" if listed else ""))
     for m in results["models"]:
         spread = f" ± {m['recall@10_std']:.4f}" if "recall@10_std" in m else ""
         lines.append(f"| {m['encoder']} | {m['history_length']} | {m['recall@1']:.4f} | {m['recall@5']:.4f} | "
-                     f"{m['recall@10']:.4f}{spread} | {m['ndcg@10']:.4f} | {m['train_seconds']:.0f} |")
+                     f"{m['recall@10']:.4f}{spread} | {m['ndcg@10']:.4f} | {m['epochs_run']} | "
+                     f"{m['train_seconds']:.0f} |" + (f" {m.get('listed_recall@10', float('nan')):.4f} |" if listed
+                                                     else ""))
     if any("seeds" in m for m in results["models"]):
         lines.append("")
         lines.append("Models: mean over seeds, ± the standard deviation of recall@10 between them.")

@@ -156,7 +156,6 @@ def run(ratings: int = 1_000_000, history_length: int = 10, work_dir: str = "", 
     with beam.Pipeline(argv=beam_argv) as pipeline:
         _ = (pipeline
              | EventsToExample({"input_base": data_dir}, "*")  # pylint: disable=no-value-for-parameter
-             | beam.Map(lambda e: e.SerializeToString())
              | beam.io.WriteToTFRecord(events_prefix, file_name_suffix=".gz"))
     example_gen_seconds = time.perf_counter() - start
 

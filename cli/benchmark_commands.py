@@ -16,6 +16,7 @@ EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
 
 def register(commands) -> None:
     from ondevice_rec.components.tflite_pusher.quantization import QUANTIZATIONS
+    from ondevice_rec.benchmarks.latency import REFERENCE_MODELS_DIR
     from ondevice_rec.modules.encoders import ENCODERS
     bench = add_command(commands, "benchmark", "measure speed figures (prints a table, writes JSON)", EXAMPLES)
     which = bench.add_subparsers(dest="benchmark", required=True)
@@ -46,6 +47,9 @@ def register(commands) -> None:
     bq.add_argument("--work-dir", default="", help="the data stages' pipeline root and MLMD store (default: a "
                                                    "new temp folder; reuse one to skip the cached stages)")
     bq.add_argument("--out-dir", default="benchmarks/results", help="quality.json/.md/.png (default: %(default)s)")
+    bq.add_argument("--users", default="", metavar="FILE",
+                    help="also score every model on the users listed in FILE, one key a line (e.g. "
+                         "ml-1m-sas/complete_users.txt)")
 
     br = sub("beam-runners", "the Beam data stages on DirectRunner vs a local multi-worker portable engine",
              cmd_beam_runners)
@@ -66,6 +70,9 @@ def register(commands) -> None:
     bl.add_argument("--quantizations", default=",".join(QUANTIZATIONS), help="--all: default: %(default)s")
     bl.add_argument("--top-k", type=int, default=100, help="--all: recommendations per call (default: %(default)s)")
     bl.add_argument("--out", default="benchmarks/results/latency.json", help="JSON output (default: %(default)s)")
+    bl.add_argument("--reference-models", default=REFERENCE_MODELS_DIR, metavar="DIR",
+                    help="--model: also time every .tflite in DIR in the same run, when it exists (default: "
+                         "%(default)s, the 2020 solution's two published models; '' to skip)")
 
 
 def _quiet() -> None:
@@ -94,7 +101,7 @@ def cmd_quality(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quality.run(args.data_dir, encoders=csv(args.encoders), history_lengths=lengths, out_dir=args.out_dir,
                 base=ModelConfig(embedding_dim=args.embedding_dim, epochs=args.epochs), overrides=args.hparam,
-                seeds=args.seeds, work_dir=args.work_dir)
+                seeds=args.seeds, work_dir=args.work_dir, users_file=args.users)
     print(f"written to {args.out_dir}/quality.json, quality.md, quality.png")
     return EXIT_OK
 
@@ -113,6 +120,7 @@ def cmd_latency(args) -> int:
         latency.run_all(work_dir=args.work_dir, encoders=csv(args.encoders), quantizations=csv(args.quantizations),
                         top_k=args.top_k, iterations=args.iterations, out=args.out)
     else:
-        latency.run_model(args.model, args.saved_model, args.iterations, out=args.out)
+        latency.run_model(args.model, args.saved_model, args.iterations, out=args.out,
+                          references=args.reference_models)
     print(f"written to {args.out}")
     return EXIT_OK

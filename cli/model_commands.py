@@ -1,4 +1,4 @@
-"""Commands on a published model: ``recommend``, ``demo`` and ``report``."""
+"""Commands on a published model: ``recommend``, ``evaluate``, ``demo`` and ``report``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ def register(commands) -> None:
     rec.add_argument("--history", required=True,
                      help="item keys in the order seen, oldest first: 1,2,3 (MovieLens ids) or B00X,B00Y (SKUs)")
     rec.add_argument("--k", type=int, default=10, help="how many to print (default: %(default)s)")
+
+    ev = add_command(commands, "evaluate", "score a published model on its run's test split, overall and on a "
+                     "list of users",
+                     "  ondevice-rec evaluate /tmp/out-sas --users ../shared/data/ml-1m-sas/complete_users.txt",
+                     cmd_evaluate)
+    ev.add_argument("output_dir", metavar="OUT", help="a pipeline output folder (the --output-dir of run)")
+    ev.add_argument("--version", default="latest", help="published version (default: %(default)s)")
+    ev.add_argument("--users", default=None, metavar="FILE", help="also score the users listed in FILE, one key a line")
+    ev.add_argument("--split", default="test", choices=("eval", "test"), help="default: %(default)s")
 
     demo = add_command(commands, "demo", "serve a page that re-ranks on every pick, the model running in the browser",
                        "  ondevice-rec demo --model /tmp/out/serving/latest            # then open "
@@ -80,6 +89,17 @@ def cmd_demo(args) -> int:
         pass
     finally:
         httpd.server_close()
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from ondevice_rec.pipeline import evaluation
+    result = evaluation.evaluate_published(args.output_dir, args.version, args.users, args.split)
+    print(f"| users | count | recall@1 | recall@5 | recall@10 | NDCG@10 |\n|---|---|---|---|---|---|")
+    for name, m in result.items():
+        label = "all" if name == "all" else f"listed in {os.path.basename(args.users)} ({m['users_listed']} listed)"
+        print(f"| {label} | {m['users']:,} | {m['recall@1']:.4f} | {m['recall@5']:.4f} | {m['recall@10']:.4f} | "
+              f"{m['ndcg@10']:.4f} |")
     return EXIT_OK
 
 

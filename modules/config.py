@@ -82,13 +82,22 @@ class ModelConfig(JsonFields):
     # "last": only the window's label. "auto": the encoder's own rule (``LOSS_POSITIONS`` in its module of
     # ``modules/encoders/``: "last" for bag-of-words, "all" for the others).
     loss_positions: str = "auto"
+    # With a loss at every position and the default stride s (N/2), windows overlap: each target sits in two
+    # windows, with more history in the earlier one. True: a window's loss skips the positions an earlier
+    # window holds (all but its last s; a user's first window, left-padded, keeps all), so each target is
+    # trained on once per epoch with its longest history, at half the softmax cost.
+    loss_once_per_target: bool = False
     num_sampled: int = 500
     learning_rate: float = setting(0.005, "Adam learning rate")
-    epochs: int = setting(10, "maximum training epochs (early stopping on eval recall@10)")
+    # Training stops at the first of: `early_stopping_patience` epochs without a better eval recall@10, the
+    # epoch cap, the time budget; the best epoch's weights are kept (training.StopRule).
+    epochs: int = setting(10, "epoch cap (training stops earlier when eval recall@10 stops improving)")
+    early_stopping_patience: int = setting(3, "epochs without a better eval recall@10 before training stops")
+    max_train_minutes: float = setting(0.0, "training time budget in minutes, 0 = none (the best epoch so far "
+                                            "is kept)")
     steps_per_epoch: int = 0  # 0: one pass over the training windows per epoch
     # Training windows per batch (each holds up to N targets with loss_positions=all).
     batch_size: int = setting(64, "training windows per batch")
-    early_stopping_patience: int = 3
     # Polyak averaging: validate, early-stop on and export a moving average of the weights, with per-step decay
     # min(decay, (1 + t) / (10 + t)) (short memory early on); 0 = the raw weights. ML-100K, LSTM N=10, dim 128,
     # 4 seeds: test recall@10 0.193 vs 0.184 without, eval 0.233 vs 0.220.
@@ -116,8 +125,10 @@ class ModelConfig(JsonFields):
                              f"got {self.loss_positions!r}")
         if not 1 <= self.history_length <= MAX_HISTORY_LENGTH:
             raise ValueError(f"history_length must be within 1..{MAX_HISTORY_LENGTH}, got {self.history_length}")
-        if self.epochs < 1 or self.batch_size < 1 or self.embedding_dim < 1 or self.top_k < 1:
-            raise ValueError("epochs, batch_size, embedding_dim and top_k must be >= 1")
+        if min(self.epochs, self.batch_size, self.embedding_dim, self.top_k, self.early_stopping_patience) < 1:
+            raise ValueError("epochs, batch_size, embedding_dim, top_k and early_stopping_patience must be >= 1")
+        if self.max_train_minutes < 0:
+            raise ValueError(f"max_train_minutes must be >= 0, got {self.max_train_minutes}")
         if not 0.0 <= self.weight_average_decay < 1.0:
             raise ValueError(f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}")
         if self.embedding_dim % self.transformer_heads:

@@ -75,6 +75,8 @@ VOCABULARY_FILE = "vocabulary.json"
 # Next to the Split-* folders of the windowed examples: counts and the resolved WindowingOptions (whose
 # history_length the Trainer checks against its own).
 WINDOWING_STATS_FILE = "windowing_stats.json"
+# In the Trainer's ModelRun artifact: how training ended and the per-epoch curve (trainer.write_training_summary).
+TRAINING_SUMMARY_FILE = "training_summary.json"
 
 # Score of a padding, unknown or already-seen item: far below any real score. Any score below
 # MASKED_BELOW counts as masked (scores pass through float32 arithmetic, so no equality test).

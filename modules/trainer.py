@@ -8,6 +8,7 @@ the history length come from the ``transform_graph`` channel (``tft.TFTransformO
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Optional
 
@@ -109,4 +110,17 @@ def run_fn(fn_args) -> None:
     base_model = getattr(fn_args, "base_model", None)  # the latest blessed model, when the pipeline warm-starts
     model = train(config, vocab, fn_args.train_files, fn_args.eval_files, log_dir=fn_args.model_run_dir,
                   base_model_dir=base_model)
+    write_training_summary(model, fn_args.model_run_dir)
     export.export_saved_model(model, vocab, config, fn_args.serving_model_dir)
+
+
+def write_training_summary(model: keras.Model, model_run_dir: str) -> None:
+    """``TRAINING_SUMMARY_FILE`` in the ModelRun artifact: how training ended (epochs run, why it stopped, the
+    kept epoch, seconds per epoch) and the per-epoch loss and eval recall@10 (the training curve)."""
+    history = getattr(model, "history", None)
+    epochs = history.history if history else {}
+    curve = {name: [round(float(v), 6) for v in values] for name, values in epochs.items()}
+    summary = {**getattr(model, "training_summary", {}), "history": curve}
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(f"{model_run_dir}/{features.TRAINING_SUMMARY_FILE}", "w") as f:
+        f.write(json.dumps(summary, indent=2))

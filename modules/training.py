@@ -4,6 +4,7 @@ the Evaluator ranks, early stopping on eval recall@10 and Polyak weight averagin
 from __future__ import annotations
 
 import logging
+import time
 from typing import Optional
 
 import numpy as np
@@ -35,6 +36,11 @@ class RecommenderTrainer(keras.Model):
         self.sequence = recommender.sequence
         self.scores_layer = recommender.model.get_layer("scores")
         self._all_positions = config.loss_at_every_position()
+        # Positions whose target no earlier window holds: the last `stride` (see ModelConfig.loss_once_per_target).
+        self._fresh = None
+        if config.loss_once_per_target and self._all_positions:
+            n = config.history_length
+            self._fresh = tf.range(n) >= n - config.default_train_stride()
         self._sampled = config.softmax == "sampled"
         if self._sampled:
             if counts is None:
@@ -52,6 +58,9 @@ class RecommenderTrainer(keras.Model):
         if self._all_positions:
             targets = tf.concat([index[:, 1:], labels[:, tf.newaxis]], axis=1)
             valid = tf.logical_and(index > 0, targets > 0)
+            if self._fresh is not None:
+                first_window = tf.equal(index[:, :1], 0)  # left-padded: the user's first window
+                valid &= self._fresh[tf.newaxis, :] | first_window
             return tf.boolean_mask(queries, valid), tf.boolean_mask(targets, valid)
         queries, valid = queries[:, -1], labels > 0
         return tf.boolean_mask(queries, valid), tf.boolean_mask(labels, valid)
@@ -100,26 +109,83 @@ def compile_model(model: keras.Model, config: ModelConfig) -> keras.Model:
     return model
 
 
-class _EpochLog(keras.callbacks.Callback):
-    """One progress line per epoch through logging (the CLI shows it; Keras' own output goes to the log)."""
+class StopRule(keras.callbacks.Callback):
+    """Early stopping on eval recall@10 with a patience, an epoch cap and a time budget; keeps the weights of
+    the best epoch, and logs one progress line per epoch (its time and an upper bound of the time left).
 
-    def __init__(self, epochs: int):
+    The time budget is checked after every step: the epoch in progress ends there (and is validated), and
+    no epoch starts that would end past the budget at the mean epoch time so far. ``summary`` says how
+    training ended (the Trainer logs it and writes it next to the model).
+    """
+
+    def __init__(self, config: ModelConfig):
         super().__init__()
-        self._epochs = epochs
+        self._monitor = f"val_{features.GATE_METRIC}"
+        self._patience, self._epochs = config.early_stopping_patience, config.epochs
+        self._budget = config.max_train_minutes * 60.0
+        self.summary: dict = {}
+
+    def on_train_begin(self, logs=None):
+        self._start, self._epoch_seconds = time.monotonic(), []
+        self._best, self._best_epoch, self._weights, self._wait = -np.inf, 0, None, 0
+        self._reason = f"the epoch cap ({self._epochs})"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._budget and time.monotonic() - self._start > self._budget:
+            self.model.stop_training = True
+            self._reason = f"the time budget ({self._budget / 60:g} min, mid-epoch)"
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        self._epoch_seconds.append(time.monotonic() - self._epoch_start)
+        value = float(logs.get(self._monitor, np.nan))
+        if value > self._best:
+            self._best, self._best_epoch, self._wait = value, epoch + 1, 0
+            self._weights = self.model.get_weights()
+        else:
+            self._wait += 1
+        elapsed, per_epoch = time.monotonic() - self._start, float(np.mean(self._epoch_seconds))
+        left = self._epochs - epoch - 1
+        if self._wait >= self._patience:
+            self.model.stop_training = True
+            self._reason = f"no better eval recall@10 in {self._patience} epochs (patience)"
+        elif self._budget and left and elapsed + per_epoch > self._budget and not self.model.stop_training:
+            self.model.stop_training = True
+            self._reason = f"the time budget ({self._budget / 60:g} min: another epoch would pass it)"
+        if self.model.stop_training:
+            left = 0
+        elif self._budget:
+            left = min(left, int((self._budget - elapsed) // per_epoch))
         logging.getLogger("ondevice_rec.trainer").info(
-            "epoch %d/%d  loss %.4f  val recall@10 %.4f", epoch + 1, self._epochs, logs.get("loss", float("nan")),
-            logs.get(f"val_{features.GATE_METRIC}", float("nan")))
+            "epoch %d/%d  loss %.4f  val recall@10 %.4f  (best %.4f, epoch %d)  %.0f s  eta <= %s", epoch + 1,
+            self._epochs, logs.get("loss", np.nan), value, self._best, self._best_epoch, self._epoch_seconds[-1],
+            _minutes(left * per_epoch))
+
+    def on_train_end(self, logs=None):
+        if self._weights is not None:
+            self.model.set_weights(self._weights)
+        self.summary = {"epochs_run": len(self._epoch_seconds), "best_epoch": self._best_epoch,
+                        "best_val_recall_at_10": round(float(self._best), 6), "stopped_by": self._reason,
+                        "train_seconds": round(time.monotonic() - self._start, 1),
+                        "epoch_seconds": [round(s, 1) for s in self._epoch_seconds]}
+        logging.getLogger("ondevice_rec.trainer").info(
+            "stopped after %d epochs by %s; kept epoch %d (val recall@10 %.4f)", len(self._epoch_seconds),
+            self._reason, self._best_epoch, self._best)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 class WeightAverage:
     """Polyak averaging: an exponential moving average of the trainable weights, updated after every step.
 
     Validation (hence early stopping's choice and the exported model) sees the averaged weights; training
-    continues from the raw ones. Keras callbacks run in list order, so ``begin`` goes before the early
-    stopping callback (which records the averaged weights of its best epoch) and ``end`` after it.
+    continues from the raw ones. Keras callbacks run in list order, so ``begin`` goes before ``StopRule``
+    (which records the averaged weights of its best epoch) and ``end`` after it.
     """
 
     def __init__(self, decay: float):
@@ -193,9 +259,8 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
             logging.getLogger("ondevice_rec.trainer").warning("warm start skipped: %s", e)
     counts = np.array([0] + [m.count for m in vocab.items], np.float64)
     fitted = compile_model(RecommenderTrainer(recommender, config, counts), config)
-    callbacks = [keras.callbacks.EarlyStopping(monitor=f"val_{features.GATE_METRIC}", mode="max",
-                                               patience=config.early_stopping_patience,
-                                               restore_best_weights=True), _EpochLog(config.epochs)]
+    stop_rule = StopRule(config)
+    callbacks = [stop_rule]
     if config.weight_average_decay:
         average = WeightAverage(config.weight_average_decay)
         callbacks = [average.begin] + callbacks + [average.end]
@@ -207,4 +272,5 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     fitted.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_data,
                callbacks=callbacks, verbose=0)
     model.history = fitted.history
+    model.training_summary = stop_rule.summary
     return model

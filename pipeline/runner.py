@@ -26,6 +26,7 @@ class RunSummary:
     test_metrics: Dict[str, float]
     popularity: Dict[str, float]
     data: Dict[str, object] = dataclasses.field(default_factory=dict)  # input counts (ExampleGen, windowing)
+    training: Dict[str, object] = dataclasses.field(default_factory=dict)  # the Trainer's training_summary.json
 
     def node(self, node_id: str) -> mlmd.NodeResult:
         return next(n for n in self.nodes if n.node_id == node_id)
@@ -122,7 +123,18 @@ def summarize(config: PipelineConfig, run_id: str, wall_seconds: float = 0.0) ->
     graph = store.run_artifact(run_id, "TransformGraph", Nodes.TRANSFORM)
     popularity = popularity_on_test(transformed.uri, graph.uri) if transformed and graph else {}
     return RunSummary(run_id, wall_seconds, store.node_results(run_id), push, test_metrics, popularity,
-                      data_counts(store, run_id))
+                      data_counts(store, run_id), training_summary(store, run_id))
+
+
+def training_summary(store: mlmd.Store, run_id: str) -> Dict[str, object]:
+    """How the run's model was trained (``modules.trainer.write_training_summary``, in the Trainer's ModelRun,
+    new or reused from the cache); {} when there is none."""
+    model_run = store.run_artifact(run_id, "ModelRun", Nodes.TRAINER)
+    path = os.path.join(model_run.uri, features.TRAINING_SUMMARY_FILE) if model_run else ""
+    if not path or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
 
 
 def run(config: PipelineConfig, runner: str = "beam") -> RunSummary:
@@ -163,6 +175,10 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"  {node.node_id:<32} {node.state:<9} {node.seconds:8.1f}")
     lines.append("")
     lines.extend(format_data_counts(summary.data))
+    if summary.training:
+        t = summary.training
+        lines.append(f"Training: {t['epochs_run']} epochs in {t['train_seconds']:.0f}s, stopped by {t['stopped_by']}; "
+                     f"kept epoch {t['best_epoch']} (eval recall@10 {t['best_val_recall_at_10']:.4f})")
     outcome = summary.push.get("push_outcome", "the pusher did not run")
     lines.append(f"Publish: {outcome}")
     if summary.push.get("pushed_destination"):

@@ -29,6 +29,20 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group("shared-runs" if shared else item.module.__name__))
 
 
+def seed_like_tflite(vocabulary_size: int = 400, history_length: int = 10) -> bytes:
+    """A model shaped like the 2020 ones: int32[N] ids -> mean embedding -> top-100 ids and scores."""
+    import numpy as np
+    import tensorflow as tf
+    table = tf.constant(np.random.default_rng(0).normal(size=(vocabulary_size, 8)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([history_length], tf.int32, name="context")])
+    def top(ids):
+        query = tf.reduce_mean(tf.gather(table, ids), axis=0)
+        scores, index = tf.math.top_k(tf.linalg.matvec(table, query), 100)
+        return index, scores
+    return tf.lite.TFLiteConverter.from_concrete_functions([top.get_concrete_function()]).convert()
+
+
 @pytest.fixture(scope="session")
 def small_data():
     return synthetic.generate(SMALL)
@@ -81,9 +95,11 @@ def quality_run(tmp_path_factory):
     data_dir = synthetic.write(synthetic.generate(synthetic.SyntheticConfig(users=200, items=120, seed=5)),
                                str(root / "data"), "ml-100k")
     work, out = root / "work", root / "out"
+    users = root / "users.txt"  # a subset scored apart, as ML-1M-SAS's complete users are
+    users.write_text("".join(f"{u}\n" for u in range(1, 51)))
     code, printed = _cli_output(["benchmark", "quality", "--data-dir", data_dir, "--encoders", "bow",
                                  "--history-lengths", "5", "--epochs", "3", "--embedding-dim", "16",
-                                 "--work-dir", str(work), "--out-dir", str(out)])
+                                 "--work-dir", str(work), "--out-dir", str(out), "--users", str(users)])
     assert code == 0, printed
     return {"data_dir": data_dir, "work_dir": str(work), "out_dir": out, "printed": printed,
             "result": json.loads((out / "quality.json").read_text())}
@@ -91,11 +107,14 @@ def quality_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def published_latency(tmp_path_factory, two_runs):
-    """`benchmark latency --model` on the version two_runs published."""
+    """`benchmark latency --model` on the version two_runs published, with a stand-in for the 2020 models as
+    the reference folder (one int32[10] input, top-100 ids and scores, no signature, as they are)."""
     import json
     config, _, _ = two_runs
+    references = tmp_path_factory.mktemp("references")
+    (references / "stand_in_top100.tflite").write_bytes(seed_like_tflite())
     out = tmp_path_factory.mktemp("latency") / "latency.json"
     code, printed = _cli_output(["benchmark", "latency", "--model", os.path.join(config.serving_dir, "latest"),
-                                 "--iterations", "50", "--out", str(out)])
+                                 "--iterations", "50", "--out", str(out), "--reference-models", str(references)])
     assert code == 0, printed
     return {"path": out, "printed": printed, "result": json.loads(out.read_text())}

@@ -77,6 +77,12 @@ def test_latency_benchmark_on_a_published_model_finds_its_saved_model(published_
     assert result["quantization"] == "float16" and result["saved_model_dir"].endswith("Format-Serving")
     assert set(result["tflite"]) == {"1_thread", "4_thread"} and result["speedup_p50_1_thread"] > 1
     assert "| float16 |" in published_latency["printed"]
+    # The reference models, timed in the same run with the same harness, and our p50 as a ratio to theirs.
+    (reference,) = result["references"]
+    assert reference["model"] == "stand_in_top100.tflite" and reference["history_length"] == 10
+    assert reference["iterations"] == 50 and 0 < reference["p50_us"] <= reference["p90_us"]
+    assert reference["ours_p50_ratio"] == pytest.approx(result["tflite"]["1_thread"]["p50_us"] / reference["p50_us"])
+    assert f"| stand_in_top100.tflite | {reference['tflite_bytes']:,} |" in published_latency["printed"]
     assert cli.main(["benchmark", "latency", "--model", str(tmp_path / "nothing")]) == 2
 
 
@@ -149,7 +155,7 @@ def test_pipeline_flags_are_generated_from_the_config_fields(capsys):
 
 @pytest.mark.parametrize("command", [
     ["run"], ["retrain"], ["kubeflow"], ["kubeflow", "compile"], ["kubeflow", "schedule"], ["recommend"], ["demo"],
-    ["report"], ["make-synthetic"], ["benchmark"], ["benchmark", "windowing"], ["benchmark", "quality"],
+    ["report"], ["evaluate"], ["make-synthetic"], ["benchmark"], ["benchmark", "windowing"], ["benchmark", "quality"],
     ["benchmark", "latency"], ["benchmark", "beam-runners"], ["download"]])
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as done:
@@ -176,3 +182,25 @@ def test_a_run_is_assembled_in_one_place_with_one_history_length():
         PipelineConfig.from_options("d", "o", {"encoder": "gru"})
     windowing = WindowingOptions(history_length=4, split="temporal", eval_fraction=0.2)
     assert WindowingOptions.from_json(windowing.to_json()) == windowing
+
+
+def test_evaluate_rescores_the_published_model_overall_and_on_listed_users(two_runs, tmp_path, capsys):
+    """`evaluate OUT`: the overall figures are the version's eval.json (same function, same examples); a user
+    list gives the same metrics on those users only; a list with none of the run's users is refused."""
+    import json
+    from ondevice_rec.pipeline import evaluation
+    config, _, _ = two_runs
+    with open(os.path.join(config.serving_dir, "latest", "eval.json")) as f:
+        published = json.load(f)
+    users = tmp_path / "users.txt"
+    users.write_text("1\n2\n3\nno-such-user\n")
+    result = evaluation.evaluate_published(config.output_dir, users_file=str(users))
+    assert result["all"]["users"] == published["num_eval_users"]
+    for key in ("recall@1", "recall@5", "recall@10", "ndcg@10"):
+        assert result["all"][key] == pytest.approx(published[key], abs=1e-6)
+    assert result["subset"]["users"] == 3 and result["subset"]["users_listed"] == 4
+    assert cli.main(["evaluate", config.output_dir, "--users", str(users)]) == 0
+    printed = capsys.readouterr().out
+    assert f"| all | {published['num_eval_users']:,} |" in printed and "| listed in users.txt (4 listed) | 3 |" in printed
+    users.write_text("no-such-user\n")
+    assert cli.main(["evaluate", config.output_dir, "--users", str(users)]) == 2

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import os
+import struct
 from typing import Any, Dict, Optional, Tuple
 
 import apache_beam as beam
@@ -38,7 +39,7 @@ REPORT_FILE = features.INPUT_REPORT_FILE
 CHUNK_BYTES = 32 << 20  # an uncompressed file is read as ranges of this size by different workers
 PARQUET_ROWS = 200_000
 BAD_SAMPLES = 20
-BAD, SKIPPED = "bad", "skipped"
+BAD, SKIPPED, TALLY = "bad", "skipped", "tally"
 
 
 def event_to_example(event: events.Event, info: Optional[events.ItemInfo]) -> tf.train.Example:
@@ -58,6 +59,74 @@ def event_to_example(event: events.Event, info: Optional[events.ItemInfo]) -> tf
         for name, value in info.numeric.items():
             feature[features.NUMERIC_PREFIX + name] = _floats([value])
     return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _SMALL[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SMALL = [bytes([i]) for i in range(0x80)]
+
+
+def _entry(key: str, kind: bytes, values: bytes) -> bytes:
+    """One entry of tf.train.Features' feature map (its field 1): key (field 1) and a Feature (field 2)
+    holding one list (``kind``: BytesList 0x0A, FloatList 0x12, Int64List 0x1A) of ``values`` (its field 1;
+    packed for numbers)."""
+    inner = b"\x0a" + _varint(len(values)) + values
+    feature = kind + _varint(len(inner)) + inner
+    body = _KEYS[key] + b"\x12" + _varint(len(feature)) + feature
+    return b"\x0a" + _varint(len(body)) + body
+
+
+_KEYS = {name: b"\x0a" + _varint(len(name)) + name.encode()
+         for name in (features.EVENT_USER_ID, features.EVENT_ITEM_ID, features.EVENT_TIMESTAMP, features.EVENT_MILLIS,
+                      features.EVENT_RATING)}
+_BYTES, _FLOATS, _INT64S = b"\x0a", b"\x12", b"\x1a"
+
+
+class ExampleEncoder:
+    """``event_to_example(event, info).SerializeToString()``, faster (what the reader emits).
+
+    The event's own fields are written in the protobuf wire format directly (a Feature holds a BytesList
+    (field 1), FloatList (2, packed) or Int64List (3, packed)); its item's features, the same in every event of
+    the item, are serialized once per item and appended: concatenated messages parse as their merge, and
+    the feature map merges by key. Measured on ML-1M (1M events with title, genres and year): building the
+    tf.train.Example protos was 40 % of the read; the test checks that both parse to the same example.
+    """
+
+    def __init__(self):
+        self._item_parts: Dict[int, bytes] = {}
+
+    def __call__(self, event: events.Event, info: Optional[events.ItemInfo]) -> bytes:
+        user, item = event.user.encode(), event.item.encode()
+        body = (_entry(features.EVENT_USER_ID, _BYTES, user)
+                + _entry(features.EVENT_ITEM_ID, _BYTES, item)
+                + _entry(features.EVENT_TIMESTAMP, _INT64S, _int64(event.timestamp)))
+        if event.millis is not None:
+            body += _entry(features.EVENT_MILLIS, _INT64S, _int64(event.millis))
+        if event.rating is not None:
+            body += _entry(features.EVENT_RATING, _FLOATS, struct.pack("<f", event.rating))
+        head = b"\x0a" + _varint(len(body)) + body  # Example.features (field 1)
+        if info is None:
+            return head
+        part = self._item_parts.get(id(info))
+        if part is None:
+            item_only = event_to_example(events.Event("", "", 0, None), info)
+            for name in (features.EVENT_USER_ID, features.EVENT_ITEM_ID, features.EVENT_TIMESTAMP):
+                del item_only.features.feature[name]
+            part = self._item_parts[id(info)] = item_only.SerializeToString()
+        return head + part
+
+
+def _int64(value: int) -> bytes:
+    return _varint(value & 0xFFFFFFFFFFFFFFFF)  # two's complement, as protobuf writes a negative int64
 
 
 def _strings(values):
@@ -99,8 +168,10 @@ def read_units(spec: events.EventSpec, folder: str):
 
 
 class _ReadEvents(beam.DoFn):
-    """A ReadUnit -> event tf.Examples joined with the item table; bad rows go to ``BAD`` as (file, offset,
-    message), rows the spec filters out to ``SKIPPED`` as the reason."""
+    """A ReadUnit -> serialized event tf.Examples joined with the item table; bad rows go to ``BAD`` as (file,
+    offset, message), rows the spec filters out to ``SKIPPED`` as the reason, and one ``(events, events of
+    unlisted items)`` tally per unit to ``TALLY`` (counting in the reader, not in a stage over every event:
+    in-memory Beam pays per element and stage)."""
 
     def __init__(self, spec_json: str, items: Dict[str, events.ItemInfo], has_items: bool):
         self._spec_json, self._items, self._has_items = spec_json, items, has_items
@@ -108,10 +179,12 @@ class _ReadEvents(beam.DoFn):
 
     def setup(self):
         self._spec = events.EventSpec.from_json(self._spec_json)
+        self._encode = ExampleEncoder()
 
     def process(self, unit: ReadUnit):
-        spec = self._spec
+        spec, encode, items = self._spec, self._encode, self._items
         layout = events.Layout(unit.header)
+        count = unlisted = 0
         for offset, row in events.iter_rows(spec, unit.path, layout, unit.start, unit.end):
             try:
                 if isinstance(row, events.RowError):
@@ -124,8 +197,11 @@ class _ReadEvents(beam.DoFn):
                 column = f"column {e.column!r}: " if e.column is not None else ""
                 yield beam.pvalue.TaggedOutput(BAD, (unit.path, offset, column + str(e)))
                 continue
-            info = self._items.get(event.item)
-            yield (event_to_example(event, info), int(self._has_items and info is None))
+            info = items.get(event.item)
+            count += 1
+            unlisted += info is None
+            yield encode(event, info)
+        yield beam.pvalue.TaggedOutput(TALLY, (count, unlisted if self._has_items else 0))
 
 
 def matched_folders(input_base: str, split_pattern: str):
@@ -141,12 +217,13 @@ def folder_spec(spec_json: str, folder: str) -> events.EventSpec:
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
+@beam.typehints.with_output_types(bytes)
 def EventsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
                     split_pattern: str, report_path: Optional[str] = None) -> beam.pvalue.PCollection:
-    """Events of every matched folder; with ``report_path``, also writes counts and bad-line samples."""
+    """Serialized event tf.Examples of every matched folder; with ``report_path``, also writes counts and
+    bad-line samples."""
     settings = custom_settings(exec_properties)
-    good, bad, skipped, headers = [], [], [], {}
+    good, bad, skipped, tallies, headers = [], [], [], [], {}
     for i, folder in enumerate(matched_folders(exec_properties["input_base"], split_pattern)):
         spec = folder_spec(settings.get(SPEC_KEY, ""), folder)
         events.preflight(spec, folder)
@@ -161,17 +238,18 @@ def EventsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  #
                   | f"Units[{i}]" >> beam.Create(units)
                   | f"Spread[{i}]" >> beam.Reshuffle()
                   | f"Read[{i}]" >> beam.ParDo(_ReadEvents(spec.to_json(), items, spec.items is not None))
-                  .with_outputs(BAD, SKIPPED, main="examples"))
+                  .with_outputs(BAD, SKIPPED, TALLY, main="examples"))
         good.append(parsed.examples)
         bad.append(parsed[BAD])
         skipped.append(parsed[SKIPPED])
-    tagged = good | "Flatten" >> beam.Flatten()
-    examples = tagged | "Examples" >> beam.Keys()
+        tallies.append(parsed[TALLY])
+    examples = good | "Flatten" >> beam.Flatten()
     if report_path:
         bad_lines = bad | "FlattenBad" >> beam.Flatten()
+        tally = tallies | "FlattenTally" >> beam.Flatten()
         counts = {
-            "events": tagged | "CountEvents" >> beam.combiners.Count.Globally(),
-            "unlisted": tagged | "Unlisted" >> beam.Values() | "CountUnlisted" >> beam.CombineGlobally(sum),
+            "events": tally | "Events" >> beam.Map(lambda t: t[0]) | "CountEvents" >> beam.CombineGlobally(sum),
+            "unlisted": tally | "Unlisted" >> beam.Map(lambda t: t[1]) | "CountUnlisted" >> beam.CombineGlobally(sum),
             "bad": bad_lines | "CountBad" >> beam.combiners.Count.Globally(),
             "samples": bad_lines | "FirstBad" >> beam.combiners.Top.Smallest(BAD_SAMPLES),
             "skipped": (skipped | "FlattenSkipped" >> beam.Flatten()

@@ -12,7 +12,7 @@ import collections
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -39,9 +39,27 @@ def _first(feature, name, kind, default):
     return values[0] if values else default
 
 
-def parse_event(serialized: bytes) -> windowing.Event:
-    """tf.Example bytes of one event -> Event (with its item's facts for the vocabulary)."""
+def parse_event(serialized: bytes, item_facts: Optional[Dict[str, tuple]] = None) -> windowing.Event:
+    """tf.Example bytes of one event -> Event (with its item's facts for the vocabulary).
+
+    ``item_facts``: a cache of ``(facts, numeric)`` by item key. An item's features are the same in all its
+    events (ExampleGen joins them from the items file), so they are decoded once per item: that was 60 % of
+    this function on ML-1M."""
     feature = tf.train.Example.FromString(serialized).features.feature
+    item = feature[features.EVENT_ITEM_ID].bytes_list.value[0].decode("utf-8")
+    cached = item_facts.get(item) if item_facts is not None else None
+    facts, numeric = cached if cached is not None else _item_facts(feature)
+    if item_facts is not None and cached is None:
+        item_facts[item] = (facts, numeric)
+    return windowing.Event(
+        user_id=feature[features.EVENT_USER_ID].bytes_list.value[0].decode("utf-8"),
+        item=item,
+        timestamp=feature[features.EVENT_TIMESTAMP].int64_list.value[0],
+        rating=_first(feature, features.EVENT_RATING, "float_list", 0.0),
+        facts=facts, numeric=numeric, millis=_first(feature, features.EVENT_MILLIS, "int64_list", 0))
+
+
+def _item_facts(feature) -> Tuple[tuple, tuple]:
     facts, numeric = [], []
     title = _first(feature, features.EVENT_TITLE, "bytes_list", b"").decode("utf-8")
     if title:
@@ -55,12 +73,17 @@ def parse_event(serialized: bytes) -> windowing.Event:
             short, value = name[len(features.NUMERIC_PREFIX):], float(feature[name].float_list.value[0])
             facts.append(f"num:{short}{features.FACT_SEPARATOR}{value:g}")
             numeric.append((short, value))
-    return windowing.Event(
-        user_id=feature[features.EVENT_USER_ID].bytes_list.value[0].decode("utf-8"),
-        item=feature[features.EVENT_ITEM_ID].bytes_list.value[0].decode("utf-8"),
-        timestamp=feature[features.EVENT_TIMESTAMP].int64_list.value[0],
-        rating=_first(feature, features.EVENT_RATING, "float_list", 0.0),
-        facts=tuple(facts), numeric=tuple(numeric), millis=_first(feature, features.EVENT_MILLIS, "int64_list", 0))
+    return tuple(facts), tuple(numeric)
+
+
+class _ParseAndKey(beam.DoFn):
+    """Serialized event -> (user_id, plain tuple), with one item-facts cache per worker."""
+
+    def setup(self):
+        self._item_facts: Dict[str, tuple] = {}
+
+    def process(self, record: bytes):
+        yield _keyed(parse_event(record, self._item_facts))
 
 
 _FLOAT_FEATURES = frozenset({features.CONTEXT_RATING})
@@ -178,7 +201,7 @@ def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str): 
     is computed per user and merged, so a worker holds one user's timeline at a time.
     """
     timelines = (events
-                 | "ParseAndKey" >> beam.Map(lambda record: _keyed(parse_event(record)))
+                 | "ParseAndKey" >> beam.ParDo(_ParseAndKey())
                  | "GroupByUser" >> beam.GroupByKey())
     profile = timelines | "Profile" >> beam.Values() | "MergeProfiles" >> beam.CombineGlobally(Profile())
     resolved = profile | "ResolveOptions" >> beam.Map(resolve_options, options)

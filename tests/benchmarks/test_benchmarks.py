@@ -32,6 +32,9 @@ def test_quality_benchmark_writes_json_table_and_plot(quality_run):
     assert result["baselines"]["markov (last item)"]["recall@10"] > result["baselines"]["popularity"]["recall@10"]
     table = (tmp_out / "quality.md").read_text()
     assert "| bow | 5 |" in table and "| popularity |" in table
+    # The listed users (ids 1..50) are scored apart, and how training ended is recorded per model.
+    assert model["listed_users"] == 50 and 0 <= model["listed_recall@10"] <= 1
+    assert "recall@10, listed users |" in table and model["stopped_by"] and model["epochs_run"] <= 3
 
 
 def test_quality_benchmark_averages_over_seeds(quality_run, tmp_path, monkeypatch):
@@ -104,3 +107,14 @@ def test_the_benchmark_trains_on_the_pipelines_own_examples(two_runs, small_ml1m
         assert ours == theirs and sum(ours.values()) > 0, split
     published = type(benchmark.vocab).load(os.path.join(config.serving_dir, "latest"))
     assert benchmark.vocab.to_json() == published.to_json()
+
+
+def test_the_2020_models_are_timed_with_the_same_harness_when_present():
+    """Real-data test: the seed's two published models (../shared/models/seed-2020), timed as ours are."""
+    from ondevice_rec.benchmarks import latency
+    if not os.path.isdir(latency.REFERENCE_MODELS_DIR):
+        pytest.skip(f"{latency.REFERENCE_MODELS_DIR} is absent")
+    results = latency.reference_models(latency.REFERENCE_MODELS_DIR, iterations=100, warmup=10)
+    assert {r["model"] for r in results} == {"model_history10_top100.tflite", "recommendation_rnn_i10o100.tflite"}
+    for r in results:
+        assert r["history_length"] == 10 and 500_000 < r["tflite_bytes"] < 530_000 and r["p50_us"] > 0

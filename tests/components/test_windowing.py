@@ -240,3 +240,18 @@ def test_the_milliseconds_cross_from_example_gen_to_windowing():
         assert (features.EVENT_MILLIS in example.features.feature) == (millis is not None)
         event = executor.parse_event(example.SerializeToString())
         assert (event.user_id, event.item, event.timestamp, event.millis) == ("u1", "B01", 1700000000, expected)
+
+
+@pytest.mark.parametrize("event", [
+    event_log.Event("12", "3456", 978300760, 4.0),
+    event_log.Event("u" * 300, "é-ü", 2 ** 40, None, 999),  # multi-byte lengths and UTF-8
+    event_log.Event("1", "2", 0, -1.5, 0),
+])
+def test_the_fast_event_encoder_writes_what_the_proto_api_writes(event):
+    """ExampleGen's reader writes the wire format directly (item features serialized once per item); the
+    bytes parse to the same tf.train.Example as building it with the proto API, with and without an item."""
+    from ondevice_rec.components.event_example_gen.executor import ExampleEncoder
+    encode = ExampleEncoder()
+    info = event_log.ItemInfo("Toy Story (1995)", {"genres": ("Animation", "Children's")}, {"year": 1995.0})
+    for item in (info, None, info):  # the second use of the item reads the cached part
+        assert tf.train.Example.FromString(encode(event, item)) == event_to_example(event, item)

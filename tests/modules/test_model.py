@@ -14,6 +14,7 @@ from ondevice_rec.data import synthetic
 from ondevice_rec.modules import baselines, export, features, ranking_metrics, trainer, training, vocabulary
 from ondevice_rec.modules import model as model_lib
 from ondevice_rec.modules.config import ModelConfig
+from ondevice_rec import serving
 from ondevice_rec.serving import TFLiteRecommender
 
 
@@ -145,7 +146,7 @@ def test_tflite_conversion_is_builtin_only_and_ranks_like_the_saved_model(traine
     parity = checks.check_parity(tflite_model, export_dir, histories, export.RECOMMEND_SIGNATURE)
     assert parity["parity_top10_overlap"] >= 0.99  # the publishing bar
     assert parity["parity_top10_min_overlap"] >= 0.9
-    interpreter = tf.lite.Interpreter(model_content=tflite_model)
+    interpreter = serving.interpreter(tflite_model)
     ops = {op["op_name"] for op in interpreter._get_ops_details()}  # pylint: disable=protected-access
     assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
     assert "WHILE" not in ops  # fixed-length graphs: no control flow on the device
@@ -239,7 +240,7 @@ def test_quantized_models_are_builtin_only_smaller_and_keep_recall(trained):
     for mode in [m for m in quantization.QUANTIZATIONS if m != quantization.FLOAT]:  # every registered mode
         quantized = conversion.convert_to_tflite(export_dir, export.RECOMMEND_SIGNATURE, mode, feeds)
         sizes[mode] = len(quantized)
-        ops = {op["op_name"] for op in tf.lite.Interpreter(model_content=quantized)._get_ops_details()}  # noqa
+        ops = {op["op_name"] for op in serving.interpreter(quantized)._get_ops_details()}  # noqa
         assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), (mode, ops)
         if quantization.get(mode).calibrated:
             recall = checks.tflite_recall(quantized, export.RECOMMEND_SIGNATURE, histories, labels)

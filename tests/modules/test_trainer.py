@@ -34,7 +34,7 @@ def test_weight_average_decay_is_checked():
         ModelConfig(weight_average_decay=1.0)
 
 
-def test_fit_with_weight_average_keeps_the_averaged_weights_of_the_best_epoch():
+def test_fit_with_weight_average_keeps_the_averaged_weights_of_the_best_epoch(tmp_path):
     """Early stopping records the weights it validated: with averaging, the model ends on averaged weights,
     which differ from the raw weights of the same run."""
     from ondevice_rec.modules import features, vocabulary
@@ -54,6 +54,14 @@ def test_fit_with_weight_average_keeps_the_averaged_weights_of_the_best_epoch():
         weights[decay] = model.get_layer("context_embedding").get_weights()[0]
         assert max(model.history.history["val_recall@10"]) > 0.5  # it learned the rule either way
     assert not np.allclose(weights[0.0], weights[0.9])
+    summary = model.training_summary  # how training ended, written next to the model by run_fn
+    assert summary["epochs_run"] == 3 and summary["stopped_by"] == "the epoch cap (3)"
+    assert summary["best_val_recall_at_10"] == pytest.approx(max(model.history.history["val_recall@10"]), abs=1e-6)
+    trainer.write_training_summary(model, str(tmp_path))
+    import json
+    written = json.loads((tmp_path / features.TRAINING_SUMMARY_FILE).read_text())
+    assert written["history"]["val_recall@10"] == pytest.approx(model.history.history["val_recall@10"], abs=1e-6)
+    assert len(written["epoch_seconds"]) == 3
 
 
 def test_the_trainer_refuses_examples_windowed_with_another_history_length(tmp_path):
@@ -65,3 +73,70 @@ def test_the_trainer_refuses_examples_windowed_with_another_history_length(tmp_p
                                          "history_length=10"):
         trainer.check_history_length(spec, ModelConfig(history_length=10))
     trainer.check_history_length(spec, ModelConfig(history_length=5))  # the same N passes
+
+
+class _Scripted(keras.callbacks.Callback):
+    """Feeds StopRule a scripted eval recall per epoch (and optional seconds per step), as fit would."""
+
+    def __init__(self, stop_rule, recalls, step_seconds=0.0):
+        super().__init__()
+        self.stop_rule, self.recalls, self.step_seconds = stop_rule, recalls, step_seconds
+
+    def run(self, steps_per_epoch=2):
+        import time
+        model = keras.Sequential([keras.layers.Dense(1)])
+        model.build((None, 1))
+        self.stop_rule.set_model(model)
+        self.stop_rule.on_train_begin()
+        for epoch, recall in enumerate(self.recalls):
+            self.stop_rule.on_epoch_begin(epoch)
+            model.get_layer(index=0).kernel.assign([[float(epoch)]])  # which epoch's weights are kept
+            for step in range(steps_per_epoch):
+                time.sleep(self.step_seconds)
+                self.stop_rule.on_train_batch_end(step)
+                if model.stop_training:
+                    break
+            self.stop_rule.on_epoch_end(epoch, {"loss": 1.0, "val_recall@10": recall})
+            if model.stop_training:
+                break
+        self.stop_rule.on_train_end()
+        return model, float(model.get_layer(index=0).kernel.numpy()[0, 0])
+
+
+def test_stop_rule_stops_after_patience_epochs_without_gain_and_keeps_the_best(caplog):
+    rule = training.StopRule(ModelConfig(epochs=50, early_stopping_patience=2))
+    with caplog.at_level("INFO", logger="ondevice_rec.trainer"):
+        model, kept = _Scripted(rule, [0.1, 0.3, 0.25, 0.29, 0.5, 0.6]).run()
+    assert rule.summary["epochs_run"] == 4 and rule.summary["best_epoch"] == 2 and kept == 1.0
+    assert "patience" in rule.summary["stopped_by"]
+    assert rule.summary["best_val_recall_at_10"] == pytest.approx(0.3)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("epoch 1/50  loss 1.0000  val recall@10 0.1000  (best 0.1000, epoch 1)")
+    assert "eta <= " in lines[0] and lines[-1].startswith("stopped after 4 epochs by no better eval recall@10")
+
+
+def test_stop_rule_ends_on_the_epoch_cap_when_recall_keeps_rising():
+    rule = training.StopRule(ModelConfig(epochs=3, early_stopping_patience=2))
+    _, kept = _Scripted(rule, [0.1, 0.2, 0.3]).run()
+    assert rule.summary["stopped_by"] == "the epoch cap (3)" and rule.summary["epochs_run"] == 3 and kept == 2.0
+
+
+def test_stop_rule_keeps_to_the_time_budget():
+    """0.05 s per step, 2 steps per epoch, a 0.3 s budget: the third epoch would end past it, so training
+    stops after two, on the best of them; a budget shorter than one epoch ends that epoch mid-way."""
+    rule = training.StopRule(ModelConfig(epochs=50, max_train_minutes=0.3 / 60))
+    _, kept = _Scripted(rule, [0.1, 0.2, 0.3, 0.4], step_seconds=0.05).run()
+    assert rule.summary["epochs_run"] == 2 and kept == 1.0 and "time budget" in rule.summary["stopped_by"]
+    rule = training.StopRule(ModelConfig(epochs=50, max_train_minutes=0.01 / 60))
+    _Scripted(rule, [0.1, 0.2], step_seconds=0.05).run(steps_per_epoch=10)
+    assert rule.summary["epochs_run"] == 1 and "mid-epoch" in rule.summary["stopped_by"]
+
+
+def test_training_budget_settings_are_checked_and_are_flags():
+    from ondevice_rec.pipeline import options
+    with pytest.raises(ValueError, match="max_train_minutes"):
+        ModelConfig(max_train_minutes=-1)
+    with pytest.raises(ValueError, match="early_stopping_patience"):
+        ModelConfig(early_stopping_patience=0)
+    flags = {options.flag_name(f) for f in options.flag_fields()}
+    assert {"--max-train-minutes", "--early-stopping-patience", "--epochs"} <= flags

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from ondevice_rec.components.tflite_pusher import checks, metadata as metadata_lib
 from ondevice_rec.modules import baselines, export, features
+from ondevice_rec.pipeline import runner
 from ondevice_rec.serving import Recommender, TFLiteRecommender
 
 COMPONENTS = {"EventExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "HistoryWindowing",
@@ -50,6 +51,12 @@ def test_every_component_executes_once_and_a_model_is_published(two_runs):
     assert 0 < report["ndcg@10"] <= report["recall@10"]
     assert report["num_eval_users"] == 150  # one test target per user
     assert 0 <= report["recall@1"] <= report["recall@5"] <= report["recall@10"] <= 1
+    # How training ended, from the Trainer's ModelRun artifact, in the run summary (4 epochs, patience 3).
+    training = first.training
+    assert 1 <= training["best_epoch"] <= training["epochs_run"] <= 4 and len(training["epoch_seconds"]) == \
+        training["epochs_run"] == len(training["history"]["val_recall@10"])
+    assert training["best_val_recall_at_10"] == pytest.approx(max(training["history"]["val_recall@10"]), abs=1e-6)
+    assert f"Training: {training['epochs_run']} epochs in " in runner.format_summary(first)
 
 
 @pytest.mark.slow

@@ -1,0 +1,66 @@
+"""Scores a published model on its own run's test split again, overall and on a subset of users.
+
+The model is the version's SavedModel (``model_uri`` in its ``metadata.json``), scored through its
+``serving_default`` signature on the string-key windowed examples of the pipeline run that trained it (found in
+MLMD by ``pipeline_run_id``): the function and examples the run's Evaluator used, so the overall figures equal
+the version's ``eval.json``. A user subset (one user key per line) is, e.g., the 512 users of ML-1M-SAS whose
+sequences are complete (``complete_users.txt``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional
+
+import numpy as np
+
+from ondevice_rec.components.tflite_pusher import publish
+from ondevice_rec.components.tflite_pusher.release import SERVING_FORMAT
+from ondevice_rec.modules import features
+from ondevice_rec.pipeline import mlmd
+from ondevice_rec.pipeline.config import METADATA_FILE, SERVING_FOLDER
+from ondevice_rec.pipeline.nodes import Nodes
+
+
+def read_users(path: str) -> set:
+    with open(path, encoding="utf-8") as f:
+        users = {line.strip() for line in f if line.strip()}
+    if not users:
+        raise ValueError(f"{path} lists no users (one user key per line)")
+    return users
+
+
+def evaluate_published(output_dir: str, version: str = publish.LATEST, users_file: Optional[str] = None,
+                       split: str = "test", batch_size: int = 1024) -> Dict[str, Dict[str, float]]:
+    """``{"all": metrics, "subset": metrics}`` (the subset only with ``users_file``): recall@1/5/10, NDCG@10
+    and the number of users, on ``split`` of the run that trained ``version`` in ``output_dir``."""
+    import tensorflow as tf
+    from ondevice_rec.benchmarks.data import read_records
+    from ondevice_rec.modules.ranking_metrics import evaluate
+    version_dir = os.path.join(output_dir, SERVING_FOLDER, version)
+    if not os.path.isdir(version_dir):
+        raise FileNotFoundError(f"no published version {version!r} in {os.path.join(output_dir, SERVING_FOLDER)}")
+    metadata = publish.read_metadata(version_dir)
+    store = mlmd.Store(os.path.join(output_dir, METADATA_FILE))
+    windowed = store.run_artifact(metadata["pipeline_run_id"], "Examples", Nodes.WINDOWING)
+    if windowed is None:
+        raise FileNotFoundError(f"the run {metadata['pipeline_run_id']} that trained version {version} has no "
+                                "windowed examples in this output's MLMD store")
+    records = read_records(windowed.uri, split)
+    user_of = [tf.train.Example.FromString(r).features.feature[features.USER_ID].bytes_list.value[0].decode()
+               for r in records]
+    serve = tf.saved_model.load(os.path.join(metadata["model_uri"], SERVING_FORMAT)).signatures[
+        features.SERVING_SIGNATURE]
+    scores = np.concatenate([serve(examples=tf.constant(records[i:i + batch_size]))[features.SCORES].numpy()
+                             for i in range(0, len(records), batch_size)])
+
+    def metrics(rows) -> Dict[str, float]:
+        return {**evaluate(scores[rows], np.zeros(len(rows), np.int64)), "users": int(len(rows))}
+    result = {"all": metrics(np.arange(len(records)))}
+    if users_file:
+        wanted = read_users(users_file)
+        rows = np.array([i for i, user in enumerate(user_of) if user in wanted], np.int64)
+        if not len(rows):
+            raise ValueError(f"none of the {len(wanted)} users of {users_file} has a {split} example in this run")
+        result["subset"] = {**metrics(rows), "users_listed": len(wanted)}
+    return result
