@@ -12,6 +12,9 @@ from ondevice_rec.data import synthetic  # noqa: E402
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ML100K_DIR = os.path.join(REPO_ROOT, "..", "shared", "data", "ml-100k")
 
+# The tests' small synthetic sets train on the steps of batches of 64 (about 15 an epoch here), as before the
+# defaults moved to 256 windows at lr 0.01 for ML-1M scale.
+SMALL_DATA_TRAINING = {"batch_size": 64, "learning_rate": 0.005}
 SMALL = synthetic.SyntheticConfig(users=150, items=120, mean_ratings_per_user=30, seed=7)
 
 # The session's pipeline runs below (minutes each): every test that uses one runs on the same xdist worker.
@@ -68,7 +71,8 @@ def two_runs(tmp_path_factory, small_ml1m_dir):
     from ondevice_rec.components.tflite_pusher.options import PublishOptions
     from ondevice_rec.pipeline.config import PipelineConfig
     out = str(tmp_path_factory.mktemp("out"))
-    config = PipelineConfig(data_dir=small_ml1m_dir, output_dir=out, model=ModelConfig(epochs=4, top_k=50),
+    config = PipelineConfig(data_dir=small_ml1m_dir, output_dir=out,
+                            model=ModelConfig(epochs=4, top_k=50, **SMALL_DATA_TRAINING),
                             publish=PublishOptions(parity_samples=100, quantization="float16"))
     first = runner.run(config)
     second = runner.run(config)
@@ -99,6 +103,7 @@ def quality_run(tmp_path_factory):
     users.write_text("".join(f"{u}\n" for u in range(1, 51)))
     code, printed = _cli_output(["benchmark", "quality", "--data-dir", data_dir, "--encoders", "bow",
                                  "--history-lengths", "5", "--epochs", "3", "--embedding-dim", "16",
+                                 "--hparam", "batch_size=64", "--hparam", "learning_rate=0.005",
                                  "--work-dir", str(work), "--out-dir", str(out), "--users", str(users)])
     assert code == 0, printed
     return {"data_dir": data_dir, "work_dir": str(work), "out_dir": out, "printed": printed,

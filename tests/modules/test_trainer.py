@@ -140,3 +140,23 @@ def test_training_budget_settings_are_checked_and_are_flags():
         ModelConfig(early_stopping_patience=0)
     flags = {options.flag_name(f) for f in options.flag_fields()}
     assert {"--max-train-minutes", "--early-stopping-patience", "--epochs"} <= flags
+
+
+def test_loss_once_per_target_keeps_the_positions_no_earlier_window_holds():
+    """N=4, stride 2: a full window trains its last 2 positions only (an earlier window held the first two
+    targets, with more history); a user's first window (left-padded) trains all its real positions."""
+    from ondevice_rec.modules import features, model as model_lib, vocabulary
+    vocab = vocabulary.build({str(m): 10 for m in range(1, 21)})
+    context = np.array([[4, 3, 2, 1], [2, 1, 0, 0]], np.int32)  # most recent first, right-padded
+    labels = np.array([5, 3], np.int32)
+    got = {}
+    for once in (False, True):
+        config = ModelConfig(encoder="lstm", history_length=4, embedding_dim=8, use_item_categories=False,
+                             use_item_numbers=False, loss_once_per_target=once)
+        assert config.default_train_stride() == 2
+        trainer_model = training.RecommenderTrainer(model_lib.build_recommender(config, vocab), config)
+        _, targets = trainer_model._queries_and_targets({features.CONTEXT_INDEX: context}, labels)
+        got[once] = targets.numpy().tolist()
+    # Oldest first: window 1 is 1,2,3,4 -> targets 2,3,4,5; window 2 is (pad, pad, 1, 2) -> targets 2, 3.
+    assert got[False] == [2, 3, 4, 5, 2, 3]
+    assert got[True] == [4, 5, 2, 3]

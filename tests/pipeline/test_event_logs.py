@@ -19,7 +19,7 @@ def shop_run(tmp_path_factory):
     folder = synthetic.write(data, str(tmp_path_factory.mktemp("shop")), synthetic.ECOMMERCE)
     spec = events.load_spec(os.path.join(folder, synthetic.SPEC_FILE))
     config = PipelineConfig(data_dir=folder, output_dir=str(tmp_path_factory.mktemp("out")), events=spec,
-                            model=ModelConfig(epochs=6, top_k=20))
+                            model=ModelConfig(epochs=6, top_k=20, batch_size=64, learning_rate=0.005))
     return config, runner.run(config)
 
 

@@ -57,9 +57,9 @@ def cycles(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("retrain"))
     # Cycle 1, through the CLI: span 1, nothing to warm-start from yet.
     assert cli.main(["retrain", "--data-dir", str(data), "--output-dir", out, "--epochs", "4", "--top-k", "20",
-                     "--keep-versions", "3"]) == 0
+                     "--keep-versions", "3", "--batch-size", "64", "--learning-rate", "0.005"]) == 0
     config = PipelineConfig(data_dir=str(data), output_dir=out, input_pattern=SPAN_PATTERN, warm_start=True,
-                            model=ModelConfig(epochs=4, top_k=20), publish=PublishOptions(keep_versions=3))
+                            model=ModelConfig(epochs=4, top_k=20, batch_size=64, learning_rate=0.005), publish=PublishOptions(keep_versions=3))
     first = runner.summarize(config, mlmd.run_ids(config.metadata_path)[-1])
     served_after_first = os.path.realpath(os.path.join(config.serving_dir, "latest"))
     # Span 2 arrives. Cycle 2: a deliberately crippled trainer (one step, from scratch).

@@ -53,7 +53,8 @@ def test_a_run_killed_during_training_resumes_from_the_cache_and_publishes_once(
     data = synthetic.write(synthetic.generate(synthetic.SyntheticConfig(users=120, items=100, seed=9)),
                            str(tmp_path / "data"), "ml-100k")
     out = str(tmp_path / "out")
-    args = ["run", "--data-dir", data, "--output-dir", out, "--epochs", "30", "--top-k", "20"]
+    args = ["run", "--data-dir", data, "--output-dir", out, "--epochs", "30", "--top-k", "20", "--batch-size", "64",
+            "--learning-rate", "0.005"]
     process = subprocess.Popen([sys.executable, "-m", "ondevice_rec.cli"] + args, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
