@@ -32,10 +32,12 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group("shared-runs" if shared else item.module.__name__))
 
 
-def seed_like_tflite(vocabulary_size: int = 400, history_length: int = 10) -> bytes:
-    """A model shaped like the 2020 ones: int32[N] ids -> mean embedding -> top-100 ids and scores."""
+def seed_like_tflite(history_length: int = 10) -> bytes:
+    """A model shaped like the 2020 ones: int32[N] raw MovieLens-1M ids -> mean embedding -> top-100 ids and
+    scores."""
     import numpy as np
     import tensorflow as tf
+    from ondevice_rec.benchmarks.latency import REFERENCE_VOCABULARY_SIZE as vocabulary_size
     table = tf.constant(np.random.default_rng(0).normal(size=(vocabulary_size, 8)).astype(np.float32))
 
     @tf.function(input_signature=[tf.TensorSpec([history_length], tf.int32, name="context")])
