@@ -138,8 +138,8 @@ class StopRule(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        # Wall time since the previous epoch ended: Keras' own work between epochs (~20 % of an epoch on
-        # ML-1M) counts, so the time left is not underestimated.
+        # Wall time since the previous epoch ended: whatever fit does between epochs counts too, so the
+        # time left is not underestimated.
         now = time.monotonic()
         self._epoch_seconds.append(now - self._epoch_start)
         self._epoch_start = now
