@@ -19,15 +19,17 @@ import tempfile
 import time
 from typing import Dict
 
+from ondevice_rec.modules import features
 from ondevice_rec.pipeline.config import PipelineConfig
 from ondevice_rec.pipeline.nodes import Nodes
 from ondevice_rec.pipeline.portable_beam import LocalPortableCluster
 from ondevice_rec.pipeline.runner import run_data_stages
 
+
 def _records(uri: str) -> Dict[str, collections.Counter]:
     import tensorflow as tf
     splits = {}
-    for split_dir in sorted(glob.glob(os.path.join(uri, "Split-*"))):
+    for split_dir in sorted(glob.glob(features.split_dir(uri, "*"))):
         files = sorted(glob.glob(os.path.join(split_dir, "*.gz")))
         # Canonical bytes: Transform writes the same examples with their features in another map order on
         # another runner (measured: equal when re-serialized deterministically, not as written).
@@ -40,7 +42,7 @@ def _records(uri: str) -> Dict[str, collections.Counter]:
 def _statistics_counts(uri: str) -> Dict[str, dict]:
     from tensorflow_data_validation.utils import stats_util
     counts = {}
-    for split_dir in sorted(glob.glob(os.path.join(uri, "Split-*"))):
+    for split_dir in sorted(glob.glob(features.split_dir(uri, "*"))):
         stats = stats_util.load_stats_binary(os.path.join(split_dir, "FeatureStats.pb"))
         dataset = stats.datasets[0]
         counts[os.path.basename(split_dir)] = {
@@ -52,7 +54,7 @@ def _statistics_counts(uri: str) -> Dict[str, dict]:
 def _anomalies(uri: str) -> Dict[str, str]:
     from tensorflow_data_validation.utils import anomalies_util
     return {os.path.basename(os.path.dirname(p)): str(anomalies_util.load_anomalies_binary(p).anomaly_info)
-            for p in sorted(glob.glob(os.path.join(uri, "Split-*", "SchemaDiff.pb")))}
+            for p in sorted(glob.glob(os.path.join(features.split_dir(uri, "*"), "SchemaDiff.pb")))}
 
 
 def compare(direct: Dict[str, str], portable: Dict[str, str]) -> Dict[str, bool]:

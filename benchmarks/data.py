@@ -21,17 +21,6 @@ from ondevice_rec.pipeline.config import PipelineConfig
 from ondevice_rec.pipeline.nodes import Nodes
 
 
-def split_pattern(examples_uri: str, split: str) -> str:
-    return os.path.join(examples_uri, f"Split-{split}", "*")
-
-
-def read_records(examples_uri: str, split: str) -> List[bytes]:
-    """The serialized examples of one split, in file order."""
-    import tensorflow as tf
-    files = sorted(tf.io.gfile.glob(split_pattern(examples_uri, split)))
-    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-
-
 class WindowedSplit:
     """One windowing of a dataset by the pipeline's HistoryWindowing and Transform, with the Trainer's datasets
     on it (``examples_uri``: the transformed examples, vocabulary indices)."""
@@ -54,13 +43,13 @@ class WindowedSplit:
     def examples(self, split: str) -> List[dict]:
         """The examples of ``split`` as dicts of Python values (eval and test: one per user)."""
         if split not in self._examples:
-            self._examples[split] = baselines.read_examples(split_pattern(self.examples_uri, split))
+            self._examples[split] = baselines.read_examples(features.split_files(self.examples_uri, split))
         return self._examples[split]
 
     def dataset(self, split: str, config: ModelConfig, shuffle: bool):
         """``trainer.make_dataset`` on the split (eval and test as validation data: seen items excluded)."""
         from ondevice_rec.modules import trainer
-        return trainer.make_dataset([split_pattern(self.examples_uri, split)], config, shuffle=shuffle,
+        return trainer.make_dataset([features.split_files(self.examples_uri, split)], config, shuffle=shuffle,
                                     validation=split != "train")
 
     def targets(self, split: str) -> np.ndarray:

@@ -19,35 +19,25 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ondevice_rec.benchmarks.data import WindowedSplit, read_records
-from ondevice_rec.modules import encoders as encoder_registry, features
+from ondevice_rec.benchmarks.data import WindowedSplit
+from ondevice_rec.modules import encoders as encoder_registry
 from ondevice_rec.modules.config import ENCODERS, ModelConfig
-
-KS = features.RECALL_KS
-
-
-def _metrics(scores: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
-    from ondevice_rec.modules.ranking_metrics import evaluate
-    return evaluate(scores, targets, KS)
-
 
 def evaluate_model(model, data: WindowedSplit, config: ModelConfig, which: str = "test",
                    batch_size: int = 1024, users: Optional[set] = None) -> Dict[str, float]:
     """Scores ``which`` through the exported ``serving_default`` function (what TFMA runs, on the windowed
-    examples: column 0 of its output is the label's score). ``users``: also the metrics on those users'
-    examples only, as ``listed_<metric>`` (and ``listed_users``, how many had an example)."""
-    import tensorflow as tf
+    examples). ``users``: also the metrics on those users' examples only, as ``listed_<metric>`` (and
+    ``listed_users``, how many had an example)."""
     from ondevice_rec.modules.export import RecommenderModule
+    from ondevice_rec.modules import features
+    from ondevice_rec.pipeline.evaluation import score_records
     module = RecommenderModule(model, data.vocab, config)
-    records = read_records(data.windowed_uri, which)
-    scores = np.concatenate([module.serve_examples(tf.constant(records[i:i + batch_size]))[features.SCORES].numpy()
-                             for i in range(0, len(records), batch_size)])
-    result = _metrics(scores, np.zeros(len(records), np.int64))
-    if users:
-        rows = [i for i, r in enumerate(records) if tf.train.Example.FromString(r).features.feature[
-            features.USER_ID].bytes_list.value[0].decode() in users]
-        listed = _metrics(scores[rows], np.zeros(len(rows), np.int64)) if rows else {}
-        result.update({f"listed_{k}": v for k, v in listed.items()}, listed_users=len(rows))
+    scored = score_records(lambda examples: module.serve_examples(examples), features.read_split(data.windowed_uri, which),
+                           users, batch_size)
+    result = {k: v for k, v in scored["all"].items() if k != "users"}
+    if users is not None:
+        listed = dict(scored["subset"])
+        result.update({f"listed_{k}": v for k, v in listed.items() if k != "users"}, listed_users=listed["users"])
     return result
 
 

@@ -112,8 +112,8 @@ def reference_windowing(data_dir: str, options: windowing.WindowingOptions, outp
     if output_dir:
         import tensorflow as tf
         for s, records in out.items():
-            os.makedirs(os.path.join(output_dir, f"Split-{s}"), exist_ok=True)
-            with tf.io.TFRecordWriter(os.path.join(output_dir, f"Split-{s}", "data.tfrecord.gz"),
+            os.makedirs(features.split_dir(output_dir, s), exist_ok=True)
+            with tf.io.TFRecordWriter(os.path.join(features.split_dir(output_dir, s), "data.tfrecord.gz"),
                                       options="GZIP") as writer:
                 for record in records:
                     writer.write(record)
@@ -126,9 +126,7 @@ def _canonical(records: List[bytes]) -> List[bytes]:
 
 
 def _read_split(root: str, split: str) -> List[bytes]:
-    import tensorflow as tf
-    files = sorted(tf.io.gfile.glob(os.path.join(root, f"Split-{split}", "*.gz")))
-    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    return features.read_files(os.path.join(features.split_dir(root, split), "*.gz"))
 
 
 def run(ratings: int = 1_000_000, history_length: int = 10, work_dir: str = "", beam_args: List[str] = (),

@@ -14,6 +14,7 @@ import collections
 
 import numpy as np
 
+from . import features
 from .features import CONTEXT_INDEX, LABEL_INDEX, MASKED_BELOW, MASKED_SCORE, PADDING_ID, SEEN_INDEX
 
 
@@ -83,10 +84,9 @@ def markov_baseline(popular_ids: Sequence[int], train_sequences: Sequence[Sequen
 def read_examples(file_pattern: str) -> List[dict]:
     """Transformed examples as dicts of python lists (for small splits such as eval / test)."""
     import tensorflow as tf
-    files = sorted(tf.io.gfile.glob(file_pattern))
     out = []
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        feature = tf.train.Example.FromString(record.numpy()).features.feature
+    for record in features.read_files(file_pattern):
+        feature = tf.train.Example.FromString(record).features.feature
         out.append({name: (list(f.int64_list.value) or list(f.float_list.value)) for name, f in feature.items()})
         for name, value in out[-1].items():
             if name == LABEL_INDEX:

@@ -57,6 +57,31 @@ NUMERIC_BUCKETS = 16
 
 SPLITS = ("train", "eval", "test")
 
+
+def split_dir(artifact_uri: str, split: str) -> str:
+    """The folder of one split inside an Examples or statistics artifact (TFX's ``Split-<name>`` layout,
+    ``artifact_utils.get_split_uri``; ``split="*"`` globs every split)."""
+    import os
+    return os.path.join(artifact_uri, f"Split-{split}")
+
+
+def split_files(artifact_uri: str, split: str) -> str:
+    """The file pattern of one split's records."""
+    import os
+    return os.path.join(split_dir(artifact_uri, split), "*")
+
+
+def read_files(file_pattern: str) -> list:
+    """The serialized records of the GZIP TFRecord files matching ``file_pattern``, in file-name order."""
+    import tensorflow as tf
+    files = sorted(tf.io.gfile.glob(file_pattern))
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def read_split(artifact_uri: str, split: str) -> list:
+    """The serialized examples of one split of an Examples artifact."""
+    return read_files(split_files(artifact_uri, split))
+
 # Ranking metrics reported everywhere (Trainer validation, TFMA, eval.json, benchmarks): recall@K for these K
 # and NDCG at NDCG_K; the blessing gate and early stopping watch GATE_METRIC.
 RECALL_KS = (1, 5, 10)

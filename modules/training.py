@@ -18,6 +18,23 @@ from .ranking_metrics import NdcgAtK, RecallAtK
 from .vocabulary import Vocabulary
 
 
+def delete_history_items(inputs: dict, rate: float) -> dict:
+    """``inputs`` with each history item deleted with probability ``rate`` and the rest closed up (most recent
+    first, padding after), their ratings with them."""
+    context = inputs[features.CONTEXT_INDEX]
+    n = tf.shape(context)[1]
+    positions = tf.range(n)[tf.newaxis, :]
+    keep = (context > features.PADDING_ID) & (tf.random.uniform(tf.shape(context)) >= rate)
+    order = tf.argsort(tf.where(keep, positions, positions + n), axis=1, stable=True)
+    filled = positions < tf.reduce_sum(tf.cast(keep, tf.int32), axis=1, keepdims=True)
+    out = dict(inputs)
+    for name in (features.CONTEXT_INDEX, features.CONTEXT_RATING):
+        if name in inputs:
+            moved = tf.gather(inputs[name], order, batch_dims=1)
+            out[name] = tf.where(filled, moved, tf.zeros_like(moved))
+    return out
+
+
 class RecommenderTrainer(keras.Model):
     """Trains a recommender; validates with the full scores of the serving model.
 
@@ -41,6 +58,7 @@ class RecommenderTrainer(keras.Model):
         if config.loss_once_per_target and self._all_positions:
             n = config.history_length
             self._fresh = tf.range(n) >= n - config.default_train_stride()
+        self._history_dropout = config.history_dropout
         self._sampled = config.softmax == "sampled"
         if self._sampled:
             if counts is None:
@@ -54,12 +72,15 @@ class RecommenderTrainer(keras.Model):
 
     def _queries_and_targets(self, inputs, labels):
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        # The user's first window has padding in its oldest slot (told before any deletion pads others).
+        first_window = tf.equal(inputs[features.CONTEXT_INDEX][:, -1:], features.PADDING_ID)
+        if self._history_dropout:
+            inputs = delete_history_items(inputs, self._history_dropout)
         queries, index = self.sequence(inputs, training=True)
         if self._all_positions:
             targets = tf.concat([index[:, 1:], labels[:, tf.newaxis]], axis=1)
             valid = tf.logical_and(index > 0, targets > 0)
             if self._fresh is not None:
-                first_window = tf.equal(index[:, :1], 0)  # left-padded: the user's first window
                 valid &= self._fresh[tf.newaxis, :] | first_window
             return tf.boolean_mask(queries, valid), tf.boolean_mask(targets, valid)
         queries, valid = queries[:, -1], labels > 0

@@ -99,6 +99,13 @@ class PipelineConfig:
             raise ValueError(f"windowing.history_length {self.windowing.history_length} differs from "
                              f"model.history_length {self.model.history_length}: the model reads the histories the "
                              "windowing writes (PipelineConfig.from_options sets both from the model)")
+        if (self.model.loss_once_per_target and self.model.loss_at_every_position()
+                and self.windowing.stride != self.model.default_train_stride()):
+            # The Trainer skips the positions an earlier window also holds, counted from the default stride.
+            raise ValueError(f"loss_once_per_target counts on the train stride N/2 = "
+                             f"{self.model.default_train_stride()}, not {self.windowing.stride}: with another "
+                             "stride add --hparam loss_once_per_target=false (a loss at every position of every "
+                             "window)")
         if self.events is not None and not self.events.has_timestamp and self.windowing.split != "leave-last-out":
             raise ValueError(f"the {self.windowing.split} split needs timestamps and the event spec has no "
                              "timestamp column (file order gives the order within a user, not a time)")

@@ -10,7 +10,7 @@ sequences are complete (``complete_users.txt``).
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -30,13 +30,31 @@ def read_users(path: str) -> set:
     return users
 
 
+def score_records(serve, records: List[bytes], users: Optional[set] = None,
+                  batch_size: int = 1024) -> Dict[str, Dict[str, float]]:
+    """Scores windowed examples with a ``serving_default`` function (serialized examples -> ``SCORES``, the
+    label's score in column 0: what TFMA runs): ``{"all": metrics}``, plus ``"subset"`` on the examples of
+    ``users`` (user keys; empty when none of them has an example). Metrics: recall@1/5/10, NDCG@10, users."""
+    import tensorflow as tf
+    from ondevice_rec.modules.ranking_metrics import evaluate
+    scores = np.concatenate([serve(examples=tf.constant(records[i:i + batch_size]))[features.SCORES].numpy()
+                             for i in range(0, len(records), batch_size)])
+
+    def metrics(rows) -> Dict[str, float]:
+        return {**evaluate(scores[rows], np.zeros(len(rows), np.int64)), "users": int(len(rows))}
+    result = {"all": metrics(np.arange(len(records)))}
+    if users is not None:
+        rows = np.array([i for i, r in enumerate(records) if tf.train.Example.FromString(r).features.feature[
+            features.USER_ID].bytes_list.value[0].decode() in users], np.int64)
+        result["subset"] = metrics(rows) if len(rows) else {"users": 0}
+    return result
+
+
 def evaluate_published(output_dir: str, version: str = publish.LATEST, users_file: Optional[str] = None,
                        split: str = "test", batch_size: int = 1024) -> Dict[str, Dict[str, float]]:
     """``{"all": metrics, "subset": metrics}`` (the subset only with ``users_file``): recall@1/5/10, NDCG@10
     and the number of users, on ``split`` of the run that trained ``version`` in ``output_dir``."""
     import tensorflow as tf
-    from ondevice_rec.benchmarks.data import read_records
-    from ondevice_rec.modules.ranking_metrics import evaluate
     version_dir = os.path.join(output_dir, SERVING_FOLDER, version)
     if not os.path.isdir(version_dir):
         raise FileNotFoundError(f"no published version {version!r} in {os.path.join(output_dir, SERVING_FOLDER)}")
@@ -46,21 +64,12 @@ def evaluate_published(output_dir: str, version: str = publish.LATEST, users_fil
     if windowed is None:
         raise FileNotFoundError(f"the run {metadata['pipeline_run_id']} that trained version {version} has no "
                                 "windowed examples in this output's MLMD store")
-    records = read_records(windowed.uri, split)
-    user_of = [tf.train.Example.FromString(r).features.feature[features.USER_ID].bytes_list.value[0].decode()
-               for r in records]
+    wanted = read_users(users_file) if users_file else None
     serve = tf.saved_model.load(os.path.join(metadata["model_uri"], SERVING_FORMAT)).signatures[
         features.SERVING_SIGNATURE]
-    scores = np.concatenate([serve(examples=tf.constant(records[i:i + batch_size]))[features.SCORES].numpy()
-                             for i in range(0, len(records), batch_size)])
-
-    def metrics(rows) -> Dict[str, float]:
-        return {**evaluate(scores[rows], np.zeros(len(rows), np.int64)), "users": int(len(rows))}
-    result = {"all": metrics(np.arange(len(records)))}
+    result = score_records(serve, features.read_split(windowed.uri, split), wanted, batch_size)
     if users_file:
-        wanted = read_users(users_file)
-        rows = np.array([i for i, user in enumerate(user_of) if user in wanted], np.int64)
-        if not len(rows):
+        if not result["subset"]["users"]:
             raise ValueError(f"none of the {len(wanted)} users of {users_file} has a {split} example in this run")
-        result["subset"] = {**metrics(rows), "users_listed": len(wanted)}
+        result["subset"]["users_listed"] = len(wanted)
     return result

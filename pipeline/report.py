@@ -15,6 +15,7 @@ import os
 import time
 from typing import Dict, List, Optional
 
+from ondevice_rec.components.event_example_gen.component import EVENTS_SPLIT
 from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.modules import features
 from ondevice_rec.pipeline import config, mlmd
@@ -29,7 +30,7 @@ def _statistics(lineage: mlmd.Store, events_artifact) -> Dict[str, object]:
         statistics = lineage.outputs(execution.id).get("statistics")
         if statistics is None:
             continue
-        path = os.path.join(statistics.uri, "Split-events", "FeatureStats.pb")
+        path = os.path.join(features.split_dir(statistics.uri, EVENTS_SPLIT), "FeatureStats.pb")
         if not os.path.exists(path):
             continue
         dataset = stats_util.load_stats_binary(path).datasets[0]

@@ -105,7 +105,7 @@ def popularity_on_test(examples_uri: str, transform_graph_uri: str) -> Dict[str,
     import tensorflow_transform as tft
     from ondevice_rec.modules import baselines
     size = tft.TFTransformOutput(transform_graph_uri).vocabulary_size_by_name(features.ITEM_VOCABULARY)
-    examples = baselines.read_examples(os.path.join(examples_uri, "Split-test", "*"))
+    examples = baselines.read_examples(features.split_files(examples_uri, "test"))
     return baselines.popularity_baseline(list(range(1, size + 1)), examples)
 
 

@@ -135,7 +135,8 @@ def test_pipeline_flags_are_generated_from_the_config_fields(capsys):
     from ondevice_rec.pipeline import options
     parser = cli.parser()
     args = parser.parse_args(["run", "--data-dir", "d", "--output-dir", "o", "--encoder", "cnn",
-                              "--history-length", "7", "--quantization", "int8", "--stride", "2"])
+                              "--history-length", "7", "--quantization", "int8", "--stride", "2",
+                              "--hparam", "loss_once_per_target=false"])
     config = options.config_from_args(args, args.data_dir, args.output_dir)
     assert (config.model.encoder, config.model.history_length, config.windowing.history_length) == ("cnn", 7, 7)
     assert config.windowing.stride == 2 and config.publish.quantization == "int8"
@@ -180,6 +181,11 @@ def test_a_run_is_assembled_in_one_place_with_one_history_length():
         PipelineConfig("d", "o", model=ModelConfig(history_length=5), windowing=WindowingOptions(history_length=10))
     with pytest.raises(ValueError, match="unknown encoder"):
         PipelineConfig.from_options("d", "o", {"encoder": "gru"})
+    # Each target once per epoch is counted from the default stride N/2: another stride must say so.
+    with pytest.raises(ValueError, match="loss_once_per_target counts on the train stride N/2 = 5, not 1"):
+        PipelineConfig.from_options("d", "o", {"stride": 1})
+    assert PipelineConfig.from_options("d", "o", {"stride": 1}, ["loss_once_per_target=false"]).windowing.stride == 1
+    assert PipelineConfig.from_options("d", "o", {"stride": 1, "encoder": "bow"}).windowing.stride == 1
     windowing = WindowingOptions(history_length=4, split="temporal", eval_fraction=0.2)
     assert WindowingOptions.from_json(windowing.to_json()) == windowing
 

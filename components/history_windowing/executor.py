@@ -210,7 +210,7 @@ def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str): 
     ).with_outputs("eval", "test", "summary", main="train")
     for split in features.SPLITS:
         _ = windowed[split] | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-            os.path.join(output_dir, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz")
+            os.path.join(features.split_dir(output_dir, split), "data_tfrecord"), file_name_suffix=".gz")
     _ = (windowed["summary"]
          | "Summarize" >> beam.CombineGlobally(Summary())
          | "WriteStats" >> beam.Map(_write_outputs, beam.pvalue.AsSingleton(profile),

@@ -50,10 +50,9 @@ def sample_histories(examples_uri: str, split: str, count: int, seed: int = 0) -
     """Up to ``count`` contexts (indices and ratings, plus the ``label_index``) from ``split`` of the
     transformed examples (deterministic)."""
     import tensorflow as tf
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     histories = []
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        feature = tf.train.Example.FromString(record.numpy()).features.feature
+    for record in features.read_split(examples_uri, split):
+        feature = tf.train.Example.FromString(record).features.feature
         histories.append({features.CONTEXT_INDEX: list(feature[features.CONTEXT_INDEX].int64_list.value),
                           features.CONTEXT_RATING: list(feature[features.CONTEXT_RATING].float_list.value),
                           features.LABEL_INDEX: int(feature[features.LABEL_INDEX].int64_list.value[0])})

@@ -90,7 +90,8 @@ def test_the_benchmark_trains_on_the_pipelines_own_examples(two_runs, small_ml1m
     """The benchmark's train / eval / test examples are the Transform component's of a pipeline run with the
     default options (N=10, train stride N/2 = 5), record for record, with the same vocabulary."""
     import collections
-    from ondevice_rec.benchmarks.data import WindowedSplit, read_records
+    from ondevice_rec.benchmarks.data import WindowedSplit
+    from ondevice_rec.modules.features import read_split
     from ondevice_rec.pipeline import mlmd
     from ondevice_rec.pipeline.nodes import Nodes
     config, first, _ = two_runs
@@ -101,7 +102,7 @@ def test_the_benchmark_trains_on_the_pipelines_own_examples(two_runs, small_ml1m
 
     def canonical(uri, split):  # Transform writes each example's feature map in no fixed order
         return collections.Counter(tf.train.Example.FromString(r).SerializeToString(deterministic=True)
-                                   for r in read_records(uri, split))
+                                   for r in read_split(uri, split))
     for split in ("train", "eval", "test"):
         ours, theirs = canonical(benchmark.examples_uri, split), canonical(pipeline_examples, split)
         assert ours == theirs and sum(ours.values()) > 0, split

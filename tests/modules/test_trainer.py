@@ -160,3 +160,36 @@ def test_loss_once_per_target_keeps_the_positions_no_earlier_window_holds():
     # Oldest first: window 1 is 1,2,3,4 -> targets 2,3,4,5; window 2 is (pad, pad, 1, 2) -> targets 2, 3.
     assert got[False] == [2, 3, 4, 5, 2, 3]
     assert got[True] == [4, 5, 2, 3]
+
+
+def test_history_dropout_deletes_items_and_closes_up_the_rest():
+    """Deleted items leave the window (ratings with them), the rest keep their order, most recent first, with
+    padding after; the label is untouched and a full window deleted into padding still trains once."""
+    from ondevice_rec.modules import features, model as model_lib, vocabulary
+    tf.random.set_seed(3)
+    context = np.tile(np.arange(10, 0, -1, dtype=np.int64), (400, 1))  # most recent first: 10, 9, ..., 1
+    context[::2, 6:] = 0  # every other window is a user's first (padded)
+    ratings = context.astype(np.float32) / 2.0
+    inputs = {features.CONTEXT_INDEX: tf.constant(context), features.CONTEXT_RATING: tf.constant(ratings)}
+    assert np.array_equal(training.delete_history_items(inputs, 0.0)[features.CONTEXT_INDEX].numpy(), context)
+    out = training.delete_history_items(inputs, 0.3)
+    got, got_ratings = out[features.CONTEXT_INDEX].numpy(), out[features.CONTEXT_RATING].numpy()
+    for before, after, rating in zip(context, got, got_ratings):
+        kept = after[after > 0]
+        assert len(kept) <= np.count_nonzero(before) and not after[len(kept):].any()  # padding after
+        assert list(kept) == sorted(kept, reverse=True) and set(kept) <= set(before)  # order kept
+        assert np.array_equal(rating[:len(kept)], kept / 2.0)
+    share_deleted = 1.0 - np.count_nonzero(got) / np.count_nonzero(context)
+    assert 0.25 < share_deleted < 0.35
+    vocab = vocabulary.build({str(m): 10 for m in range(1, 21)})
+    once = ModelConfig(encoder="lstm", history_length=4, embedding_dim=8, use_item_categories=False,
+                       use_item_numbers=False, history_dropout=0.5)
+    trainer_model = training.RecommenderTrainer(model_lib.build_recommender(once, vocab), once)
+    full = np.tile(np.array([[4, 3, 2, 1]], np.int32), (200, 1))
+    _, targets = trainer_model._queries_and_targets({features.CONTEXT_INDEX: full}, np.full(200, 5, np.int32))
+    # Each full window keeps the loss on its last 2 positions only (fresh ones), whatever was deleted: at
+    # most 2 targets a window, one of them its label unless all 4 items went (1/16 of windows: no query).
+    labels_trained = int(np.sum(targets.numpy() == 5))
+    assert len(targets) <= 2 * labels_trained and 200 * (1 - 0.5 ** 4) - 15 <= labels_trained < 200
+    with pytest.raises(ValueError, match="history_dropout"):
+        ModelConfig(history_dropout=1.0)
