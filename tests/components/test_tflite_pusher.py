@@ -142,3 +142,34 @@ def test_publish_options_cross_the_tfx_boundary_as_one_json_parameter():
         PublishOptions(quantization="int4")
     with pytest.raises(ValueError, match="unknown publish options"):
         PublishOptions.from_json('{"quantisation": "int8"}')
+
+
+def test_compact_shares_a_tied_int8_table_whose_lookup_copy_was_clipped(tmp_path):
+    """Full-integer conversion quantizes the history lookup's copy of the item table to the range its
+    output showed in calibration: rows never looked up there (rare items with large weights) saturate.
+    compact() still stores the table once and the lookup then reads the label copy: unclipped values."""
+    from ondevice_rec.serving import interpreter
+    rng = np.random.default_rng(0)
+    table = rng.normal(0.0, 0.3, size=(64, 8)).astype(np.float32)
+    table[48:] *= 6.0  # rows 48.. are never seen in calibration and lie far outside its range
+    weights = tf.constant(table)
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([4], tf.int32, name="index")])
+        def lookup(self, index):
+            rows = tf.gather(weights, index)
+            return {"rows": rows, "scores": tf.matmul(tf.reduce_mean(rows, 0, keepdims=True), weights,
+                                                        transpose_b=True)}
+    saved = str(tmp_path / "model")
+    tf.saved_model.save(Module(), saved, signatures={"lookup": Module().lookup.get_concrete_function()})
+    calibration = [{"index": rng.integers(0, 48, size=4).astype(np.int32)} for _ in range(50)]
+    raw = conversion.convert_to_tflite(saved, "lookup", "int8", calibration, compact_model=False)
+    compact = conversion.convert_to_tflite(saved, "lookup", "int8", calibration)
+    assert len(raw) - len(compact) >= table.size  # one int8 copy of the table less
+
+    def rows(model):
+        return interpreter(model).get_signature_runner("lookup")(index=np.array([50, 55, 60, 63], np.int32))["rows"]
+    step = float(np.abs(table).max()) / 127
+    clipped, shared = rows(raw), rows(compact)
+    assert np.abs(clipped - table[[50, 55, 60, 63]]).max() > 10 * step  # the lookup copy saturated
+    np.testing.assert_allclose(shared, table[[50, 55, 60, 63]], atol=2 * step)
