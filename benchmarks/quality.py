@@ -28,12 +28,12 @@ def evaluate_model(model, data: WindowedSplit, config: ModelConfig, which: str =
     """Scores ``which`` through the exported ``serving_default`` function (what TFMA runs, on the windowed
     examples). ``users``: also the metrics on those users' examples only, as ``listed_<metric>`` (and
     ``listed_users``, how many had an example)."""
-    from ondevice_rec.modules.export import RecommenderModule
     from ondevice_rec.modules import features
+    from ondevice_rec.modules.export import RecommenderModule
     from ondevice_rec.pipeline.evaluation import score_records
     module = RecommenderModule(model, data.vocab, config)
-    scored = score_records(lambda examples: module.serve_examples(examples), features.read_split(data.windowed_uri, which),
-                           users, batch_size)
+    records = features.read_split(data.windowed_uri, which)
+    scored = score_records(lambda examples: module.serve_examples(examples), records, users, batch_size)
     result = {k: v for k, v in scored["all"].items() if k != "users"}
     if users is not None:
         listed = dict(scored["subset"])

@@ -5,6 +5,8 @@ holds the item seen just before the target. Windowed examples carry string keys;
 vocabulary indices (0 = padding or unknown), which is all the model and the on-device contract know.
 """
 
+import os
+
 PADDING_ID = 0  # the vocabulary index of padding and of keys outside the vocabulary
 PADDING_KEY = ""  # the padding of string keys in the windowed examples
 
@@ -61,13 +63,11 @@ SPLITS = ("train", "eval", "test")
 def split_dir(artifact_uri: str, split: str) -> str:
     """The folder of one split inside an Examples or statistics artifact (TFX's ``Split-<name>`` layout,
     ``artifact_utils.get_split_uri``; ``split="*"`` globs every split)."""
-    import os
     return os.path.join(artifact_uri, f"Split-{split}")
 
 
 def split_files(artifact_uri: str, split: str) -> str:
     """The file pattern of one split's records."""
-    import os
     return os.path.join(split_dir(artifact_uri, split), "*")
 
 
@@ -81,6 +81,7 @@ def read_files(file_pattern: str) -> list:
 def read_split(artifact_uri: str, split: str) -> list:
     """The serialized examples of one split of an Examples artifact."""
     return read_files(split_files(artifact_uri, split))
+
 
 # Ranking metrics reported everywhere (Trainer validation, TFMA, eval.json, benchmarks): recall@K for these K
 # and NDCG at NDCG_K; the blessing gate and early stopping watch GATE_METRIC.
