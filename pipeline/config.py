@@ -38,6 +38,11 @@ def latest_span(data_dir: str) -> Tuple[int, str]:
     return max(spans)
 
 
+# Beam settings of a run without a --runner: the DirectRunner in memory, one worker.
+LOCAL_BEAM_DEFAULTS = (("--runner", "DirectRunner"), ("--direct_running_mode", "in_memory"),
+                       ("--direct_num_workers", "1"))
+
+
 @dataclasses.dataclass
 class PipelineConfig:
     """Everything ``create_pipeline`` needs; paths are made absolute on construction.
@@ -171,8 +176,11 @@ class PipelineConfig:
         return self.serving_path or os.path.join(self.output_dir, SERVING_FOLDER)
 
     def beam_pipeline_args(self) -> List[str]:
-        """Defaults for a local DirectRunner unless the caller passed their own runner settings."""
+        """The caller's Beam arguments; without a runner among them, the local DirectRunner's defaults for the
+        settings the caller did not give (Beam keeps the last of a repeated flag: a default appended after the
+        caller's ``--direct_num_workers=2`` would silently undo it)."""
         args = list(self.beam_args)
-        if not any(a.startswith("--runner") for a in args):
-            args += ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+        given = {a.split("=", 1)[0] for a in args}
+        if "--runner" not in given:
+            args += [f"{flag}={value}" for flag, value in LOCAL_BEAM_DEFAULTS if flag not in given]
         return args

@@ -186,6 +186,13 @@ def test_a_run_is_assembled_in_one_place_with_one_history_length():
         PipelineConfig.from_options("d", "o", {"stride": 1})
     assert PipelineConfig.from_options("d", "o", {"stride": 1}, ["loss_once_per_target=false"]).windowing.stride == 1
     assert PipelineConfig.from_options("d", "o", {"stride": 1, "encoder": "bow"}).windowing.stride == 1
+    # Beam arguments: the local defaults fill in what the caller left out and never override what they gave.
+    assert PipelineConfig("d", "o").beam_pipeline_args() == [
+        "--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert PipelineConfig("d", "o", beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+                          ).beam_pipeline_args() == ["--direct_num_workers=2", "--direct_running_mode=multi_processing",
+                                                     "--runner=DirectRunner"]
+    assert PipelineConfig("d", "o", beam_args=["--runner=FlinkRunner"]).beam_pipeline_args() == ["--runner=FlinkRunner"]
     windowing = WindowingOptions(history_length=4, split="temporal", eval_fraction=0.2)
     assert WindowingOptions.from_json(windowing.to_json()) == windowing
 
