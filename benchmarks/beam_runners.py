@@ -15,10 +15,10 @@ import glob
 import json
 import os
 import platform
-import tempfile
 import time
 from typing import Dict
 
+from ondevice_rec.benchmarks.data import temporary_work_dir
 from ondevice_rec.modules import features
 from ondevice_rec.pipeline.config import PipelineConfig
 from ondevice_rec.pipeline.nodes import Nodes
@@ -70,8 +70,8 @@ def compare(direct: Dict[str, str], portable: Dict[str, str]) -> Dict[str, bool]
     }
 
 
+@temporary_work_dir("beam-runners-")
 def run(data_dir: str, work_dir: str = "", workers: int = 2, out_json: str = "") -> dict:
-    work_dir = work_dir or tempfile.mkdtemp(prefix="beam-runners-")
     base = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, "direct"))
     start = time.time()
     direct = run_data_stages(base)

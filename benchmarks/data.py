@@ -9,7 +9,9 @@ once and every other history length or stride only re-runs HistoryWindowing and 
 
 from __future__ import annotations
 
+import functools
 import os
+import tempfile
 from typing import Dict, List
 
 import numpy as np
@@ -19,6 +21,20 @@ from ondevice_rec.modules.config import ModelConfig
 from ondevice_rec.modules.vocabulary import Vocabulary
 from ondevice_rec.pipeline.config import PipelineConfig
 from ondevice_rec.pipeline.nodes import Nodes
+
+
+def temporary_work_dir(prefix: str):
+    """Decorates a benchmark taking ``work_dir=""``: without one it runs in a new temporary folder, deleted when
+    it returns (its data stages and models are hundreds of MB; pass a work folder to keep them)."""
+    def decorate(run):
+        @functools.wraps(run)
+        def run_in_a_work_dir(*args, work_dir: str = "", **kwargs):
+            if work_dir:
+                return run(*args, work_dir=work_dir, **kwargs)
+            with tempfile.TemporaryDirectory(prefix=prefix) as work:
+                return run(*args, work_dir=work, **kwargs)
+        return run_in_a_work_dir
+    return decorate
 
 
 class WindowedSplit:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ondevice_rec.benchmarks.data import temporary_work_dir
 from ondevice_rec.components.tflite_pusher.publish import METADATA_FILE
 from ondevice_rec.components.tflite_pusher.quantization import QUANTIZATIONS
 from ondevice_rec.components.tflite_pusher.release import SERVING_FORMAT
@@ -229,6 +229,7 @@ def run_model(path: str, saved_model_dir: Optional[str] = None, iterations: int 
     return result
 
 
+@temporary_work_dir("ondevice-rec-latency-")
 def run_all(work_dir: str = "", encoders: Sequence[str] = ENCODERS,
             quantizations: Sequence[str] = QUANTIZATIONS, history_length: int = 10,
             items: int = 3952, users: int = 3000, iterations: int = 2000, top_k: int = 100,
@@ -256,7 +257,6 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ENCODERS,
     if top_k < 1 or iterations < 1:
         raise ValueError("top_k and iterations must be >= 1")
 
-    work_dir = work_dir or tempfile.mkdtemp(prefix="ondevice-rec-latency-")
     data_dir = os.path.join(work_dir, "ml-1m")
     if not os.path.exists(os.path.join(data_dir, "ratings.dat")):
         report(f"writing a synthetic ML-1M-layout dataset with {items} movies to {data_dir}")

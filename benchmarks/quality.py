@@ -13,13 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ondevice_rec.benchmarks.data import WindowedSplit
+from ondevice_rec.benchmarks.data import WindowedSplit, temporary_work_dir
 from ondevice_rec.modules import encoders as encoder_registry
 from ondevice_rec.modules.config import ENCODERS, ModelConfig
 
@@ -74,6 +73,7 @@ def check_settings(data_dir: str, encoders: Sequence[str], history_lengths: Sequ
         raise ValueError("; ".join(problems))
 
 
+@temporary_work_dir("ondevice-rec-quality-")
 def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequence[int] = (10, 50, 100),
         out_dir: str = "benchmarks/results", base: ModelConfig = ModelConfig(embedding_dim=64, epochs=20),
         overrides: Sequence[str] = (), seeds: int = 1, work_dir: str = "", users_file: str = "",
@@ -83,7 +83,8 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
     ``overrides``: ``"KEY=VALUE"`` for every encoder or ``"ENCODER:KEY=VALUE"`` for one. ``seeds`` > 1
     trains each model with seeds ``base.seed``, ``base.seed + 1``, ...: the entry's metrics are the means,
     with each seed's recall@10 and their standard deviation (single runs differ by a few points here).
-    ``work_dir``: the pipeline root and MLMD store of the data stages (default: a new temporary folder).
+    ``work_dir``: the pipeline root and MLMD store of the data stages (default: a temporary folder, deleted at
+    the end).
     ``users_file``: one user key a line; every model is also scored on those users (``listed_*`` metrics),
     e.g. ML-1M-SAS's ``complete_users.txt``.
     """
@@ -91,7 +92,6 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
     from ondevice_rec.modules import training
     from ondevice_rec.pipeline.evaluation import read_users
     users = read_users(users_file) if users_file else None
-    work_dir = work_dir or tempfile.mkdtemp(prefix="ondevice-rec-quality-")
     os.makedirs(out_dir, exist_ok=True)
     results = {"dataset": os.path.abspath(data_dir),
                "split": "leave-last-out (test = last rating per user; same-second ratings ordered by "

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from typing import Dict, List
 
 import numpy as np
 
+from ondevice_rec.benchmarks.data import temporary_work_dir
 from ondevice_rec.components.history_windowing import executor, windowing
 from ondevice_rec.data import movielens, synthetic
 from ondevice_rec.modules import features
@@ -129,13 +129,13 @@ def _read_split(root: str, split: str) -> List[bytes]:
     return features.read_files(os.path.join(features.split_dir(root, split), "*.gz"))
 
 
+@temporary_work_dir("ondevice-rec-bench-")
 def run(ratings: int = 1_000_000, history_length: int = 10, work_dir: str = "", beam_args: List[str] = (),
         out_json: str = "", seed: int = 0, report=print) -> dict:
     """Builds the dataset, times both implementations, checks they agree and returns the figures."""
     import apache_beam as beam
     from ondevice_rec.components.event_example_gen.executor import EventsToExample
 
-    work_dir = work_dir or tempfile.mkdtemp(prefix="ondevice-rec-bench-")
     users = max(10, ratings // MEAN_RATINGS_PER_USER)
     report(f"Generating ~{ratings:,} synthetic ratings ({users:,} users, 3,706 movies) in {work_dir} ...")
     start = time.perf_counter()

@@ -27,7 +27,8 @@ def register(commands) -> None:
     bw = sub("windowing", "Beam windowing vs a numpy/pandas reference at ML-1M scale", cmd_windowing)
     bw.add_argument("--ratings", type=int, default=1_000_000, help="synthetic ratings (default: %(default)s)")
     bw.add_argument("--history-length", type=int, default=10, help="default: %(default)s")
-    bw.add_argument("--work-dir", default="", help="where data and outputs go (default: a new temp folder)")
+    bw.add_argument("--work-dir", default="", help="where data and outputs go (default: a temporary folder, "
+                                                   "deleted at the end)")
     bw.add_argument("--out", default="benchmarks/results/windowing.json", help="JSON output (default: %(default)s)")
     bw.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                     help="Beam pipeline option, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
@@ -45,7 +46,8 @@ def register(commands) -> None:
                     help="train each model this many times (seeds 0, 1, ...) and report the mean and spread "
                          "(default: %(default)s)")
     bq.add_argument("--work-dir", default="", help="the data stages' pipeline root and MLMD store (default: a "
-                                                   "new temp folder; reuse one to skip the cached stages)")
+                                                   "temporary folder, deleted at the end; reuse one to skip the "
+                                                   "cached stages)")
     bq.add_argument("--out-dir", default="benchmarks/results", help="quality.json/.md/.png (default: %(default)s)")
     bq.add_argument("--users", default="", metavar="FILE",
                     help="also score every model on the users listed in FILE, one key a line (e.g. "
@@ -55,7 +57,8 @@ def register(commands) -> None:
              cmd_beam_runners)
     br.add_argument("--data-dir", required=True, help="a MovieLens folder")
     br.add_argument("--workers", type=int, default=2, help="SDK worker processes per stage (default: %(default)s)")
-    br.add_argument("--work-dir", default="", help="where outputs go (default: a new temp folder)")
+    br.add_argument("--work-dir", default="", help="where outputs go (default: a temporary folder, deleted at "
+                                                   "the end)")
     br.add_argument("--out", default="benchmarks/results/beam_runners.json", help="JSON output (default: %(default)s)")
 
     bl = sub("latency", "TFLite p50/p90/p99 (1 and 4 threads) vs the SavedModel, and size", cmd_latency)
@@ -65,7 +68,8 @@ def register(commands) -> None:
                         help="build and measure every encoder x quantisation mode at ML-1M catalogue size")
     bl.add_argument("--saved-model", default=None, help="the SavedModel of --model (default: from metadata.json)")
     bl.add_argument("--iterations", type=int, default=2000, help="timed invocations (default: %(default)s)")
-    bl.add_argument("--work-dir", default="", help="--all: where data and models go (default: a new temp folder)")
+    bl.add_argument("--work-dir", default="", help="--all: where data and models go (default: a temporary "
+                                                   "folder, deleted at the end)")
     bl.add_argument("--encoders", default=",".join(ENCODERS), help="--all: default: %(default)s")
     bl.add_argument("--quantizations", default=",".join(QUANTIZATIONS), help="--all: default: %(default)s")
     bl.add_argument("--top-k", type=int, default=100, help="--all: recommendations per call (default: %(default)s)")

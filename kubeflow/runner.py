@@ -16,8 +16,11 @@ from ondevice_rec.pipeline.config import PipelineConfig
 FORMATS = (".yaml", ".yml", ".json")
 DATA_ROOT_PARAMETER = "data_root"  # a run (or a recurring run) may point the pipeline at other data
 # kubeflow/Dockerfile copies the sources to /opt/ondevice-rec/src: the MovieLens schema as the containers see it.
-IMAGE_SCHEMA_FILE = "/opt/ondevice-rec/src/components/event_example_gen/" + os.path.basename(
+IMAGE_SOURCE_DIR = "/opt/ondevice-rec/src"
+IMAGE_SCHEMA_FILE = f"{IMAGE_SOURCE_DIR}/components/event_example_gen/" + os.path.basename(
     event_schema.PRESET_SCHEMA_FILE)
+# The containers submit the Beam stages: the setup.py they name is the image's, not this machine's.
+IMAGE_SETUP_FILE = f"{IMAGE_SOURCE_DIR}/setup.py"
 
 
 def check_config(config: PipelineConfig) -> None:
@@ -42,6 +45,7 @@ def compile_pipeline(config: PipelineConfig, image: str, output: str) -> str:
     # under the pipeline root, where the containers read it (a bucket root needs write access from here).
     if config.schema_file is None and config.events is None:
         config = dataclasses.replace(config, schema_file=IMAGE_SCHEMA_FILE)
+    config = dataclasses.replace(config, beam_setup_file=IMAGE_SETUP_FILE)
     runner_config = kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
         display_name=config.pipeline_name, default_image=image, use_pipeline_spec_2_1=True)
     output = os.path.abspath(output)

@@ -169,7 +169,7 @@ def test_every_command_has_help_with_examples(command, capsys):
 def test_a_run_is_assembled_in_one_place_with_one_history_length():
     from ondevice_rec.components.history_windowing.windowing import WindowingOptions
     from ondevice_rec.modules.config import ModelConfig
-    from ondevice_rec.pipeline.config import PipelineConfig
+    from ondevice_rec.pipeline.config import PROJECT_SETUP_FILE, PipelineConfig
     config = PipelineConfig.from_options("d", "o", {"history_length": 20, "encoder": "bow", "split": "temporal"},
                                          hparams=["dropout=0.1"])
     assert config.windowing.history_length == config.model.history_length == 20
@@ -187,12 +187,17 @@ def test_a_run_is_assembled_in_one_place_with_one_history_length():
     assert PipelineConfig.from_options("d", "o", {"stride": 1}, ["loss_once_per_target=false"]).windowing.stride == 1
     assert PipelineConfig.from_options("d", "o", {"stride": 1, "encoder": "bow"}).windowing.stride == 1
     # Beam arguments: the local defaults fill in what the caller left out and never override what they gave.
+    setup = f"--setup_file={PROJECT_SETUP_FILE}"
     assert PipelineConfig("d", "o").beam_pipeline_args() == [
-        "--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+        "--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1", setup]
     assert PipelineConfig("d", "o", beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
                           ).beam_pipeline_args() == ["--direct_num_workers=2", "--direct_running_mode=multi_processing",
-                                                     "--runner=DirectRunner"]
-    assert PipelineConfig("d", "o", beam_args=["--runner=FlinkRunner"]).beam_pipeline_args() == ["--runner=FlinkRunner"]
+                                                     "--runner=DirectRunner", setup]
+    assert PipelineConfig("d", "o", beam_args=["--runner=FlinkRunner"]).beam_pipeline_args() == [
+        "--runner=FlinkRunner", setup]
+    assert PipelineConfig("d", "o", beam_args=["--runner=FlinkRunner", "--requirements_file", "r.txt"]
+                          ).beam_pipeline_args() == ["--runner=FlinkRunner", "--requirements_file", "r.txt"]
+    assert os.path.isfile(PROJECT_SETUP_FILE)
     windowing = WindowingOptions(history_length=4, split="temporal", eval_fraction=0.2)
     assert WindowingOptions.from_json(windowing.to_json()) == windowing
 
@@ -217,3 +222,20 @@ def test_evaluate_rescores_the_published_model_overall_and_on_listed_users(two_r
     assert f"| all | {published['num_eval_users']:,} |" in printed and "| listed in users.txt (4 listed) | 3 |" in printed
     users.write_text("no-such-user\n")
     assert cli.main(["evaluate", config.output_dir, "--users", str(users)]) == 2
+
+
+def test_beam_stages_never_make_tfx_package_itself_into_a_temporary_folder(monkeypatch, tmp_path):
+    """TFX packages its own installation (52 MB, never deleted) for every Beam executor given no dependency
+    flag; the run's arguments always carry one."""
+    from tfx.components.statistics_gen.executor import Executor
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+    from tfx.utils import dependency_utils
+    from ondevice_rec.pipeline.config import PROJECT_SETUP_FILE, PipelineConfig
+
+    def refuse():
+        raise AssertionError("TFX packaged itself into a temporary folder")
+    monkeypatch.setattr(dependency_utils, "build_ephemeral_package", refuse)
+    for beam_args in ([], ["--direct_num_workers=2"], ["--runner=PortableRunner", "--job_endpoint=localhost:1"]):
+        args = PipelineConfig(str(tmp_path), str(tmp_path), beam_args=beam_args).beam_pipeline_args()
+        executor = Executor(BaseBeamExecutor.Context(beam_pipeline_args=args, tmp_dir=str(tmp_path)))
+        assert f"--setup_file={PROJECT_SETUP_FILE}" in executor._beam_pipeline_args  # pylint: disable=protected-access

@@ -2,6 +2,7 @@
 
 import json
 import os
+import tempfile
 
 import pytest
 
@@ -10,10 +11,17 @@ from ondevice_rec.benchmarks import quality, windowing
 from ondevice_rec.modules.config import ModelConfig
 
 
-def test_windowing_benchmark_checks_identity_and_writes_json(tmp_path):
+def test_windowing_benchmark_checks_identity_writes_json_and_deletes_its_temporary_folder(tmp_path, monkeypatch):
     out = tmp_path / "windowing.json"
-    result = windowing.run(ratings=6000, work_dir=str(tmp_path / "work"), out_json=str(out), report=lambda _: None,
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    folders = []
+    result = windowing.run(ratings=6000, out_json=str(out), report=folders.append,
                            beam_args=["--direct_running_mode=in_memory"])
+    # it ran in a temporary folder (named in its first line) and deleted it, the JSON written elsewhere stays
+    assert f" in {temporary}{os.sep}ondevice-rec-bench-" in folders[0]
+    assert not [name for name in os.listdir(temporary) if name.startswith("ondevice-rec-bench-")]
     assert result["identical"] is True
     assert result["examples"]["test"] == result["users"] == result["examples"]["eval"]
     assert result["beam_windowing_seconds"] > 0 and result["reference_seconds"] > 0

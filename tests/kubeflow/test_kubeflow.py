@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from ondevice_rec import cli
-from ondevice_rec.kubeflow import schedule
+from ondevice_rec.kubeflow import runner as kubeflow_runner, schedule
+from ondevice_rec.pipeline import config as pipeline_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "registry.example/ondevice-rec:7"
@@ -95,7 +96,10 @@ def test_an_event_spec_compiles_with_its_schema_under_the_pipeline_root(tmp_path
                      "/data/shop", "--serving-dir", "/mnt/serving", "--spans", "--warm-start", "--events", str(spec),
                      "--output", path]) == 0
     with open(path) as f:
-        tasks = yaml.safe_load(f)["root"]["dag"]["tasks"]
+        text = f.read()
+    tasks = yaml.safe_load(text)["root"]["dag"]["tasks"]
+    # No dependency flag given: the Beam stages name the image's setup.py, never this machine's.
+    assert f"--setup_file={kubeflow_runner.IMAGE_SETUP_FILE}" in text and pipeline_config.PROJECT_SETUP_FILE not in text
     schemas = list((root / "curated_schema").glob("events-*.schema.pbtxt"))
     assert len(schemas) == 1 and 'name: "rating"' not in schemas[0].read_text()  # this log has no rating
     assert str(schemas[0]) in json.dumps(tasks["ImportSchemaGen"])
@@ -193,6 +197,9 @@ def test_dockerfile_installs_the_pinned_stack_and_the_project():
     assert re.search(r"^FROM python:3\.11", text, re.M)
     assert "ENV TF_USE_LEGACY_KERAS=1" in text
     assert '-c constraints.txt "tfx[kfp]==1.16.0"' in text and "--no-deps ./src" in text
+    # where the compiled spec looks for the sources (schema, Beam's setup.py)
+    assert "WORKDIR /opt/ondevice-rec\n" in text and "COPY . src/" in text
+    assert kubeflow_runner.IMAGE_SOURCE_DIR == "/opt/ondevice-rec/src"
 
 
 def test_the_package_built_for_the_image_and_for_beam_workers_holds_every_module(tmp_path):
@@ -208,7 +215,7 @@ def test_the_package_built_for_the_image_and_for_beam_workers_holds_every_module
     for module in ("ondevice_rec/modules/trainer.py", "ondevice_rec/components/tflite_pusher/executor.py",
                    "ondevice_rec/components/tflite_pusher/metadata.schema.json",
                    "ondevice_rec/components/history_windowing/executor.py", "ondevice_rec/kubeflow/runner.py",
-                   "ondevice_rec/data/movielens.py"):
+                   "ondevice_rec/data/movielens.py", "ondevice_rec/setup.py"):  # an install's --setup_file
         assert module in names, module
     for source in ("setup.py", "modules/trainer.py", "components/history_windowing/windowing.py"):
         assert source in in_sdist, source
