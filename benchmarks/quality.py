@@ -21,6 +21,9 @@ import numpy as np
 from ondevice_rec.benchmarks.data import WindowedSplit, temporary_work_dir
 from ondevice_rec.modules import encoders as encoder_registry
 from ondevice_rec.modules.config import ENCODERS, ModelConfig
+from ondevice_rec.modules.features import SEEN_INDEX
+
+SYNTHETIC_PREFIX = "synthetic:"  # a dataset named synthetic:SHAPE is generated (data/synthetic.SHAPES)
 
 def evaluate_model(model, data: WindowedSplit, config: ModelConfig, which: str = "test",
                    batch_size: int = 1024, users: Optional[set] = None) -> Dict[str, float]:
@@ -53,8 +56,9 @@ def overrides_for(encoder: str, overrides: Sequence[str]) -> List[str]:
     return selected
 
 
-def check_settings(data_dir: str, encoders: Sequence[str], history_lengths: Sequence[int], seeds: int) -> None:
-    """Refuses bad settings before any work (ValueError naming every problem)."""
+def check_settings(data_dir: Optional[str], encoders: Sequence[str], history_lengths: Sequence[int],
+                   seeds: int) -> None:
+    """Refuses bad settings before any work (ValueError naming every problem); ``data_dir`` None: not checked."""
     problems = []
     for encoder in encoders:
         try:
@@ -67,7 +71,7 @@ def check_settings(data_dir: str, encoders: Sequence[str], history_lengths: Sequ
         problems.append("the encoders and the history lengths need at least one value each")
     if seeds < 1:
         problems.append(f"seeds (--seeds) must be at least 1, got {seeds}")
-    if not os.path.isdir(data_dir):
+    if data_dir is not None and not os.path.isdir(data_dir):
         problems.append(f"no folder at {data_dir}")
     if problems:
         raise ValueError("; ".join(problems))
@@ -77,7 +81,7 @@ def check_settings(data_dir: str, encoders: Sequence[str], history_lengths: Sequ
 def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequence[int] = (10, 50, 100),
         out_dir: str = "benchmarks/results", base: ModelConfig = ModelConfig(embedding_dim=64, epochs=20),
         overrides: Sequence[str] = (), seeds: int = 1, work_dir: str = "", users_file: str = "",
-        report=print) -> dict:
+        report=print, events=None) -> dict:
     """Trains every encoder x history length on one split and writes quality.json/.md/.png to ``out_dir``.
 
     ``overrides``: ``"KEY=VALUE"`` for every encoder or ``"ENCODER:KEY=VALUE"`` for one. ``seeds`` > 1
@@ -108,11 +112,13 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
             stride = config.default_train_stride()
             if stride not in windowings:
                 report(f"  windowing N={n}, train stride {stride} (the pipeline's data stages) ...")
-                windowings[stride] = WindowedSplit(data_dir, work_dir, config)
+                windowings[stride] = WindowedSplit(data_dir, work_dir, config, events=events)
             data = windowings[stride]
             if "num_test_users" not in results:
                 targets = data.targets("test")
                 results["num_test_users"] = int(len(targets))
+                results["num_items"] = data.vocab.size - 1
+                results["num_events"] = int(sum(len(e[SEEN_INDEX]) for e in data.examples("eval")) + 2 * len(targets))
                 results["baselines"] = data.baselines("test")
                 for name, values in results["baselines"].items():
                     report(f"  {name:<22} recall@10 {values['recall@10']:.4f}")
@@ -188,3 +194,93 @@ def _write(results: dict, out_dir: str) -> None:
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "quality.png"), dpi=120)
     plt.close(fig)
+
+
+def dataset_name(dataset: str) -> str:
+    return dataset[len(SYNTHETIC_PREFIX):] if dataset.startswith(SYNTHETIC_PREFIX) else \
+        os.path.basename(os.path.normpath(dataset))
+
+
+def check_datasets(datasets: Sequence[str]) -> None:
+    """Refuses unknown shapes, missing folders and two datasets of one name, before any work."""
+    from ondevice_rec.data import synthetic
+    problems = []
+    for dataset in datasets:
+        if dataset.startswith(SYNTHETIC_PREFIX):
+            if dataset_name(dataset) not in synthetic.SHAPES:
+                problems.append(f"unknown synthetic shape {dataset_name(dataset)!r} (choose from "
+                                f"{', '.join(synthetic.SHAPES)})")
+        elif not os.path.isdir(dataset):
+            problems.append(f"no folder at {dataset}")
+    names = [dataset_name(d) for d in datasets]
+    problems += [f"two datasets are named {n!r}" for n in sorted({n for n in names if names.count(n) > 1})]
+    if not datasets:
+        problems.append("no dataset")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+@temporary_work_dir("ondevice-rec-quality-")
+def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", work_dir: str = "",
+                 report=print, **settings) -> dict:
+    """``run`` on every dataset (a folder: MovieLens, or any log with its event spec ``events.json`` inside; or
+    ``synthetic:SHAPE``, generated into the work folder), each in its own work and output folder
+    (``OUT/<name>/quality.*``), then the cross-dataset table ``OUT/datasets.json`` / ``.md``: per dataset its
+    size, popularity, the last-3 Markov chain and the best model, with the model's ratio to that chain."""
+    from ondevice_rec.data import events as event_specs, synthetic
+    check_datasets(datasets)
+    check_settings(None, settings.get("encoders", ENCODERS), settings.get("history_lengths", (10, 50, 100)),
+                   settings.get("seeds", 1))
+    if settings.get("users_file"):
+        raise ValueError("a users file (--users) lists one dataset's users: benchmark that dataset alone")
+    os.makedirs(out_dir, exist_ok=True)
+    table = {"datasets": [], "settings": {k: v for k, v in settings.items() if k != "base"},
+             "model_defaults": dataclasses.asdict(settings.get("base", ModelConfig(embedding_dim=64, epochs=20)))}
+    start = time.perf_counter()
+    for dataset in datasets:
+        name = dataset_name(dataset)
+        data_dir = dataset
+        if dataset.startswith(SYNTHETIC_PREFIX):
+            data_dir = os.path.join(work_dir, name, "data")
+            if not os.path.isdir(data_dir):
+                report(f"{name}: generating ({synthetic.SHAPES[name].about}) ...")
+                synthetic.write_shape(name, data_dir)
+        spec_file = os.path.join(data_dir, synthetic.SPEC_FILE)
+        spec = event_specs.load_spec(spec_file) if os.path.isfile(spec_file) else None
+        report(f"{name}: {os.path.abspath(data_dir)}" + (f" (event spec {spec_file})" if spec else ""))
+        t = time.perf_counter()
+        result = run(data_dir, out_dir=os.path.join(out_dir, name), work_dir=os.path.join(work_dir, name, "work"),
+                     report=report, events=spec, **settings)
+        best = max(result["models"], key=lambda m: m["recall@10"])
+        markov = result["baselines"]["markov (last 3 items)"]["recall@10"]
+        table["datasets"].append({
+            "dataset": name, "data_dir": os.path.abspath(data_dir), "events": result["num_events"],
+            "users": result["num_test_users"], "items": result["num_items"],
+            "popularity": result["baselines"]["popularity"]["recall@10"], "markov_last_3": markov,
+            "best": {k: best[k] for k in ("encoder", "history_length", "recall@10", "ndcg@10", "epochs_run")},
+            "best_to_markov": round(best["recall@10"] / markov, 3) if markov else None,
+            "seconds": round(time.perf_counter() - t, 1)})
+        _write_datasets(table, out_dir)
+    table["total_seconds"] = round(time.perf_counter() - start, 1)
+    _write_datasets(table, out_dir)
+    report(format_datasets(table))
+    return table
+
+
+def format_datasets(table: dict) -> str:
+    lines = ["| dataset | events | users | items trained | popularity | Markov (last 3) | best model | recall@10 | "
+             "NDCG@10 | × Markov | minutes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for d in table["datasets"]:
+        best = d["best"]
+        ratio = f"{d['best_to_markov']:.2f}" if d["best_to_markov"] is not None else "–"
+        lines.append(f"| {d['dataset']} | {d['events']:,} | {d['users']:,} | {d['items']:,} | {d['popularity']:.4f} | "
+                     f"{d['markov_last_3']:.4f} | {best['encoder']} N={best['history_length']} | "
+                     f"{best['recall@10']:.4f} | {best['ndcg@10']:.4f} | {ratio} | {d['seconds'] / 60:.1f} |")
+    return "\n".join(lines)
+
+
+def _write_datasets(table: dict, out_dir: str) -> None:
+    with open(os.path.join(out_dir, "datasets.json"), "w") as f:
+        json.dump(table, f, indent=2)
+    with open(os.path.join(out_dir, "datasets.md"), "w") as f:
+        f.write(format_datasets(table) + "\n")

@@ -18,6 +18,7 @@ def register(commands) -> None:
     from ondevice_rec.components.tflite_pusher.quantization import QUANTIZATIONS
     from ondevice_rec.benchmarks.latency import REFERENCE_MODELS_DIR
     from ondevice_rec.modules.encoders import ENCODERS
+    from ondevice_rec.data import synthetic
     bench = add_command(commands, "benchmark", "measure speed figures (prints a table, writes JSON)", EXAMPLES)
     which = bench.add_subparsers(dest="benchmark", required=True)
 
@@ -34,11 +35,19 @@ def register(commands) -> None:
                     help="Beam pipeline option, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
 
     bq = sub("quality", "every encoder x history length vs popularity and Markov baselines", cmd_quality)
-    bq.add_argument("--data-dir", required=True, help="a MovieLens folder, e.g. ../shared/data/ml-100k")
-    bq.add_argument("--encoders", default=",".join(ENCODERS), help="default: %(default)s")
-    bq.add_argument("--history-lengths", default="10,50,100", help="default: %(default)s")
-    bq.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping) (default: %(default)s)")
-    bq.add_argument("--embedding-dim", type=int, default=64, help="default: %(default)s")
+    bq.add_argument("--data-dir", action="append", default=[],
+                    help="a MovieLens folder (e.g. ../shared/data/ml-100k) or a log's folder with its event spec "
+                         "events.json; repeat it (or add --synthetic) for the cross-dataset table")
+    bq.add_argument("--synthetic", action="append", default=[], choices=sorted(synthetic.SHAPES), metavar="SHAPE",
+                    help="also a generated log of this shape: " + ", ".join(sorted(synthetic.SHAPES)) +
+                         " (repeatable)")
+    bq.add_argument("--encoders", default=None, help=f"default: {','.join(ENCODERS)}")
+    bq.add_argument("--history-lengths", default=None, help="default: 10,50,100")
+    bq.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping) (default: 20)")
+    bq.add_argument("--embedding-dim", type=int, default=None, help="default: 64")
+    bq.add_argument("--run-defaults", action="store_true",
+                    help="train the model `ondevice-rec run` trains (its encoder, N, dimension and epoch cap, "
+                         "unless given): is the default better than the baselines on this data?")
     bq.add_argument("--hparam", action="append", default=[], metavar="[ENCODER:]KEY=VALUE",
                     help="model setting for every encoder, or for one with a prefix, e.g. "
                          "--hparam transformer:dropout=0.2 (repeatable)")
@@ -93,20 +102,35 @@ def cmd_windowing(args) -> int:
 
 
 def cmd_quality(args) -> int:
+    import dataclasses
     from ondevice_rec.benchmarks import quality
-    from ondevice_rec.modules.config import ModelConfig
+    from ondevice_rec.modules.config import ENCODERS, ModelConfig
     _quiet()
+    run_model = ModelConfig()
+    defaults = (run_model.encoder, str(run_model.history_length), run_model.epochs, run_model.embedding_dim) \
+        if args.run_defaults else (",".join(ENCODERS), "10,50,100", 20, 64)
+    given = (args.encoders, args.history_lengths, args.epochs, args.embedding_dim)
+    encoders, history_lengths, epochs, embedding_dim = (g if g is not None else d for g, d in zip(given, defaults))
     lengths = []
-    for n in csv(args.history_lengths):
+    for n in csv(history_lengths):
         try:
             lengths.append(int(n))
         except ValueError:
             raise ValueError(f"history length {n!r} is not a positive integer") from None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    quality.run(args.data_dir, encoders=csv(args.encoders), history_lengths=lengths, out_dir=args.out_dir,
-                base=ModelConfig(embedding_dim=args.embedding_dim, epochs=args.epochs), overrides=args.hparam,
-                seeds=args.seeds, work_dir=args.work_dir, users_file=args.users)
-    print(f"written to {args.out_dir}/quality.json, quality.md, quality.png")
+    settings = dict(encoders=csv(encoders), history_lengths=lengths, out_dir=args.out_dir,
+                    base=dataclasses.replace(run_model if args.run_defaults else ModelConfig(),
+                                             embedding_dim=embedding_dim, epochs=epochs), overrides=args.hparam,
+                    seeds=args.seeds, work_dir=args.work_dir, users_file=args.users)
+    datasets = args.data_dir + [quality.SYNTHETIC_PREFIX + shape for shape in args.synthetic]
+    if not datasets:
+        raise ValueError("benchmark quality needs a --data-dir or a --synthetic shape")
+    if len(datasets) == 1 and args.data_dir:
+        quality.run(args.data_dir[0], **settings)
+        print(f"written to {args.out_dir}/quality.json, quality.md, quality.png")
+    else:
+        quality.run_datasets(datasets, **settings)
+        print(f"written to {args.out_dir}/datasets.json, datasets.md and a quality.* folder per dataset")
     return EXIT_OK
 
 

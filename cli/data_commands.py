@@ -12,13 +12,17 @@ def register(commands) -> None:
                                                   "e-commerce JSONL log, or a plain user,item CSV)",
                       "  ondevice-rec make-synthetic --format ml-1m --out /tmp/synthetic --users 500 --items 400\n"
                       "  ondevice-rec make-synthetic --format ecommerce --out /tmp/shop    # then: run --events "
-                      "/tmp/shop/events.json", cmd_make_synthetic)
-    syn.add_argument("--format", choices=synthetic.FORMATS, required=True)
+                      "/tmp/shop/events.json\n"
+                      "  ondevice-rec make-synthetic --shape large-catalogue --out /tmp/big   # run --events "
+                      "/tmp/big/events.json", cmd_make_synthetic)
+    syn.add_argument("--format", choices=synthetic.FORMATS, help="the layout (required without --shape)")
+    syn.add_argument("--shape", choices=sorted(synthetic.SHAPES),
+                     help="a named kind of log with its own settings and layout: " + "; ".join(
+                         f"{name}: {shape.about}" for name, shape in sorted(synthetic.SHAPES.items())))
     syn.add_argument("--out", required=True)
-    syn.add_argument("--users", type=int, default=defaults.users, help="default: %(default)s")
-    syn.add_argument("--items", type=int, default=defaults.items, help="default: %(default)s")
-    syn.add_argument("--mean-ratings-per-user", type=int, default=defaults.mean_ratings_per_user,
-                     help="default: %(default)s")
+    syn.add_argument("--users", type=int, help=f"default: {defaults.users} (a shape's own without --shape)")
+    syn.add_argument("--items", type=int, help=f"default: {defaults.items}")
+    syn.add_argument("--mean-ratings-per-user", type=int, help=f"default: {defaults.mean_ratings_per_user}")
     syn.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
     syn.add_argument("--sparse-ids", action="store_true",
                      help="item ids spread up to 10^9 instead of 1..items (MovieLens layouts, plain)")
@@ -31,13 +35,19 @@ def register(commands) -> None:
 
 
 def cmd_make_synthetic(args) -> int:
+    import dataclasses
     from ondevice_rec.data import synthetic
-    config = synthetic.SyntheticConfig(users=args.users, items=args.items,
-                                       mean_ratings_per_user=args.mean_ratings_per_user, seed=args.seed)
+    if args.shape is None and args.format is None:
+        raise ValueError("make-synthetic needs --format or --shape")
+    shape = synthetic.SHAPES[args.shape] if args.shape else synthetic.Shape(synthetic.SyntheticConfig(), args.format)
+    given = {"users": args.users, "items": args.items, "mean_ratings_per_user": args.mean_ratings_per_user}
+    config = dataclasses.replace(shape.config, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    fmt = args.format or shape.fmt
     data = synthetic.generate(config)
-    synthetic.write(data, args.out, args.format, seed=args.seed, sparse_ids=args.sparse_ids)
-    print(f"wrote {len(data.user_id)} events by {args.users} users on {args.items} items "
-          f"({args.format} layout) to {args.out}")
+    synthetic.write(data, args.out, fmt, seed=args.seed, sparse_ids=args.sparse_ids,
+                    categories=shape.categories and fmt == synthetic.PLAIN)
+    print(f"wrote {len(data.user_id)} events by {config.users} users on {len(set(data.movie_id.tolist()))} "
+          f"items ({fmt} layout) to {args.out}")
     return EXIT_OK
 
 

@@ -21,6 +21,17 @@ def test_run_on_a_folder_without_ratings_exits_2(tmp_path, capsys):
     assert "no MovieLens ratings file" in capsys.readouterr().err
 
 
+def test_make_synthetic_writes_a_named_shape_and_needs_a_format_or_a_shape(tmp_path, capsys):
+    from ondevice_rec.data import events
+    assert cli.main(["make-synthetic", "--shape", "short-sessions", "--users", "300", "--out",
+                     str(tmp_path / "s")]) == 0
+    assert "by 300 users" in capsys.readouterr().out
+    spec = events.load_spec(str(tmp_path / "s" / "events.json"))
+    assert spec.timestamp is None and spec.items is not None and (tmp_path / "s" / "items.csv").exists()
+    assert cli.main(["make-synthetic", "--out", str(tmp_path / "t")]) == cli.EXIT_BAD_INPUT
+    assert "--format or --shape" in capsys.readouterr().err
+
+
 def test_make_synthetic_writes_the_requested_layout(tmp_path, capsys):
     assert cli.main(["make-synthetic", "--format", "ml-100k", "--out", str(tmp_path), "--users", "30",
                      "--items", "60"]) == 0
@@ -124,6 +135,19 @@ def test_quality_benchmark_refuses_bad_settings_before_any_work(tmp_path, capsys
     assert "--seeds" in capsys.readouterr().err
     assert cli.main(base[:3] + [str(tmp_path / "missing")]) == cli.EXIT_BAD_INPUT
     assert "no folder" in capsys.readouterr().err
+    # the cross-dataset form: every dataset and setting checked before the first one runs
+    with pytest.raises(SystemExit) as exit_info:  # argparse: not a shape
+        cli.main(base + ["--synthetic", "tiny-sessions"])
+    assert exit_info.value.code == cli.EXIT_BAD_INPUT and "invalid choice" in capsys.readouterr().err
+    assert cli.main(base + ["--data-dir", str(tmp_path / "missing")]) == cli.EXIT_BAD_INPUT
+    assert "no folder" in capsys.readouterr().err
+    assert cli.main(base + ["--data-dir", str(tmp_path), "--synthetic", "short-sessions"]) == cli.EXIT_BAD_INPUT
+    assert "two datasets are named" in capsys.readouterr().err
+    assert cli.main(base + ["--synthetic", "short-sessions", "--encoders", "gru"]) == cli.EXIT_BAD_INPUT
+    assert "'gru'" in capsys.readouterr().err
+    assert cli.main(base + ["--synthetic", "short-sessions", "--users", "u.txt"]) == cli.EXIT_BAD_INPUT
+    assert "alone" in capsys.readouterr().err
+    assert cli.main(["benchmark", "quality"]) == cli.EXIT_BAD_INPUT
     assert not (tmp_path / "out").exists()
 
 

@@ -127,3 +127,31 @@ def test_the_2020_models_are_timed_with_the_same_harness_when_present():
     assert {r["model"] for r in results} == {"model_history10_top100.tflite", "recommendation_rnn_i10o100.tflite"}
     for r in results:
         assert r["history_length"] == 10 and 500_000 < r["tflite_bytes"] < 530_000 and r["p50_us"] > 0
+
+
+def test_the_cross_dataset_benchmark_generates_a_shape_and_tables_its_best_model_next_to_markov(tmp_path,
+                                                                                                monkeypatch):
+    from ondevice_rec.data import synthetic
+    tiny = synthetic.Shape(synthetic.SyntheticConfig(users=150, items=120, mean_ratings_per_user=12,
+                                                     min_ratings_per_user=3, max_ratings_per_user=15, clusters=8,
+                                                     successors=3, follow=0.6), synthetic.PLAIN, categories=True)
+    monkeypatch.setitem(synthetic.SHAPES, "tiny", tiny)
+    out, work = tmp_path / "out", tmp_path / "work"
+    table = quality.run_datasets(["synthetic:tiny"], out_dir=str(out), work_dir=str(work), report=lambda _: None,
+                                 encoders=["bow"], history_lengths=[5],
+                                 base=ModelConfig(embedding_dim=16, epochs=3, batch_size=64, learning_rate=0.005))
+    (row,) = table["datasets"]
+    data = work / "tiny" / "data"
+    assert (data / "items.csv").exists()  # generated with the shape's categories, read through its spec
+    assert row["dataset"] == "tiny" and row["users"] == 150
+    assert row["events"] == len((data / "events.csv").read_text().splitlines()) - 1
+    # the training vocabulary: an item seen only as an eval or test target is not in it
+    assert 0.9 * 120 <= row["items"] <= len({line.split(",")[1] for line in (data / "events.csv").read_text(
+        ).splitlines()[1:]})
+    assert row["markov_last_3"] > row["popularity"]
+    assert row["best"]["encoder"] == "bow" and row["best"]["history_length"] == 5
+    assert row["best_to_markov"] == round(row["best"]["recall@10"] / row["markov_last_3"], 3)
+    assert json.loads((out / "datasets.json").read_text()) == json.loads(json.dumps(table))
+    assert "| tiny | " in (out / "datasets.md").read_text()
+    assert json.loads((out / "tiny" / "quality.json").read_text())["models"][0]["recall@10"] == \
+        row["best"]["recall@10"]
