@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from ondevice_rec.modules import encoders
 
 ENCODERS = encoders.ENCODERS
-SOFTMAX_MODES = ("full", "sampled")
+SOFTMAX_MODES = ("full", "sampled", "auto")
+# softmax="auto": sampled above this many items, full below (derive_from_data; measured reasons there).
+SAMPLED_SOFTMAX_ABOVE_ITEMS = 20_000
 LOSS_POSITION_MODES = ("all", "last", "auto")
 
 
@@ -75,8 +77,9 @@ class ModelConfig(JsonFields):
     transformer_heads: int = 2
     dropout: float = 0.3
     # Training. "sampled": sampled softmax with log-Q correction (negatives drawn from the training
-    # popularity), for catalogues far larger than MovieLens; "full": softmax over the whole vocabulary.
-    softmax: str = "full"
+    # popularity), for catalogues far larger than MovieLens; "full": softmax over the whole vocabulary;
+    # "auto": chosen from the catalogue size (derive_from_data).
+    softmax: str = "auto"
     # "all": a loss at every history position of each training window (the target being the next item), as
     # SASRec trains on whole sequences; pair it with a windowing stride of about N/2 (the pipeline's default).
     # "last": only the window's label. "auto": the encoder's own rule (``LOSS_POSITIONS`` in its module of
@@ -113,6 +116,17 @@ class ModelConfig(JsonFields):
     weight_average_decay: float = 0.999
     top_k: int = setting(100, "recommendations the TFLite model returns (capped at the catalogue size minus N)")
     seed: int = 0
+
+    def derive_from_data(self, items: int) -> Tuple["ModelConfig", Dict[str, str]]:
+        """The settings left to the data ("auto") resolved for a catalogue of ``items`` items, and why, by
+        setting (the run summary prints it; the Trainer records it in its ModelRun artifact)."""
+        derived, reasons = self, {}
+        if self.softmax == "auto":
+            sampled = items > SAMPLED_SOFTMAX_ABOVE_ITEMS
+            derived = dataclasses.replace(derived, softmax="sampled" if sampled else "full")
+            reasons["softmax"] = (f"{derived.softmax}: {items:,} items {'>' if sampled else '<='} "
+                                  f"{SAMPLED_SOFTMAX_ABOVE_ITEMS:,}")
+        return derived, reasons
 
     def default_train_stride(self) -> int:
         """Windowing stride for training windows: N/2 with a loss at every position (each target is then

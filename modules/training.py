@@ -274,7 +274,12 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     items excluded; ``eval_data`` may carry the rest of each user's seen movies as ``SEEN_INDEX``).
 
     ``base_model_dir``: an exported model to warm-start from (skipped, with a warning, if it does not fit).
+    The settings left to the data are resolved first (``ModelConfig.derive_from_data``); the training summary
+    says how (``derived``).
     """
+    config, derived = config.derive_from_data(vocab.size - 1)
+    for name, reason in derived.items():
+        logging.getLogger("ondevice_rec.trainer").info("derived from the data: %s %s", name, reason)
     recommender = build_recommender(config, vocab)
     model = recommender.model
     if base_model_dir:
@@ -297,5 +302,5 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     fitted.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_data,
                callbacks=callbacks, verbose=0)
     model.history = fitted.history
-    model.training_summary = stop_rule.summary
+    model.training_summary = {**stop_rule.summary, "derived": derived}
     return model

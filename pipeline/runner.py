@@ -179,6 +179,8 @@ def format_summary(summary: RunSummary) -> str:
         t = summary.training
         lines.append(f"Training: {t['epochs_run']} epochs in {t['train_seconds']:.0f}s, stopped by {t['stopped_by']}; "
                      f"kept epoch {t['best_epoch']} (eval recall@10 {t['best_val_recall_at_10']:.4f})")
+        if t.get("derived"):
+            lines.append("  derived from the data: " + "; ".join(f"{k} {v}" for k, v in t["derived"].items()))
     outcome = summary.push.get("push_outcome", "the pusher did not run")
     lines.append(f"Publish: {outcome}")
     if summary.push.get("pushed_destination"):

@@ -154,7 +154,7 @@ def test_quality_benchmark_refuses_bad_settings_before_any_work(tmp_path, capsys
 def test_pipeline_flags_are_generated_from_the_config_fields(capsys):
     """Each knob is declared once: its flag, type, choices and shown default come from the dataclass field,
     and an omitted flag leaves the field's default in the assembled config."""
-    from ondevice_rec.components.tflite_pusher.quantization import QUANTIZATIONS
+    from ondevice_rec.components.tflite_pusher.quantization import CHOICES as QUANTIZATION_CHOICES
     from ondevice_rec.modules.config import ENCODERS, ModelConfig
     from ondevice_rec.pipeline import options
     parser = cli.parser()
@@ -172,7 +172,7 @@ def test_pipeline_flags_are_generated_from_the_config_fields(capsys):
     run_parser = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith(" run"))
     flags = {a.dest: a for a in run_parser._actions}
     assert list(flags["encoder"].choices) == list(ENCODERS)
-    assert list(flags["quantization"].choices) == list(QUANTIZATIONS)
+    assert list(flags["quantization"].choices) == list(QUANTIZATION_CHOICES)
     assert "(default: 10)" in flags["history_length"].help
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--data-dir", "d", "--output-dir", "o", "--encoder", "gru"])

@@ -38,7 +38,7 @@ def validate(document: dict) -> None:
 
 
 def build(config, vocab, quantization_mode: str, top_k: int, tflite_bytes: int, parity: Dict[str, float],
-          dataset: str, run_id: str, model_uri: str) -> Dict[str, Any]:
+          dataset: str, run_id: str, model_uri: str, quantization_reason: str = "") -> Dict[str, Any]:
     """The metadata document of a converted model (``config``: its ModelConfig, ``vocab``: its Vocabulary)."""
     n = config.history_length
     inputs = [{"name": features.CONTEXT_INDEX, "dtype": "int32", "shape": [n], "values": "vocabulary_index",
@@ -54,6 +54,7 @@ def build(config, vocab, quantization_mode: str, top_k: int, tflite_bytes: int, 
         "num_recommendable_items": vocab.size - 1,
         "signature": features.RECOMMEND_SIGNATURE,
         "quantization": quantization_mode,
+        **({"quantization_reason": quantization_reason} if quantization_reason else {}),
         "inputs": inputs,
         "outputs": [{"name": features.TOP_IDS, "dtype": "int32", "shape": [top_k], "values": "vocabulary_index"},
                     {"name": features.TOP_SCORES, "dtype": "float32", "shape": [top_k]}],

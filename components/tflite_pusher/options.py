@@ -18,9 +18,11 @@ class PublishOptions(JsonFields):
     # A POSIX folder: versions are published by atomic rename and the symlink ``latest``.
     serving_dir: str = ""
     dataset: str = ""  # recorded in metadata.json
-    quantization: str = setting(quantization.FLOAT, "published model: " + "; ".join(
+    quantization: str = setting(quantization.AUTO, "published model: " + "; ".join(
         f"{m.name}: {m.description}" for m in quantization.MODES.values()) + " (a quantized model must keep "
-        f"recall@10 within {checks.MAX_QUANTIZED_RECALL_DROP:.0%} of float)", quantization.QUANTIZATIONS)
+        f"recall@10 within {checks.MAX_QUANTIZED_RECALL_DROP:.0%} of float); auto: int8 above "
+        f"{quantization.INT8_ABOVE_ITEMS:,} items (float32 if int8 loses more recall), float32 below",
+        quantization.CHOICES)
     keep_versions: int = setting(5, "published versions kept")
     # Held-out test histories the float TFLite model is compared with the SavedModel on (and a quantized one
     # with the float one).
@@ -29,6 +31,6 @@ class PublishOptions(JsonFields):
     max_quantized_recall_drop: float = checks.MAX_QUANTIZED_RECALL_DROP
 
     def __post_init__(self):
-        quantization.get(self.quantization)
+        quantization.check_choice(self.quantization)
         if self.keep_versions < 1 or self.parity_samples < 1:
             raise ValueError("keep_versions and parity_samples must be >= 1")

@@ -111,7 +111,10 @@ def _build_files(model_uri: str, options: PublishOptions, histories: List[dict],
     saved_model_dir = os.path.join(model_uri, SERVING_FORMAT)
     config = export.load_export_config(saved_model_dir)
     vocab = Vocabulary.load(os.path.join(saved_model_dir, features.ASSETS_EXTRA))
-    mode = quantization.get(options.quantization)
+    name, why = quantization.choose(options.quantization, vocab.size - 1)
+    if options.quantization == quantization.AUTO and name != quantization.FLOAT and not histories:
+        name, why = quantization.FLOAT, f"float32: auto chose {name}, but no held-out histories to check it on"
+    mode = quantization.get(name)
     signature = features.RECOMMEND_SIGNATURE
     inputs = [{k: v for k, v in h.items() if k != features.LABEL_INDEX} for h in histories]
     labels = [h[features.LABEL_INDEX] for h in histories]
@@ -129,11 +132,17 @@ def _build_files(model_uri: str, options: PublishOptions, histories: List[dict],
     if histories:
         parity = checks.check_parity(float_model, saved_model_dir, inputs, signature, options.min_top10_overlap)
         if mode.name != quantization.FLOAT:
-            parity.update(checks.check_quantized_recall(float_model, tflite_model, signature, inputs, labels,
-                                                        options.max_quantized_recall_drop))
+            try:
+                parity.update(checks.check_quantized_recall(float_model, tflite_model, signature, inputs, labels,
+                                                            options.max_quantized_recall_drop))
+            except checks.ParityError as e:
+                if options.quantization != quantization.AUTO:
+                    raise
+                mode, tflite_model = quantization.get(quantization.FLOAT), float_model
+                why = f"float32: auto chose {name}, but {e}"
     top_k = int(TFLiteRecommender(tflite_model, signature).runner.get_output_details()[features.TOP_IDS]["shape"][0])
     document = metadata.build(config, vocab, mode.name, top_k, len(tflite_model), parity, options.dataset,
-                              run_id, model_uri)
+                              run_id, model_uri, quantization_reason=why)
     metadata.validate(document)
     return {
         publish.MODEL_FILE: tflite_model,

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-from ondevice_rec.components.tflite_pusher import conversion, metadata as metadata_lib
+from ondevice_rec.components.tflite_pusher import checks, conversion, metadata as metadata_lib, quantization
 from ondevice_rec.components.tflite_pusher import executor, publish
 from ondevice_rec.components.tflite_pusher.options import PublishOptions
 from ondevice_rec.modules import export, features, model, vocabulary
@@ -64,7 +64,7 @@ def push(tmp_path, artifacts, quantization, with_examples=True, blessed=True):
     # (measured 0.10 vs float's 0.12), so its margin here is wide; the 2 % bar on trained models is asserted in
     # tests/modules/test_model.py and by every pipeline run.
     options = PublishOptions(serving_dir=serving_dir, quantization=quantization, parity_samples=50,
-                             max_quantized_recall_drop=0.5 if quantization == "int8" else 0.02)
+                             max_quantized_recall_drop=0.5 if quantization in ("int8", "auto") else 0.02)
     executor.Executor().Do(inputs, {executor.PUSHED_MODEL_KEY: [pushed]}, {executor.OPTIONS_KEY: options.to_json()})
     return pushed, serving_dir
 
@@ -89,6 +89,35 @@ def test_a_quantized_model_is_checked_and_published_with_valid_metadata(tmp_path
     float_size = len(conversion.convert_to_tflite(os.path.join(artifacts[0], "Format-Serving"),
                                                export.RECOMMEND_SIGNATURE))
     assert metadata["tflite_bytes"] == os.path.getsize(os.path.join(latest, publish.MODEL_FILE)) < float_size
+
+
+def test_auto_quantization_is_int8_above_the_catalogue_size_and_float_below_or_when_int8_ranks_worse(
+        tmp_path, artifacts, monkeypatch):
+    def published(folder):
+        pushed, serving_dir = push(tmp_path / folder, artifacts, "auto")
+        assert pushed.get_int_custom_property("pushed") == 1, pushed.get_string_custom_property("push_outcome")
+        with open(os.path.join(serving_dir, publish.LATEST, publish.METADATA_FILE)) as f:
+            document = json.load(f)
+        metadata_lib.validate(document)
+        return document
+    assert PublishOptions().quantization == quantization.AUTO  # the default
+    small = published("small")
+    assert small["quantization"] == "float32" and "auto" in small["quantization_reason"]
+    items = small["num_recommendable_items"]
+    monkeypatch.setattr(quantization, "INT8_ABOVE_ITEMS", items - 1)
+    large = published("large")
+    assert large["quantization"] == "int8" and large["quantization_reason"] == \
+        f"int8: auto, {items:,} items > {items - 1:,}" and large["tflite_bytes"] < small["tflite_bytes"]
+
+    def ranks_worse(*args, **kwargs):
+        raise checks.ParityError("quantized recall@10 0.1000 is more than 2% below the float model's 0.1200")
+    monkeypatch.setattr(checks, "check_quantized_recall", ranks_worse)
+    fallback = published("fallback")
+    assert fallback["quantization"] == "float32" and fallback["tflite_bytes"] == small["tflite_bytes"]
+    assert fallback["quantization_reason"].startswith("float32: auto chose int8, but quantized recall@10 0.1000")
+    pushed, _ = push(tmp_path / "named", artifacts, "int8")  # asked for by name: not published in another mode
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert "quantized recall@10 0.1000" in pushed.get_string_custom_property("push_outcome")
 
 
 def test_a_quantized_model_without_held_out_histories_is_not_published(tmp_path, artifacts):

@@ -7,7 +7,7 @@ import tf_keras as keras
 
 from ondevice_rec.modules import training
 from ondevice_rec.modules import trainer
-from ondevice_rec.modules.config import ModelConfig
+from ondevice_rec.modules.config import SAMPLED_SOFTMAX_ABOVE_ITEMS, ModelConfig
 
 
 def test_weight_average_follows_the_weights_and_swaps_in_for_validation_only():
@@ -62,6 +62,28 @@ def test_fit_with_weight_average_keeps_the_averaged_weights_of_the_best_epoch(tm
     written = json.loads((tmp_path / features.TRAINING_SUMMARY_FILE).read_text())
     assert written["history"]["val_recall@10"] == pytest.approx(model.history.history["val_recall@10"], abs=1e-6)
     assert len(written["epoch_seconds"]) == 3
+    # the softmax was left to the data: 20 items, the full one, and the summary says why
+    assert written["derived"] == {"softmax": f"full: 20 items <= {SAMPLED_SOFTMAX_ABOVE_ITEMS:,}"}
+
+
+def test_the_softmax_is_derived_from_the_catalogue_size_unless_given(monkeypatch):
+    assert ModelConfig().softmax == "auto"
+    small, why = ModelConfig().derive_from_data(SAMPLED_SOFTMAX_ABOVE_ITEMS)
+    assert small.softmax == "full" and why == {"softmax": "full: 20,000 items <= 20,000"}
+    large, why = ModelConfig().derive_from_data(47_911)
+    assert large.softmax == "sampled" and why == {"softmax": "sampled: 47,911 items > 20,000"}
+    assert large.num_sampled == ModelConfig().num_sampled and large.epochs == ModelConfig().epochs
+    for given in ("full", "sampled"):  # a softmax asked for is kept, and nothing is reported as derived
+        assert ModelConfig(softmax=given).derive_from_data(47_911) == (ModelConfig(softmax=given), {})
+    with pytest.raises(ValueError, match="softmax must be one of full, sampled, auto"):
+        ModelConfig(softmax="hierarchical")
+    # the run summary prints the derivation under the training line
+    from ondevice_rec.pipeline import runner
+    summary = runner.RunSummary(run_id="r", wall_seconds=400.0, nodes=[], push={}, test_metrics={},
+                                popularity={}, training={
+        "epochs_run": 4, "train_seconds": 331.0, "stopped_by": "the time budget", "best_epoch": 4,
+        "best_val_recall_at_10": 0.1576, "derived": why})
+    assert "  derived from the data: softmax sampled: 47,911 items > 20,000" in runner.format_summary(summary)
 
 
 def test_the_trainer_refuses_examples_windowed_with_another_history_length(tmp_path):
