@@ -32,12 +32,25 @@ def popularity_scores(popular_ids: Sequence[int], seen: Sequence[Sequence[int]],
     return scores
 
 
+# Examples scored at once: a baseline's whole score matrix for 44K users x 48K items would be 8.4 GB.
+SCORED_AT_ONCE = 2048
+
+
+def _ranked_in_chunks(score, examples: Sequence[dict]) -> Dict[str, float]:
+    """The metrics of ``score(chunk) -> [len(chunk), C]``, ranked a chunk of examples at a time."""
+    from .ranking_metrics import evaluate_ranks, target_rank
+    ranks = [np.zeros(0, np.int32)]
+    for start in range(0, len(examples), SCORED_AT_ONCE):
+        chunk = examples[start:start + SCORED_AT_ONCE]
+        scores = score(chunk)
+        ranks.append(target_rank(_labels(chunk, scores.shape[1]), scores).numpy())
+    return evaluate_ranks(np.concatenate(ranks))
+
+
 def popularity_baseline(popular_ids: Sequence[int], examples: Sequence[dict]) -> Dict[str, float]:
     """recall@1/5/10 and NDCG@10 of recommending the most-rated unseen movies; ``examples`` need the seen
     ids and the label (a label outside the popular ids counts as a miss)."""
-    from .ranking_metrics import evaluate
-    scores = popularity_scores(popular_ids, [e[SEEN_INDEX] for e in examples])
-    return evaluate(scores, _labels(examples, scores.shape[1]))
+    return _ranked_in_chunks(lambda chunk: popularity_scores(popular_ids, [e[SEEN_INDEX] for e in chunk]), examples)
 
 
 def _labels(examples: Sequence[dict], columns: int) -> np.ndarray:
@@ -46,17 +59,24 @@ def _labels(examples: Sequence[dict], columns: int) -> np.ndarray:
     return np.where(labels < columns, labels, 0)
 
 
-def markov_scores(popular_ids: Sequence[int], train_sequences: Sequence[Sequence[int]], examples: Sequence[dict],
-                  last: int = 1, num_ids: int = 0) -> np.ndarray:
-    """Scores of a Markov chain over the consecutive pairs of ``train_sequences`` (each user's training events,
-    oldest first: the ``seen_index`` of their eval example), summed over the last ``last`` history items
-    of each example with weights 1, 1/2, 1/3, ...; popularity (scaled far below one transition) breaks ties
-    and backs off. Seen and never-trained movies are masked."""
+def count_transitions(train_sequences: Sequence[Sequence[int]]) -> Dict[int, collections.Counter]:
+    """``{previous: Counter(following)}`` over the consecutive pairs of each sequence."""
     transitions = collections.defaultdict(collections.Counter)
     for sequence in train_sequences:
         for previous, following in zip(sequence[:-1], sequence[1:]):
             if previous != PADDING_ID and following != PADDING_ID:  # an unknown item breaks the chain
                 transitions[int(previous)][int(following)] += 1
+    return transitions
+
+
+def markov_scores(popular_ids: Sequence[int], train_sequences: Sequence[Sequence[int]], examples: Sequence[dict],
+                  last: int = 1, num_ids: int = 0) -> np.ndarray:
+    """Scores of a Markov chain over the consecutive pairs of ``train_sequences`` (each user's training events,
+    oldest first: the ``seen_index`` of their eval example), summed over the last ``last`` history items
+    of each example with weights 1, 1/2, 1/3, ...; popularity (scaled far below one transition) breaks ties
+    and backs off. Seen and never-trained movies are masked. ``train_sequences`` may be the ``transitions``
+    counted from them already."""
+    transitions = train_sequences if isinstance(train_sequences, dict) else count_transitions(train_sequences)
     popularity = popularity_scores(popular_ids, [[]], num_ids)[0]
     recommendable = popularity > MASKED_BELOW
     back_off = np.where(recommendable, popularity / (len(popular_ids) + 1) * 1e-3, 0.0)
@@ -76,9 +96,8 @@ def markov_scores(popular_ids: Sequence[int], train_sequences: Sequence[Sequence
 def markov_baseline(popular_ids: Sequence[int], train_sequences: Sequence[Sequence[int]],
                     examples: Sequence[dict], last: int = 1) -> Dict[str, float]:
     """recall@1/5/10 and NDCG@10 of the Markov chain of ``markov_scores``."""
-    from .ranking_metrics import evaluate
-    scores = markov_scores(popular_ids, train_sequences, examples, last)
-    return evaluate(scores, _labels(examples, scores.shape[1]))
+    transitions = count_transitions(train_sequences)
+    return _ranked_in_chunks(lambda chunk: markov_scores(popular_ids, transitions, chunk, last), examples)
 
 
 def read_examples(file_pattern: str) -> List[dict]:

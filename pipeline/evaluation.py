@@ -36,12 +36,15 @@ def score_records(serve, records: List[bytes], users: Optional[set] = None,
     label's score in column 0: what TFMA runs): ``{"all": metrics}``, plus ``"subset"`` on the examples of
     ``users`` (user keys; empty when none of them has an example). Metrics: recall@1/5/10, NDCG@10, users."""
     import tensorflow as tf
-    from ondevice_rec.modules.ranking_metrics import evaluate
-    scores = np.concatenate([serve(examples=tf.constant(records[i:i + batch_size]))[features.SCORES].numpy()
-                             for i in range(0, len(records), batch_size)])
+    from ondevice_rec.modules.ranking_metrics import evaluate_ranks, target_rank
+
+    def ranks(batch):  # the label's rank (its score is column 0), the batch's scores then dropped
+        scores = serve(examples=tf.constant(batch))[features.SCORES]
+        return target_rank(tf.zeros([len(batch)], tf.int32), scores).numpy()
+    ranked = np.concatenate([ranks(records[i:i + batch_size]) for i in range(0, len(records), batch_size)])
 
     def metrics(rows) -> Dict[str, float]:
-        return {**evaluate(scores[rows], np.zeros(len(rows), np.int64)), "users": int(len(rows))}
+        return {**evaluate_ranks(ranked[rows]), "users": int(len(rows))}
     result = {"all": metrics(np.arange(len(records)))}
     if users is not None:
         rows = np.array([i for i, r in enumerate(records) if tf.train.Example.FromString(r).features.feature[

@@ -45,3 +45,38 @@ def test_popularity_baseline_skips_seen_and_unrated_items():
     assert result["recall@1"] == pytest.approx(1 / 4)
     assert result["recall@5"] == pytest.approx(2 / 4)
     assert result["ndcg@10"] == pytest.approx((1.0 + 1 / math.log2(4)) / 4)
+
+
+def test_baselines_and_scored_records_rank_in_chunks_with_the_metrics_of_the_whole_matrix(monkeypatch):
+    """Baselines and the published model's scoring rank a chunk at a time (a 44K x 48K score matrix is
+    8.4 GB): the metrics are those of the whole matrix."""
+    rng = np.random.default_rng(0)
+    popular = list(range(1, 40))
+    examples = [{"seen_index": rng.choice(popular, 5, replace=False).tolist(),
+                 "context_index": rng.choice(popular, 3, replace=False).tolist(),
+                 "label_index": int(rng.integers(1, 45))} for _ in range(50)]
+    sequences = [rng.choice(popular, 8).tolist() for _ in range(30)]
+    whole = {name: fn() for name, fn in {
+        "popularity": lambda: baselines.popularity_baseline(popular, examples),
+        "markov": lambda: baselines.markov_baseline(popular, sequences, examples, 3)}.items()}
+    scores = baselines.markov_scores(popular, sequences, examples, 3)
+    assert whole["markov"] == ranking_metrics.evaluate(scores, baselines._labels(examples, scores.shape[1]))
+    monkeypatch.setattr(baselines, "SCORED_AT_ONCE", 7)
+    assert baselines.popularity_baseline(popular, examples) == whole["popularity"]
+    assert baselines.markov_baseline(popular, sequences, examples, 3) == whole["markov"]
+
+    import tensorflow as tf
+    from ondevice_rec.modules import features
+    from ondevice_rec.pipeline.evaluation import score_records
+    # a stand-in serving function: a record is its own row of scores, the label's in column 0
+    table = rng.normal(size=(50, 30)).astype(np.float32)
+    table[::5, 0] = MASKED  # some labels masked: misses
+    records = [str(i).encode() for i in range(50)]
+
+    def serve(examples):
+        return {features.SCORES: tf.constant(table[[int(e) for e in examples.numpy()]])}
+    expected = ranking_metrics.evaluate(table, np.zeros(50, np.int64))
+    for batch_size in (7, 1024):
+        result = score_records(serve, records, batch_size=batch_size)["all"]
+        assert {k: v for k, v in result.items() if k != "users"} == pytest.approx(expected) and \
+            result["users"] == 50
