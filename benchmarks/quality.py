@@ -24,6 +24,10 @@ from ondevice_rec.modules.config import ENCODERS, ModelConfig
 from ondevice_rec.modules.features import SEEN_INDEX
 
 SYNTHETIC_PREFIX = "synthetic:"  # a dataset named synthetic:SHAPE is generated (data/synthetic.SHAPES)
+# What the benchmark trains unless told (``--run-defaults``: what ``ondevice-rec run`` trains).
+HISTORY_LENGTHS = (10, 50, 100)
+BENCHMARK_MODEL = ModelConfig(embedding_dim=64, epochs=20)
+
 
 def evaluate_model(model, data: WindowedSplit, config: ModelConfig, which: str = "test",
                    batch_size: int = 1024, users: Optional[set] = None) -> Dict[str, float]:
@@ -78,8 +82,8 @@ def check_settings(data_dir: Optional[str], encoders: Sequence[str], history_len
 
 
 @temporary_work_dir("ondevice-rec-quality-")
-def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequence[int] = (10, 50, 100),
-        out_dir: str = "benchmarks/results", base: ModelConfig = ModelConfig(embedding_dim=64, epochs=20),
+def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequence[int] = HISTORY_LENGTHS,
+        out_dir: str = "benchmarks/results", base: ModelConfig = BENCHMARK_MODEL,
         overrides: Sequence[str] = (), seeds: int = 1, work_dir: str = "", users_file: str = "",
         report=print, events=None) -> dict:
     """Trains every encoder x history length on one split and writes quality.json/.md/.png to ``out_dir``.
@@ -229,13 +233,13 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
     size, popularity, the last-3 Markov chain and the best model, with the model's ratio to that chain."""
     from ondevice_rec.data import events as event_specs, synthetic
     check_datasets(datasets)
-    check_settings(None, settings.get("encoders", ENCODERS), settings.get("history_lengths", (10, 50, 100)),
+    check_settings(None, settings.get("encoders", ENCODERS), settings.get("history_lengths", HISTORY_LENGTHS),
                    settings.get("seeds", 1))
     if settings.get("users_file"):
         raise ValueError("a users file (--users) lists one dataset's users: benchmark that dataset alone")
     os.makedirs(out_dir, exist_ok=True)
     table = {"datasets": [], "settings": {k: v for k, v in settings.items() if k != "base"},
-             "model_defaults": dataclasses.asdict(settings.get("base", ModelConfig(embedding_dim=64, epochs=20)))}
+             "model_defaults": dataclasses.asdict(settings.get("base", BENCHMARK_MODEL))}
     start = time.perf_counter()
     for dataset in datasets:
         name = dataset_name(dataset)

@@ -8,6 +8,7 @@ from ondevice_rec.cli.common import EXIT_FAILED, EXIT_OK, add_command, csv
 
 EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
   ondevice-rec benchmark quality --data-dir ../shared/data/ml-100k
+  ondevice-rec benchmark quality --run-defaults --data-dir ../shared/data/ml-100k --synthetic short-sessions
   ondevice-rec benchmark latency --model out/serving/latest
   ondevice-rec benchmark latency --all      # every encoder x quantisation, 3,952-movie catalogue, N=10
   ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory
@@ -17,6 +18,7 @@ EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
 def register(commands) -> None:
     from ondevice_rec.components.tflite_pusher.quantization import QUANTIZATIONS
     from ondevice_rec.benchmarks.latency import REFERENCE_MODELS_DIR
+    from ondevice_rec.benchmarks import quality
     from ondevice_rec.modules.encoders import ENCODERS
     from ondevice_rec.data import synthetic
     bench = add_command(commands, "benchmark", "measure speed figures (prints a table, writes JSON)", EXAMPLES)
@@ -42,9 +44,12 @@ def register(commands) -> None:
                     help="also a generated log of this shape: " + ", ".join(sorted(synthetic.SHAPES)) +
                          " (repeatable)")
     bq.add_argument("--encoders", default=None, help=f"default: {','.join(ENCODERS)}")
-    bq.add_argument("--history-lengths", default=None, help="default: 10,50,100")
-    bq.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping) (default: 20)")
-    bq.add_argument("--embedding-dim", type=int, default=None, help="default: 64")
+    bq.add_argument("--history-lengths", default=None,
+                    help=f"default: {','.join(map(str, quality.HISTORY_LENGTHS))}")
+    bq.add_argument("--epochs", type=int, default=None,
+                    help=f"maximum epochs (early stopping) (default: {quality.BENCHMARK_MODEL.epochs})")
+    bq.add_argument("--embedding-dim", type=int, default=None,
+                    help=f"default: {quality.BENCHMARK_MODEL.embedding_dim}")
     bq.add_argument("--run-defaults", action="store_true",
                     help="train the model `ondevice-rec run` trains (its encoder, N, dimension and epoch cap, "
                          "unless given): is the default better than the baselines on this data?")
@@ -106,11 +111,12 @@ def cmd_quality(args) -> int:
     from ondevice_rec.benchmarks import quality
     from ondevice_rec.modules.config import ENCODERS, ModelConfig
     _quiet()
-    run_model = ModelConfig()
-    defaults = (run_model.encoder, str(run_model.history_length), run_model.epochs, run_model.embedding_dim) \
-        if args.run_defaults else (",".join(ENCODERS), "10,50,100", 20, 64)
+    model = ModelConfig() if args.run_defaults else quality.BENCHMARK_MODEL
+    defaults = (model.encoder, str(model.history_length)) if args.run_defaults else (
+        ",".join(ENCODERS), ",".join(map(str, quality.HISTORY_LENGTHS)))
     given = (args.encoders, args.history_lengths, args.epochs, args.embedding_dim)
-    encoders, history_lengths, epochs, embedding_dim = (g if g is not None else d for g, d in zip(given, defaults))
+    encoders, history_lengths, epochs, embedding_dim = (g if g is not None else d for g, d in zip(
+        given, defaults + (model.epochs, model.embedding_dim)))
     lengths = []
     for n in csv(history_lengths):
         try:
@@ -119,8 +125,7 @@ def cmd_quality(args) -> int:
             raise ValueError(f"history length {n!r} is not a positive integer") from None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = dict(encoders=csv(encoders), history_lengths=lengths, out_dir=args.out_dir,
-                    base=dataclasses.replace(run_model if args.run_defaults else ModelConfig(),
-                                             embedding_dim=embedding_dim, epochs=epochs), overrides=args.hparam,
+                    base=dataclasses.replace(model, embedding_dim=embedding_dim, epochs=epochs), overrides=args.hparam,
                     seeds=args.seeds, work_dir=args.work_dir, users_file=args.users)
     datasets = args.data_dir + [quality.SYNTHETIC_PREFIX + shape for shape in args.synthetic]
     if not datasets:
