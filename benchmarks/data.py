@@ -78,8 +78,4 @@ class WindowedSplit:
     def baselines(self, split: str = "test") -> Dict[str, Dict[str, float]]:
         """Popularity and the Markov chains on the same split, from the training events (eval examples'
         seen items: each user's events before the eval target)."""
-        train_sequences = [e[features.SEEN_INDEX] for e in self.examples("eval")]
-        examples = self.examples(split)
-        return {"popularity": baselines.popularity_baseline(self.popular_ids(), examples),
-                "markov (last item)": baselines.markov_baseline(self.popular_ids(), train_sequences, examples, 1),
-                "markov (last 3 items)": baselines.markov_baseline(self.popular_ids(), train_sequences, examples, 3)}
+        return baselines.split_baselines(self.popular_ids(), self.examples("eval"), self.examples(split))

@@ -34,7 +34,7 @@ def register(commands) -> None:
     demo.add_argument("--port", type=int, default=8000, help="default: %(default)s (0: any free port)")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
 
-    rep = add_command(commands, "report", "write one self-contained HTML page about the model serving from OUT",
+    rep = add_command(commands, "report", "write one self-contained HTML page about OUT: every pipeline run, the serving model, its training",
                       "  ondevice-rec report /tmp/out\n"
                       "  ondevice-rec report /tmp/out --quality benchmarks/results/quality.json "
                       "--latency benchmarks/results/latency.json", cmd_report)

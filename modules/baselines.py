@@ -100,6 +100,16 @@ def markov_baseline(popular_ids: Sequence[int], train_sequences: Sequence[Sequen
     return _ranked_in_chunks(lambda chunk: markov_scores(popular_ids, transitions, chunk, last), examples)
 
 
+def split_baselines(popular_ids: Sequence[int], eval_examples: Sequence[dict],
+                    examples: Sequence[dict]) -> Dict[str, Dict[str, float]]:
+    """Popularity and the Markov chains on ``examples``, counted from the training events (the eval examples'
+    seen items: each user's events before the eval target), by name."""
+    train_sequences = [e[features.SEEN_INDEX] for e in eval_examples]
+    return {"popularity": popularity_baseline(popular_ids, examples),
+            "markov (last item)": markov_baseline(popular_ids, train_sequences, examples, 1),
+            "markov (last 3 items)": markov_baseline(popular_ids, train_sequences, examples, 3)}
+
+
 def read_examples(file_pattern: str) -> List[dict]:
     """Transformed examples as dicts of python lists (for small splits such as eval / test)."""
     import tensorflow as tf

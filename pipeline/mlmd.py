@@ -74,6 +74,24 @@ class Store:
                 return context.name
         return "?"
 
+    def run_started(self, run_id: str) -> float:
+        """When the run began, in seconds since the epoch (its context's creation)."""
+        return self._run(run_id).create_time_since_epoch / 1000.0
+
+    def run_execution(self, run_id: str, node_id: str):
+        """The run's execution of ``node_id`` (executed or cached), else None."""
+        for execution in self.store.get_executions_by_context(self._run(run_id).id):
+            if self.node(execution) == node_id:
+                return execution
+        return None
+
+    def run_output(self, run_id: str, node_id: str, key: str):
+        """The ``key`` output of the run's execution of ``node_id`` (new, or reused from the cache), else None.
+        (A run's context also holds the artifacts it read, e.g. the resolver's blessing of an earlier run: an
+        artifact of the right type in the context is not necessarily this run's.)"""
+        execution = self.run_execution(run_id, node_id)
+        return self.outputs(execution.id).get(key) if execution is not None else None
+
     def node_results(self, run_id: str) -> List[NodeResult]:
         """State and duration of every node execution of ``run_id``, in execution order."""
         executions = sorted(self.store.get_executions_by_context(self._run(run_id).id), key=lambda e: e.id)

@@ -1,15 +1,19 @@
-"""``ondevice-rec report OUT``: one self-contained HTML page about the model serving from ``OUT``.
+"""``ondevice-rec report OUT``: one self-contained HTML page for whoever owns OUT's (scheduled) pipeline.
 
-Data statistics and lineage come from ML Metadata, walking back from the publish of the version ``latest``
-points to (pusher -> blessing, test evaluation, model, windowed examples -> ExampleGen span -> statistics).
-The recall table and plot come from a quality-benchmark JSON/PNG, latency and size from a latency-benchmark
-JSON, when given or found under ``benchmarks/results``; the page says so when they are missing.
+From ML Metadata: the serving model's lineage, walking back from the publish of the version ``latest`` points
+to (pusher -> blessing, test evaluation, model, windowed examples -> ExampleGen span -> statistics), its
+training curve (the Trainer's ``training_summary.json``), popularity and the Markov chains on its test split,
+and the **history of every run** in the store: when, which data, eval and test recall@10, blessed or not and
+against what, what was published and how big, with a plot of recall over time. Benchmark sections (a quality
+or latency JSON) appear when those files are given or found under ``benchmarks/results``.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
 import html
+import io
 import json
 import os
 import time
@@ -19,12 +23,35 @@ from ondevice_rec.components.event_example_gen.component import EVENTS_SPLIT
 from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.modules import features
 from ondevice_rec.pipeline import config, mlmd
+from ondevice_rec.pipeline.nodes import Nodes
 
 DEFAULT_RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results")
 
 
+# Numeric event features whose value 0 marks "missing" (an item without a year, a log without times): the
+# report's statistics leave those zeros out.
+ZERO_IS_MISSING = ("year", "timestamp")
+TIME_FEATURE = "timestamp"  # seconds since the epoch: shown as dates
+
+
+def _numeric_summary(name: str, feature) -> Dict[str, object]:
+    """min / mean / max of a TFDV numeric feature, its zeros left out where 0 marks a missing value (the min
+    then comes from the histogram: the lower edge of the lowest non-empty bucket above 0)."""
+    stats = feature.num_stats
+    count = stats.common_stats.num_non_missing
+    zeros = int(stats.num_zeros) if name in ZERO_IS_MISSING else 0
+    summary = {"min": stats.min, "mean": stats.mean, "max": stats.max, "missing_as_zero": zeros}
+    if zeros and count > zeros:
+        summary["mean"] = stats.mean * count / (count - zeros)
+        edges = [b.low_value if b.low_value > 0 else b.high_value for h in stats.histograms for b in h.buckets
+                 if b.sample_count > 0 and b.high_value > 0]
+        summary["min"] = min(edges) if edges else stats.min
+    return summary
+
+
 def _statistics(lineage: mlmd.Store, events_artifact) -> Dict[str, object]:
-    """Rating events per split and numeric summaries from the StatisticsGen run on the ExampleGen output."""
+    """Events and numeric summaries (padding zeros excluded) from the StatisticsGen run on the ExampleGen
+    output."""
     from tensorflow_data_validation.utils import stats_util
     for execution in lineage.consumers(events_artifact):
         statistics = lineage.outputs(execution.id).get("statistics")
@@ -38,10 +65,100 @@ def _statistics(lineage: mlmd.Store, events_artifact) -> Dict[str, object]:
         for feature in dataset.features:
             name = feature.path.step[0]
             if feature.HasField("num_stats") and name in ("rating", "timestamp", "year"):
-                stats = feature.num_stats
-                numeric[name] = {"min": stats.min, "max": stats.max, "mean": stats.mean}
+                numeric[name] = _numeric_summary(name, feature)
         return {"events": dataset.num_examples, "numeric": numeric}
     return {}
+
+
+def _date(seconds: float, with_time: bool = False) -> str:
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC" if with_time else "%Y-%m-%d")
+
+
+def _metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
+    """TFMA's overall metrics of an evaluation, by model ("candidate"; "baseline" when one was compared)."""
+    import tensorflow_model_analysis as tfma
+    found: Dict[str, Dict[str, float]] = {}
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        if slice_metrics.slice_key.single_slice_keys:
+            continue
+        for entry in slice_metrics.metric_keys_and_values:
+            if entry.key.is_diff:  # the candidate-minus-baseline entries
+                continue
+            model = entry.key.model_name or "candidate"  # unnamed when no baseline was compared
+            if entry.value.HasField("double_value"):
+                found.setdefault(model, {})[entry.key.name] = entry.value.double_value.value
+    return found
+
+
+def _threshold(evaluator_execution, metric: str = "recall@10") -> Dict[str, float]:
+    """The blessing rule the Evaluator ran with: the metric's value lower bound and change threshold."""
+    text = evaluator_execution.custom_properties["eval_config"].string_value if evaluator_execution is not None \
+        and "eval_config" in evaluator_execution.custom_properties else ""
+    if not text:
+        return {}
+    for spec in json.loads(text).get("metrics_specs", []):
+        for entry in spec.get("metrics", []):
+            if json.loads(entry.get("config", "{}")).get("name") == metric and "threshold" in entry:
+                threshold = entry["threshold"]
+                return {"lower_bound": threshold.get("value_threshold", {}).get("lower_bound"),
+                        "change": threshold.get("change_threshold", {}).get("absolute")}
+    return {}
+
+
+def run_history(lineage: mlmd.Store) -> List[Dict[str, object]]:
+    """One row per pipeline run in the store, oldest first: when, data, eval / test recall@10, blessing and its
+    reason, what was published."""
+    rows = []
+    for run_id in lineage.run_ids():
+        row: Dict[str, object] = {"run_id": run_id, "started": lineage.run_started(run_id)}
+        events = lineage.run_output(run_id, Nodes.EXAMPLE_GEN, "examples")
+        if events is not None:
+            row["span"] = mlmd.artifact_properties(events).get("span")
+            times = _statistics(lineage, events).get("numeric", {}).get(TIME_FEATURE)
+            if times and times["max"] > 0:
+                row["data_from"], row["data_to"] = times["min"], times["max"]
+        for node, key in ((Nodes.EVALUATOR, "eval"), (Nodes.TEST_EVALUATOR, "test")):
+            evaluation = lineage.run_output(run_id, node, "evaluation")
+            if evaluation is not None and os.path.isdir(evaluation.uri):
+                metrics = _metrics(evaluation.uri)
+                row[f"{key}_recall@10"] = metrics.get("candidate", {}).get("recall@10")
+                if key == "eval" and "baseline" in metrics:
+                    row["baseline_recall@10"] = metrics["baseline"].get("recall@10")
+        blessing = lineage.run_output(run_id, Nodes.EVALUATOR, "blessing")
+        evaluator = lineage.run_execution(run_id, Nodes.EVALUATOR)
+        if blessing is not None:
+            row["blessed"] = mlmd.artifact_properties(blessing).get("blessed")
+            row["threshold"] = _threshold(evaluator)
+            baseline = lineage.inputs(evaluator.id).get("baseline_model") if evaluator is not None else None
+            producer = lineage.producer(baseline) if baseline is not None else None
+            row["baseline_run"] = lineage.run_id(producer) if producer is not None else None
+        row["blessing_reason"] = _blessing_reason(row)
+        push = lineage.push_result(run_id)
+        row["published"] = push.get("pushed_version") if push.get("pushed") == 1 else None
+        row["publish_outcome"] = push.get("push_outcome")
+        row["model_bytes"] = push.get("tflite_bytes")
+        rows.append(row)
+    return rows
+
+
+def _blessing_reason(row: Dict[str, object]) -> str:
+    if "blessed" not in row:
+        return "no Evaluator ran"
+    value, threshold = row.get("eval_recall@10"), row.get("threshold") or {}
+    bound, change = threshold.get("lower_bound"), threshold.get("change")
+    parts = []
+    if value is not None and bound is not None:
+        parts.append(f"recall@10 {value:.4f} {'>=' if value >= bound else '<'} floor {bound:g}")
+    if row.get("baseline_run"):
+        base = row.get("baseline_recall@10")
+        if base is not None and change is not None:
+            allowed = base + change
+            parts.append(f"{'>=' if value is not None and value >= allowed else '<'} the serving model's "
+                         f"{base:.4f} {'+' if change >= 0 else '-'} {abs(change):.4g} (run {row['baseline_run']})")
+    else:
+        parts.append("no blessed model to compare with (first)")
+    return "; ".join(parts)
 
 
 def collect(output_dir: str, quality_json: Optional[str] = None, latency_json: Optional[str] = None) -> dict:
@@ -53,7 +170,7 @@ def collect(output_dir: str, quality_json: Optional[str] = None, latency_json: O
     version_dir = os.path.join(serving_dir, version)
     metadata = publish.read_metadata(version_dir)
     report = {"output_dir": os.path.abspath(output_dir), "version": version, "metadata": metadata,
-              "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "created": _date(time.time(), with_time=True),
               "model_bytes": os.path.getsize(os.path.join(version_dir, metadata["model_file"]))}
     with open(os.path.join(version_dir, publish.EVAL_FILE)) as f:
         report["test_metrics"] = json.load(f)
@@ -85,6 +202,14 @@ def collect(output_dir: str, quality_json: Optional[str] = None, latency_json: O
                 report["statistics"] = _statistics(lineage, events)
                 producer = lineage.producer(events)
                 report["data"]["produced_by_run"] = lineage.run_id(producer) if producer else "?"
+    report["history"] = run_history(lineage)
+    if report.get("run_id"):
+        from ondevice_rec.pipeline import runner
+        report["training"] = runner.training_summary(lineage, report["run_id"])
+        transformed = lineage.run_artifact(report["run_id"], "Examples", Nodes.TRANSFORM)
+        graph = lineage.run_artifact(report["run_id"], "TransformGraph", Nodes.TRANSFORM)
+        if transformed is not None and graph is not None:
+            report["baselines"] = runner.baselines_on_test(transformed.uri, graph.uri)
     quality_json = quality_json or _existing(os.path.join(DEFAULT_RESULTS, "quality.json"))
     latency_json = latency_json or _existing(os.path.join(DEFAULT_RESULTS, "latency.json"))
     if quality_json:
@@ -116,11 +241,113 @@ def _table(header: List[str], rows: List[List[object]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _image(png: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">'
+
+
+def _history_plot(history: List[dict]) -> str:
+    """eval and test recall@10 of every run over time, published runs marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    when = [datetime.datetime.fromtimestamp(r["started"], datetime.timezone.utc) for r in history]
+    for key, label in (("eval_recall@10", "eval recall@10"), ("test_recall@10", "test recall@10")):
+        points = [(w, r[key]) for w, r in zip(when, history) if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=label)
+    published = [(w, r["test_recall@10"]) for w, r in zip(when, history)
+                 if r.get("published") and r.get("test_recall@10") is not None]
+    if published:
+        ax.scatter(*zip(*published), s=140, facecolors="none", edgecolors="green", label="published")
+    ax.set_ylabel("recall@10")
+    ax.set_title("Every run of this pipeline")
+    ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def _history_section(report: dict) -> str:
+    history = report.get("history") or []
+    if not history:
+        return "<p>No pipeline run is recorded in this output's MLMD store.</p>"
+
+    def number(value, digits=4):
+        return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "–"
+
+    rows = []
+    for r in history:
+        data = (f"{_date(r['data_from'])} → {_date(r['data_to'])}" if "data_from" in r else "–")
+        rows.append([_date(r["started"], with_time=True), r["run_id"], r.get("span", "–"), data,
+                     number(r.get("eval_recall@10")), number(r.get("test_recall@10")),
+                     {1: "yes", 0: "no"}.get(r.get("blessed"), "–"), r["blessing_reason"],
+                     r.get("published") or "–", f"{r['model_bytes']:,}" if r.get("model_bytes") else "–"])
+    return _table(["started", "run", "span", "data (event times)", "eval recall@10", "test recall@10", "blessed",
+                   "why", "published", "model bytes"], rows) + _image(_history_plot(history), "recall over time")
+
+
+def _training_plot(curve: Dict[str, List[float]]) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    fig, loss_axis = plt.subplots(figsize=(7.5, 3.2))
+    epochs = list(range(1, len(curve.get("loss", [])) + 1))
+    loss_axis.plot(epochs, curve.get("loss", []), color="tab:gray", marker=".", label="training loss")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    loss_axis.set_ylabel("training loss")
+    recall_axis = loss_axis.twinx()
+    recall_axis.plot(epochs[:len(curve.get("val_recall@10", []))], curve.get("val_recall@10", []),
+                     color="tab:blue", marker="o", label="eval recall@10")
+    recall_axis.set_ylabel("eval recall@10")
+    fig.legend(loc="lower right", fontsize=8)
+    loss_axis.set_title("Training of the serving model")
+    return _png(fig)
+
+
+def _training_section(report: dict) -> str:
+    training = report.get("training") or {}
+    curve = training.get("history") or {}
+    if not curve.get("loss"):
+        return "<p>The serving model's run recorded no training curve.</p>"
+    lines = [f"<p>{training.get('epochs_run')} epochs in {training.get('train_seconds', 0):.0f}s, stopped by "
+             f"{html.escape(str(training.get('stopped_by')))}; kept epoch {training.get('best_epoch')} (eval "
+             f"recall@10 {training.get('best_val_recall_at_10', 0):.4f}).</p>"]
+    if training.get("derived"):
+        lines.append("<p>Derived from the data: " + html.escape("; ".join(
+            f"{k} {v}" for k, v in training["derived"].items())) + ".</p>")
+    rows = [[i + 1, curve["loss"][i], (curve.get("val_recall@10") or [None] * (i + 1))[i]]
+            for i in range(len(curve["loss"]))]
+    return "\n".join(lines) + _table(["epoch", "training loss", "eval recall@10"], rows) + \
+        _image(_training_plot(curve), "training curve")
+
+
+def _baselines_section(report: dict) -> str:
+    baselines = report.get("baselines")
+    if not baselines:
+        return "<p>No test split of the serving run was found for the baselines.</p>"
+    keys = tuple(f"recall@{k}" for k in features.RECALL_KS) + (f"ndcg@{features.NDCG_K}",)
+    rows = [["the serving model"] + [report["test_metrics"].get(k) for k in keys]]
+    rows += [[name] + [values.get(k) for k in keys] for name, values in baselines.items()]
+    return ("<p>The same test split, the same exclusions; the chains count transitions in the training "
+            "events.</p>" + _table(["ranking"] + list(keys), rows))
+
+
 def _quality_section(report: dict) -> str:
     quality = report.get("quality")
     if not quality:
-        return ("<p>No quality benchmark found. Run <code>ondevice-rec benchmark quality --data-dir DIR</code> "
-                "and pass <code>--quality benchmarks/results/quality.json</code>.</p>")
+        return ("<p>No quality benchmark given. <code>ondevice-rec benchmark quality --data-dir DIR</code> "
+                "writes <code>benchmarks/results/quality.json</code>, which this page then shows "
+                "(or pass <code>--quality FILE</code>).</p>")
     keys = tuple(f"recall@{k}" for k in features.RECALL_KS) + (f"ndcg@{features.NDCG_K}",)
     rows = [[name, "–"] + [metrics.get(k) for k in keys] for name, metrics in quality.get("baselines", {}).items()]
     rows += [[m["encoder"], m["history_length"]] + [m.get(k) for k in keys] for m in quality.get("models", [])]
@@ -138,8 +365,9 @@ def _latency_section(report: dict) -> str:
     size = f"<p>Published model: {report['model_bytes']:,} bytes ({report['metadata'].get('quantization')}).</p>"
     latency = report.get("latency")
     if not latency:
-        return size + ("<p>No latency benchmark found. Run <code>ondevice-rec benchmark latency --model "
-                       "OUT/serving/latest</code> and pass <code>--latency benchmarks/results/latency.json</code>.</p>")
+        return size + ("<p>No latency benchmark given. <code>ondevice-rec benchmark latency --model "
+                       "OUT/serving/latest</code> writes <code>benchmarks/results/latency.json</code>, which this page "
+                       "then shows (or pass <code>--latency FILE</code>).</p>")
     rows = []
     for entry in latency.get("models") or [latency]:  # --all writes a list, --model one entry
         single = entry.get("tflite", {}).get("1_thread", {})
@@ -167,7 +395,12 @@ def render(report: dict) -> str:
                  ["examples train / eval / test", " / ".join(str(windowing.get(f"{s}_examples", "?"))
                                                             for s in ("train", "eval", "test"))]]
     for name, stats in statistics.get("numeric", {}).items():
-        data_rows.append([f"{name} min / mean / max", f"{stats['min']:g} / {stats['mean']:.3g} / {stats['max']:g}"])
+        zeros = f" ({stats['missing_as_zero']:,} events without a value left out)" if stats["missing_as_zero"] else ""
+        if name == TIME_FEATURE and stats["max"] > 0:
+            value = f"{_date(stats['min'])} / {_date(stats['mean'])} / {_date(stats['max'])}"
+        else:
+            value = f"{stats['min']:g} / {stats['mean']:.4g} / {stats['max']:g}"
+        data_rows.append([f"{name} min / mean / max{zeros}", value])
     lineage_rows = [["published version", report["version"]], ["pipeline run", report.get("run_id", "?")],
                     ["trained model", report.get("model_uri", "?")],
                     ["blessed", {1: "yes", 0: "no"}.get(blessing.get("blessed"), "?")],
@@ -189,8 +422,11 @@ th {{ background: #f4f4f6; }} img {{ max-width: 100%; }} code {{ background: #f4
 <h1>ondevice-rec: the model serving from {html.escape(report['output_dir'])}</h1>
 <p>{html.escape(meta.get('encoder', '?'))} encoder, history length {meta.get('history_length')},
 top {meta.get('top_k')}, {html.escape(str(meta.get('quantization')))}; report written {report['created']}.</p>
+<h2>Runs of this pipeline</h2>{_history_section(report)}
 <h2>Data</h2>{_table(["", ""], data_rows)}
 <h2>Test split of this run</h2>{_table(["metric", "value"], test_rows)}
+<h2>Against popularity and the Markov chains</h2>{_baselines_section(report)}
+<h2>Training</h2>{_training_section(report)}
 <h2>Recall by encoder and history length</h2>{_quality_section(report)}
 <h2>Latency and size</h2>{_latency_section(report)}
 <h2>Lineage</h2>{_table(["", ""], lineage_rows)}

@@ -109,6 +109,16 @@ def popularity_on_test(examples_uri: str, transform_graph_uri: str) -> Dict[str,
     return baselines.popularity_baseline(list(range(1, size + 1)), examples)
 
 
+def baselines_on_test(examples_uri: str, transform_graph_uri: str) -> Dict[str, Dict[str, float]]:
+    """Popularity and the Markov chains on the test split of a run's transformed examples."""
+    import tensorflow_transform as tft
+    from ondevice_rec.modules import baselines
+    size = tft.TFTransformOutput(transform_graph_uri).vocabulary_size_by_name(features.ITEM_VOCABULARY)
+    return baselines.split_baselines(list(range(1, size + 1)),
+                                     baselines.read_examples(features.split_files(examples_uri, "eval")),
+                                     baselines.read_examples(features.split_files(examples_uri, "test")))
+
+
 def summarize(config: PipelineConfig, run_id: str, wall_seconds: float = 0.0) -> RunSummary:
     store = mlmd.Store(config.metadata_path)
     push = store.push_result(run_id)

@@ -98,6 +98,9 @@ def release(model_uri: str, options: PublishOptions, blessed: bool,
 
 def _write_copies(directory: str, files: Dict[str, bytes]) -> None:
     import tensorflow as tf  # gfile: the artifact may live on GCS / S3
+    # Kubeflow's launcher creates an output artifact's parent folder only (TFX's local launcher creates the
+    # folder itself): the executed Kubeflow spec failed here (tests/kubeflow/test_executed_spec.py).
+    tf.io.gfile.makedirs(directory)
     for name, content in files.items():
         with tf.io.gfile.GFile(os.path.join(directory, name), "wb") as f:
             f.write(content)

@@ -196,7 +196,7 @@ def test_dockerfile_installs_the_pinned_stack_and_the_project():
         text = f.read()
     assert re.search(r"^FROM python:3\.11", text, re.M)
     assert "ENV TF_USE_LEGACY_KERAS=1" in text
-    assert '-c constraints.txt "tfx[kfp]==1.16.0"' in text and "--no-deps ./src" in text
+    assert '-c constraints.txt "tfx[kfp]==1.16.0"' in text and "-c constraints.txt ./src" in text
     # where the compiled spec looks for the sources (schema, Beam's setup.py)
     assert "WORKDIR /opt/ondevice-rec\n" in text and "COPY . src/" in text
     assert kubeflow_runner.IMAGE_SOURCE_DIR == "/opt/ondevice-rec/src"

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 
 import pytest
 
@@ -122,3 +123,63 @@ def test_regular_retraining_warm_starts_from_the_serving_model_and_publishes(cyc
 def test_retrain_without_span_folders_says_what_it_expects(tmp_path, capsys):
     assert cli.main(["retrain", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]) == 2
     assert "span-1/, span-2/" in capsys.readouterr().err
+
+
+ARTIFACTS = os.environ.get("ONDEVICE_REC_TEST_ARTIFACTS", os.path.join(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))), "test-artifacts"))
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.mark.slow
+def test_the_operators_report_shows_every_cycle_as_mlmd_recorded_it(cycles, tmp_path):
+    from ondevice_rec.pipeline import report
+    config, (first, _), (second, _), third = cycles
+    out = str(tmp_path / "report.html")
+    assert cli.main(["report", config.output_dir, "--out", out]) == 0
+    collected = report.collect(config.output_dir)
+    history = collected["history"]
+    store, _ = _executions(config, first.run_id)
+    assert [r["run_id"] for r in history] == mlmd.run_ids(config.metadata_path) == [
+        first.run_id, second.run_id, third.run_id]
+    for row, summary in zip(history, (first, second, third)):
+        run = store.get_context_by_type_and_name("pipeline_run", summary.run_id)
+        node = store.get_context_by_type_and_name("node", f"{config.pipeline_name}.Evaluator")
+        evaluator, = [e for e in store.get_executions_by_context(run.id)
+                      if e.id in {x.id for x in store.get_executions_by_context(node.id)}]
+        blessing, = [store.get_artifacts_by_id([e.artifact_id])[0] for e in
+                     store.get_events_by_execution_ids([evaluator.id])
+                     if e.type == e.OUTPUT and e.path.steps[0].key == "blessing"]
+        assert row["blessed"] == blessing.custom_properties["blessed"].int_value
+        assert row["published"] == (summary.push["pushed_version"] if summary.push["pushed"] == 1 else None)
+        assert row["model_bytes"] == summary.push.get("tflite_bytes")
+        assert row["started"] == run.create_time_since_epoch / 1000.0
+        assert row["span"] == (1 if summary is first else 2)
+        if summary.test_metrics:  # the published ones: the test evaluation is what was published with it
+            assert row["test_recall@10"] == pytest.approx(summary.test_metrics["recall@10"], abs=1e-6)
+        assert 0 < row["eval_recall@10"] <= 1 and 0 <= row["test_recall@10"] <= 1
+    assert [r["blessed"] for r in history] == [1, 0, 1]
+    assert history[0]["baseline_run"] is None and "first" in history[0]["blessing_reason"]
+    # cycles 2 and 3 were compared with the model serving then: cycle 1's
+    assert history[1]["baseline_run"] == history[2]["baseline_run"] == first.run_id
+    assert f"< the serving model's {history[1]['baseline_recall@10']:.4f}" in history[1]["blessing_reason"]
+    assert f">= the serving model's {history[2]['baseline_recall@10']:.4f}" in history[2]["blessing_reason"]
+    # the serving model's training curve and its baselines on the same split
+    curve = collected["training"]["history"]
+    assert len(curve["loss"]) == len(curve["val_recall@10"]) == collected["training"]["epochs_run"]
+    assert set(collected["baselines"]) == {"popularity", "markov (last item)", "markov (last 3 items)"}
+    with open(out, encoding="utf-8") as f:
+        page = f.read()
+    for run_id in (first.run_id, second.run_id, third.run_id):
+        assert run_id in page
+    assert page.count("data:image/png;base64,") >= 2  # recall over time, the training curve
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert not re.search(r"\d\.\d+e\+\d\d", text)  # no raw float timestamps (8.74725e+08)
+    assert " UTC" in page and "No quality benchmark given" in page
+    if os.path.exists(CHROMIUM):  # what the operator sees, saved next to the demo's screenshot
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        screenshot = os.path.join(ARTIFACTS, "report.png")
+        import subprocess
+        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        f"--screenshot={screenshot}", "--window-size=1280,3600", f"file://{out}"],
+                       check=True, capture_output=True, timeout=120)
+        assert os.path.getsize(screenshot) > 50_000
