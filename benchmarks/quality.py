@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -246,9 +247,12 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
         data_dir = dataset
         if dataset.startswith(SYNTHETIC_PREFIX):
             data_dir = os.path.join(work_dir, name, "data")
-            if not os.path.isdir(data_dir):
-                report(f"{name}: generating ({synthetic.SHAPES[name].about}) ...")
-                synthetic.write_shape(name, data_dir)
+            if not os.path.isdir(data_dir):  # written under another name first: an interrupted run leaves no
+                report(f"{name}: generating ({synthetic.SHAPES[name].about}) ...")  # half folder to reuse
+                partial = data_dir + ".partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                synthetic.write_shape(name, partial)
+                os.replace(partial, data_dir)
         spec_file = os.path.join(data_dir, synthetic.SPEC_FILE)
         spec = event_specs.load_spec(spec_file) if os.path.isfile(spec_file) else None
         report(f"{name}: {os.path.abspath(data_dir)}" + (f" (event spec {spec_file})" if spec else ""))

@@ -8,7 +8,7 @@ definition the Trainer and the Evaluator use). With one target per example this 
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import collections
 
@@ -70,13 +70,15 @@ def count_transitions(train_sequences: Sequence[Sequence[int]]) -> Dict[int, col
 
 
 def markov_scores(popular_ids: Sequence[int], train_sequences: Sequence[Sequence[int]], examples: Sequence[dict],
-                  last: int = 1, num_ids: int = 0) -> np.ndarray:
+                  last: int = 1, num_ids: int = 0,
+                  transitions: Optional[Dict[int, collections.Counter]] = None) -> np.ndarray:
     """Scores of a Markov chain over the consecutive pairs of ``train_sequences`` (each user's training events,
     oldest first: the ``seen_index`` of their eval example), summed over the last ``last`` history items
     of each example with weights 1, 1/2, 1/3, ...; popularity (scaled far below one transition) breaks ties
-    and backs off. Seen and never-trained movies are masked. ``train_sequences`` may be the ``transitions``
-    counted from them already."""
-    transitions = train_sequences if isinstance(train_sequences, dict) else count_transitions(train_sequences)
+    and backs off. Seen and never-trained movies are masked. ``transitions``: ``count_transitions`` of the
+    sequences, when counted already (scoring in chunks)."""
+    if transitions is None:
+        transitions = count_transitions(train_sequences)
     popularity = popularity_scores(popular_ids, [[]], num_ids)[0]
     recommendable = popularity > MASKED_BELOW
     back_off = np.where(recommendable, popularity / (len(popular_ids) + 1) * 1e-3, 0.0)
@@ -97,7 +99,8 @@ def markov_baseline(popular_ids: Sequence[int], train_sequences: Sequence[Sequen
                     examples: Sequence[dict], last: int = 1) -> Dict[str, float]:
     """recall@1/5/10 and NDCG@10 of the Markov chain of ``markov_scores``."""
     transitions = count_transitions(train_sequences)
-    return _ranked_in_chunks(lambda chunk: markov_scores(popular_ids, transitions, chunk, last), examples)
+    return _ranked_in_chunks(lambda chunk: markov_scores(popular_ids, (), chunk, last, transitions=transitions),
+                             examples)
 
 
 def split_baselines(popular_ids: Sequence[int], eval_examples: Sequence[dict],

@@ -111,6 +111,11 @@ class ModelConfig(JsonFields):
     max_train_minutes: float = setting(0.0, "training time budget in minutes, 0 = none (the best epoch so far "
                                             "is kept)")
     steps_per_epoch: int = 0  # 0: one pass over the training windows per epoch
+    # The Trainer's per-epoch validation (early stopping, the kept epoch) ranks the whole catalogue for each
+    # eval user: at 44K users x 47,911 items it took 12.8 s of an 18 s epoch (training 5.4 s). It scores the
+    # first this-many eval examples (one per user; 0 = all): recall@10 on 10,000 users has a standard error
+    # of at most 0.005. The Evaluator still scores every user.
+    validation_users: int = 10_000
     # Training windows per batch (each holds up to N targets with loss_positions=all).
     batch_size: int = setting(256, "training windows per batch")
     # Polyak averaging: validate, early-stop on and export a moving average of the weights, with per-step decay
@@ -153,6 +158,8 @@ class ModelConfig(JsonFields):
             raise ValueError(f"history_length must be within 1..{MAX_HISTORY_LENGTH}, got {self.history_length}")
         if not 0.0 <= self.history_dropout < 1.0:
             raise ValueError(f"history_dropout must be in [0, 1), got {self.history_dropout}")
+        if self.validation_users < 0:
+            raise ValueError(f"validation_users must be >= 0 (0 = all), got {self.validation_users}")
         if min(self.epochs, self.batch_size, self.embedding_dim, self.top_k, self.early_stopping_patience) < 1:
             raise ValueError("epochs, batch_size, embedding_dim, top_k and early_stopping_patience must be >= 1")
         if self.max_train_minutes < 0:

@@ -37,8 +37,9 @@ def make_dataset(file_patterns, config: ModelConfig, shuffle: bool, batch_size: 
                  validation: bool = False, vocabulary_size: Optional[int] = None) -> tf.data.Dataset:
     """Batches of ``({context_index: int32[B, N]}, label_index int32[B])`` from gzipped transformed TFRecords.
 
-    ``validation``: adds each user's already-seen items (``SEEN_INDEX``, int32[B, S], 0-padded) so validation
-    recall excludes them as the Evaluator does, and removes examples whose target never occurs in training
+    ``validation``: the first ``config.validation_users`` examples (one per user), with each user's already-seen
+    items (``SEEN_INDEX``, int32[B, S], 0-padded) so validation recall excludes them as the Evaluator does,
+    and without examples whose target never occurs in training
     (index 0): the model can never rank them, so they only add noise to the validation loss; TFMA still
     counts them as misses.
     """
@@ -65,7 +66,11 @@ def make_dataset(file_patterns, config: ModelConfig, shuffle: bool, batch_size: 
             label = tf.boolean_mask(label, keep)
         return inputs, label
 
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    # Validation reads the files in order (deterministic) and stops after ``validation_users`` examples.
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP",
+                                      num_parallel_reads=None if validation else tf.data.AUTOTUNE)
+    if validation and config.validation_users:
+        dataset = dataset.take(config.validation_users)
     if shuffle:
         dataset = dataset.shuffle(200_000, seed=config.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size or config.batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)

@@ -370,6 +370,12 @@ def test_validation_recall_excludes_seen_items_as_the_evaluator_does(tmp_path):
     inputs, labels = next(iter(data))
     assert labels.numpy().tolist() == [2, 2, 2]  # the unknown target is dropped
     assert inputs[model_lib.SEEN_INDEX].numpy().tolist() == [[3, 1], [1, 3], [3, 0]]
+    # validation_users: the first examples of the files, in order (the Evaluator still scores them all)
+    capped = trainer.make_dataset([str(tmp_path / "Split-eval" / "*")], dataclasses.replace(config, validation_users=2),
+                                  shuffle=False, validation=True)
+    assert [x[model_lib.SEEN_INDEX].numpy().tolist() for x, _ in capped] == [[[3, 1], [1, 3]]]
+    with pytest.raises(ValueError, match="validation_users"):
+        ModelConfig(validation_users=-1)
 
     recommender = model_lib.build_recommender(config, vocab)
     for layer in (recommender.model.get_layer("scores"), recommender.model.get_layer("context_embedding")):
