@@ -206,6 +206,14 @@ def dataset_name(dataset: str) -> str:
         os.path.basename(os.path.normpath(dataset))
 
 
+def dataset_events(data_dir: str):
+    """The event spec of a log folder that holds one (``events.json``, as ``make-synthetic`` writes), else None
+    (a MovieLens folder)."""
+    from ondevice_rec.data import events as event_specs, synthetic
+    spec_file = os.path.join(data_dir, synthetic.SPEC_FILE)
+    return event_specs.load_spec(spec_file) if os.path.isfile(spec_file) else None
+
+
 def check_datasets(datasets: Sequence[str]) -> None:
     """Refuses unknown shapes, missing folders and two datasets of one name, before any work."""
     from ondevice_rec.data import synthetic
@@ -232,7 +240,7 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
     ``synthetic:SHAPE``, generated into the work folder), each in its own work and output folder
     (``OUT/<name>/quality.*``), then the cross-dataset table ``OUT/datasets.json`` / ``.md``: per dataset its
     size, popularity, the last-3 Markov chain and the best model, with the model's ratio to that chain."""
-    from ondevice_rec.data import events as event_specs, synthetic
+    from ondevice_rec.data import synthetic
     check_datasets(datasets)
     check_settings(None, settings.get("encoders", ENCODERS), settings.get("history_lengths", HISTORY_LENGTHS),
                    settings.get("seeds", 1))
@@ -253,9 +261,9 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
                 shutil.rmtree(partial, ignore_errors=True)
                 synthetic.write_shape(name, partial)
                 os.replace(partial, data_dir)
-        spec_file = os.path.join(data_dir, synthetic.SPEC_FILE)
-        spec = event_specs.load_spec(spec_file) if os.path.isfile(spec_file) else None
-        report(f"{name}: {os.path.abspath(data_dir)}" + (f" (event spec {spec_file})" if spec else ""))
+        spec = dataset_events(data_dir)
+        report(f"{name}: {os.path.abspath(data_dir)}" + (f" (event spec {os.path.join(data_dir, synthetic.SPEC_FILE)})"
+                                                            if spec else ""))
         t = time.perf_counter()
         result = run(data_dir, out_dir=os.path.join(out_dir, name), work_dir=os.path.join(work_dir, name, "work"),
                      report=report, events=spec, **settings)

@@ -131,7 +131,7 @@ def cmd_quality(args) -> int:
     if not datasets:
         raise ValueError("benchmark quality needs a --data-dir or a --synthetic shape")
     if len(datasets) == 1 and args.data_dir:
-        quality.run(args.data_dir[0], **settings)
+        quality.run(args.data_dir[0], events=quality.dataset_events(args.data_dir[0]), **settings)
         print(f"written to {args.out_dir}/quality.json, quality.md, quality.png")
     else:
         quality.run_datasets(datasets, **settings)

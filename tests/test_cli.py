@@ -151,6 +151,20 @@ def test_quality_benchmark_refuses_bad_settings_before_any_work(tmp_path, capsys
     assert not (tmp_path / "out").exists()
 
 
+def test_quality_benchmark_on_one_log_folder_reads_it_through_its_event_spec(tmp_path, monkeypatch):
+    """A single --data-dir holding events.json (make-synthetic's plain log) is read through that spec, as in
+    the cross-dataset table, not as a MovieLens folder."""
+    from ondevice_rec.benchmarks import quality
+    from ondevice_rec.data import synthetic
+    data_dir = synthetic.write(synthetic.generate(synthetic.SyntheticConfig(users=20, items=40, seed=1)),
+                               str(tmp_path / "log"), "plain")
+    calls = []
+    monkeypatch.setattr(quality, "run", lambda data_dir, events=None, **settings: calls.append((data_dir, events)))
+    assert cli.main(["benchmark", "quality", "--data-dir", data_dir, "--out-dir", str(tmp_path / "out")]) == 0
+    (called_dir, spec), = calls
+    assert called_dir == data_dir and spec is not None and spec.user == "user" and spec.item == "item"
+
+
 def test_pipeline_flags_are_generated_from_the_config_fields(capsys):
     """Each knob is declared once: its flag, type, choices and shown default come from the dataclass field,
     and an omitted flag leaves the field's default in the assembled config."""
