@@ -86,9 +86,7 @@ class Store:
         return None
 
     def run_output(self, run_id: str, node_id: str, key: str):
-        """The ``key`` output of the run's execution of ``node_id`` (new, or reused from the cache), else None.
-        (A run's context also holds the artifacts it read, e.g. the resolver's blessing of an earlier run: an
-        artifact of the right type in the context is not necessarily this run's.)"""
+        """The ``key`` output of the run's execution of ``node_id`` (new, or reused from the cache), else None."""
         execution = self.run_execution(run_id, node_id)
         return self.outputs(execution.id).get(key) if execution is not None else None
 
@@ -105,10 +103,16 @@ class Store:
 
     def run_artifact(self, run_id: str, type_name: str, node_id: Optional[str] = None):
         """The artifact of ``type_name`` (produced by ``node_id``, when given) that run ``run_id`` produced
-        or reused from the cache, else None."""
-        for artifact in self.store.get_artifacts_by_context(self._run(run_id).id):
-            if self.type_name(artifact) == type_name and (node_id is None or f"/{node_id}/" in artifact.uri):
-                return artifact
+        or reused from the cache, else None. Read from the outputs of the run's executions (cached ones record
+        theirs too): the run's context also holds what it read, e.g. the resolver's blessing and model of an
+        earlier run, which a lookup by type and folder in the context returned for a retraining cycle."""
+        executions = sorted(self.store.get_executions_by_context(self._run(run_id).id), key=lambda e: e.id)
+        for execution in executions:
+            if node_id is not None and self.node(execution) != node_id:
+                continue
+            for artifact in self.outputs(execution.id).values():
+                if self.type_name(artifact) == type_name:
+                    return artifact
         return None
 
     def push_result(self, run_id: str) -> Dict[str, object]:
