@@ -19,6 +19,13 @@ SOFTMAX_MODES = ("full", "sampled", "auto")
 # sampled epochs 54-111 s (0.158 after 4, 0.216 after 8); below ~20K items every run measured so far (ML-1M-SAS
 # 3.4K, short-sessions 7.5K) trained in full at 5-50 s an epoch.
 SAMPLED_SOFTMAX_ABOVE_ITEMS = 20_000
+# embedding_dim=0 (derive_from_data): EMBEDDING_DIM, or for a catalogue whose int8 model would pass
+# ON_DEVICE_BYTES, the largest multiple of 8 that keeps the int8 item table (d bytes an item, plus its bias)
+# and the successor table (4 bytes an entry) within it: 32 up to ~40K items, 24 at 48K, 16 at 55K. The
+# successor table holds the item-to-item part that needed the rank (see modules/successors.py).
+EMBEDDING_DIM = 32
+ON_DEVICE_BYTES = 2_000_000
+MIN_EMBEDDING_DIM = 8
 LOSS_POSITION_MODES = ("all", "last", "auto")
 
 
@@ -61,7 +68,7 @@ class ModelConfig(JsonFields):
     encoder: str = setting("lstm", "context encoder", ENCODERS)
     # The one home of the history length N: the windowing options and the exported model take it from here.
     history_length: int = setting(10, "N, the number of previous items the model sees")
-    embedding_dim: int = setting(32, "item and activity embedding size")
+    embedding_dim: int = setting(0, "item and activity embedding size (0 = derived from the catalogue size)")
     hidden_layers: int = 0  # Dense(embedding_dim, relu) layers after the encoder
     # Activity features added to each history item's embedding: the item's categorical features (mean of
     # their values' embeddings, e.g. genres) and bucketised numeric features (e.g. year), looked up from the
@@ -73,6 +80,11 @@ class ModelConfig(JsonFields):
     # The label tower reuses the history item embedding table (as SASRec does): half the size, and on ML-100K
     # (N=10, dim 64) recall@10 0.179 vs 0.169 untied for the LSTM, 0.165 vs 0.161 for the Transformer.
     tie_embeddings: bool = True
+    # The successor table (modules/successors.py): each item's top `successors` next items counted in the
+    # training events, scored for the `successor_recent` most recent history items next to the embedding dot
+    # product (0: none).
+    successors: int = setting(4, "most frequent next items per item the model keeps and scores (0 = none)")
+    successor_recent: int = 3
     # Encoder sizes.
     cnn_filters: tuple = (32, 64)
     cnn_kernel_size: int = 4
@@ -129,6 +141,12 @@ class ModelConfig(JsonFields):
         """The settings left to the data ("auto") resolved for a catalogue of ``items`` items, and why, by
         setting (the run summary prints it; the Trainer records it in its ModelRun artifact)."""
         derived, reasons = self, {}
+        if self.embedding_dim == 0:
+            per_item = ON_DEVICE_BYTES / max(items, 1) - 1 - 4 * self.successors
+            dim = int(min(EMBEDDING_DIM, max(MIN_EMBEDDING_DIM, per_item // 8 * 8)))
+            derived = dataclasses.replace(derived, embedding_dim=dim)
+            reasons["embedding_dim"] = (f"{dim}: {EMBEDDING_DIM}" if dim == EMBEDDING_DIM else
+                                        f"{dim}: the int8 model of {items:,} items within {ON_DEVICE_BYTES:,} bytes")
         if self.softmax == "auto":
             sampled = items > SAMPLED_SOFTMAX_ABOVE_ITEMS
             derived = dataclasses.replace(derived, softmax="sampled" if sampled else "full")
@@ -158,15 +176,19 @@ class ModelConfig(JsonFields):
             raise ValueError(f"history_length must be within 1..{MAX_HISTORY_LENGTH}, got {self.history_length}")
         if not 0.0 <= self.history_dropout < 1.0:
             raise ValueError(f"history_dropout must be in [0, 1), got {self.history_dropout}")
+        if self.successors < 0 or self.successor_recent < 1:
+            raise ValueError(f"successors must be >= 0 and successor_recent >= 1, got {self.successors} and "
+                             f"{self.successor_recent}")
         if self.validation_users < 0:
             raise ValueError(f"validation_users must be >= 0 (0 = all), got {self.validation_users}")
-        if min(self.epochs, self.batch_size, self.embedding_dim, self.top_k, self.early_stopping_patience) < 1:
-            raise ValueError("epochs, batch_size, embedding_dim, top_k and early_stopping_patience must be >= 1")
+        if min(self.epochs, self.batch_size, self.top_k, self.early_stopping_patience) < 1 or self.embedding_dim < 0:
+            raise ValueError("epochs, batch_size, top_k and early_stopping_patience must be >= 1, embedding_dim >= 0 "
+                             "(0 = derived)")
         if self.max_train_minutes < 0:
             raise ValueError(f"max_train_minutes must be >= 0, got {self.max_train_minutes}")
         if not 0.0 <= self.weight_average_decay < 1.0:
             raise ValueError(f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}")
-        if self.embedding_dim % self.transformer_heads:
+        if self.embedding_dim % self.transformer_heads or EMBEDDING_DIM % self.transformer_heads:
             raise ValueError("embedding_dim must be divisible by transformer_heads")
 
     def with_overrides(self, assignments) -> "ModelConfig":

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -26,10 +27,12 @@ from .config import ModelConfig
 # The signature, tensor and folder names live in ``features`` (TF-free); re-exported for the exporter's users.
 from .features import (ASSETS_EXTRA, MASKED_SCORE, RECOMMEND_SIGNATURE, SCORES, SERVING_SIGNATURE,  # noqa: F401
                        TOP_IDS, TOP_SCORES)
-from .model import exclude, exclude_seen
+from .model import exclude, exclude_seen, successor_layer
 from .vocabulary import Vocabulary
 
 MODEL_CONFIG_FILE = "model_config.json"
+# The settings training derived from the data, and how (``{setting: why}``; the pusher records them in MLMD).
+DERIVED_FILE = "derived_settings.json"
 
 
 class KeyLookup:
@@ -117,6 +120,9 @@ class RecommenderModule(tf.Module):
         scores = self.model.get_layer("scores").unmasked(query)[0]
         index = context[0]
         index = tf.where((index > 0) & (index < self._vocabulary_size), index, tf.zeros_like(index))
+        successors = successor_layer(self.model)
+        if successors is not None:
+            scores += successors.dense(index[tf.newaxis, :successors.recent])[0]
         low, high = tf.reduce_min(scores), tf.reduce_max(scores)
         floor = tf.fill([self._history_length], low - (high - low) / 64.0)
         scores = tf.tensor_scatter_nd_update(scores, index[:, tf.newaxis], floor)[1:]
@@ -125,7 +131,9 @@ class RecommenderModule(tf.Module):
 
 
 def export_saved_model(model: keras.Model, vocab: Vocabulary, config: ModelConfig, export_dir: str) -> str:
-    """Writes the SavedModel (plus the vocabulary and config in ``assets.extra``) to ``export_dir``."""
+    """Writes the SavedModel (plus the vocabulary and config in ``assets.extra``, with the settings left to the
+    data resolved) to ``export_dir``."""
+    config = config.derive_from_data(vocab.size - 1)[0]
     module = RecommenderModule(model, vocab, config)
     # The recommend signature is traced with a fixed length N so TFLite sees static shapes.
     specs = [tf.TensorSpec([config.history_length], tf.int32, name=features.CONTEXT_INDEX)]
@@ -141,10 +149,20 @@ def export_saved_model(model: keras.Model, vocab: Vocabulary, config: ModelConfi
     warm_start.save_weights(model, extra)  # a later span's Trainer can start from these
     with tf.io.gfile.GFile(os.path.join(extra, MODEL_CONFIG_FILE), "w") as f:
         f.write(config.to_json())
+    with tf.io.gfile.GFile(os.path.join(extra, DERIVED_FILE), "w") as f:
+        f.write(json.dumps(getattr(model, "training_summary", {}).get("derived", {}), indent=2, sort_keys=True))
     return export_dir
 
 
+def load_derived_settings(export_dir: str) -> dict:
+    """``{setting: why}`` of the exported model's settings derived from the data (empty if none recorded)."""
+    path = os.path.join(export_dir, ASSETS_EXTRA, DERIVED_FILE)
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
 def load_export_config(export_dir: str) -> ModelConfig:
-    import json
     with tf.io.gfile.GFile(os.path.join(export_dir, ASSETS_EXTRA, MODEL_CONFIG_FILE)) as f:
         return ModelConfig.from_dict(json.load(f))

@@ -147,3 +147,45 @@ class DotProductScores(keras.layers.Layer):
 
     def call(self, query):
         return self.unmasked(query) + self._padding_mask
+
+
+class SuccessorScores(keras.layers.Layer):
+    """Scores from the successor table (``successors``): for each of the ``recent`` most recent history
+    items, ``strength / position * log(1 + count)`` added to each of its top successors' scores (position 1 the
+    most recent item, as the last-3 Markov chain weighs them). ``strength`` is a non-trainable weight, 0 while
+    the network trains; ``training.fit`` then chooses it on the eval split (``set_strength``)."""
+
+    def __init__(self, table: np.ndarray, vocabulary_size: int, recent: int, **kwargs):
+        super().__init__(**kwargs)
+        from . import successors
+        self._scale = successors.COUNT_SCALE
+        self._vocabulary_size = vocabulary_size
+        self._recent = recent
+        self._width = int(np.shape(table)[1])
+        self.table = ConstantLookup(table, name="successor_table")
+        self.strength = self.add_weight(name="strength", shape=(), initializer="zeros", trainable=False)
+
+    @property
+    def recent(self) -> int:
+        return self._recent
+
+    def set_strength(self, value: float) -> None:
+        self.strength.assign(value)
+
+    def dense(self, recent):
+        """``[R, V]`` scores of ``recent`` ``[R, recent]`` (most recent first)."""
+        packed = self.table(recent)  # [R, L, S]
+        ids = tf.math.floordiv(packed, self._scale)
+        position = tf.range(1, self._recent + 1, dtype=tf.float32)[tf.newaxis, :, tf.newaxis]
+        weights = self.strength * tf.math.log(1.0 + tf.cast(tf.math.floormod(packed, self._scale), tf.float32)) / \
+            position
+        width = self._recent * self._width
+        ids, weights = tf.reshape(ids, [-1, width]), tf.reshape(weights, [-1, width])
+        rows = tf.shape(ids)[0]
+        row = tf.broadcast_to(tf.range(rows)[:, tf.newaxis], tf.shape(ids))
+        return tf.scatter_nd(tf.stack([tf.reshape(row, [-1]), tf.reshape(ids, [-1])], axis=1),
+                             tf.reshape(weights, [-1]), tf.stack([rows, self._vocabulary_size]))
+
+    def call(self, index):
+        """``[B, V]``: the scores for the most recent position of ``index`` ``[B, N]`` (oldest first)."""
+        return self.dense(tf.reverse(index[:, -self._recent:], [1]))

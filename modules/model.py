@@ -9,28 +9,32 @@ history to oldest first, and a causal encoder (bag-of-words prefix mean, causal 
 or SASRec-style Transformer) gives a vector at every position that depends on that position and older ones
 only. A small MLP maps it to a query, and
 
-    scores = query · label_embedding[index] + bias[index]
+    scores = query · label_embedding[index] + bias[index] (+ successor scores)
 
-over the whole vocabulary. Serving uses the query at the most recent position; training can use every
+over the whole vocabulary. The successor scores (``config.successors`` > 0, ``modules/successors.py``) add,
+for each of the few most recent history items, a learned weight times log(1 + count) to each of its most
+frequent next items in the training events: the sparse item-to-item part a rank-d dot product cannot hold. Serving uses the query at the most recent position; training can use every
 position (loss_positions="all", as SASRec), with full softmax cross-entropy or sampled softmax. Index 0
 (padding / unknown) is masked to ``MASKED_SCORE``. Padded history positions are zeroed and masked.
 """
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple
+from typing import Dict, NamedTuple, Optional
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from . import encoders, features
 from .config import ModelConfig
 from .features import MASKED_SCORE
-from .layers import ConstantLookup, DotProductScores, GenreMean
+from .layers import ConstantLookup, DotProductScores, GenreMean, SuccessorScores
 from .vocabulary import Vocabulary
 
 # Validation input (not a model input): each example's already-seen items as vocabulary indices, 0-padded.
 SEEN_INDEX = features.SEEN_INDEX
+SUCCESSOR_SCORES = "successor_scores"  # the layer of the successor table's scores (absent when off)
 VALUES_PER_CATEGORY = 3  # values of one categorical feature an item contributes (its first three)
 
 
@@ -50,12 +54,16 @@ class Recommender(NamedTuple):
     sequence: keras.Model  # inputs -> (queries [B, N, d], item index [B, N] oldest first)
 
 
-def build_recommender(config: ModelConfig, vocab: Vocabulary) -> Recommender:
+def build_recommender(config: ModelConfig, vocab: Vocabulary,
+                      successor_table: Optional[np.ndarray] = None) -> Recommender:
     """Builds the model on ``{context_index: int32[B, N] (, context_rating)}``.
 
     The inputs are most-recent-first and right-padded; the model reverses them to the oldest-first,
     left-padded layout its causal encoders read. Indices outside ``0..V-1`` are clipped to padding.
+    ``successor_table``: the packed ``[V, config.successors]`` table (``successors.successor_table``; None:
+    empty, as before training), scored in the layer ``successor_scores`` when ``config.successors`` > 0.
     """
+    config = config.derive_from_data(vocab.size - 1)[0]  # the settings left to the data (fit resolved them already)
     keras.utils.set_random_seed(config.seed)
     d = config.embedding_dim
     inputs = model_inputs(config)
@@ -105,14 +113,31 @@ def build_recommender(config: ModelConfig, vocab: Vocabulary) -> Recommender:
     scores = DotProductScores(vocab.size, d, label_table if with_labels else None,
                               len(vocab.categories[categorical[0]]) if with_labels else 0,
                               item_embedding if config.tie_embeddings else None, name="scores")(query(last))
+    if config.successors:
+        if successor_table is None:
+            successor_table = np.zeros((vocab.size, config.successors), np.int32)
+        if tuple(np.shape(successor_table)) != (vocab.size, config.successors):
+            raise ValueError(f"the successor table is {np.shape(successor_table)}, the model needs "
+                             f"{(vocab.size, config.successors)}")
+        successor_scores = SuccessorScores(successor_table, vocab.size,
+                                           min(config.successor_recent, config.history_length),
+                                           name=SUCCESSOR_SCORES)
+        scores = keras.layers.Add(name="scores_with_successors")([scores, successor_scores(index)])
     model = keras.Model(inputs, scores, name=f"{config.encoder}_recommender")
     sequence = keras.Model(inputs, [query(encoded), index], name=f"{config.encoder}_sequence_queries")
     return Recommender(model, sequence)
 
 
-def build_model(config: ModelConfig, vocab: Vocabulary) -> keras.Model:
+def build_model(config: ModelConfig, vocab: Vocabulary, successor_table: Optional[np.ndarray] = None
+                ) -> keras.Model:
     """The serving model: inputs -> scores over vocabulary indices ``[B, V]`` (index 0 masked)."""
-    return build_recommender(config, vocab).model
+    return build_recommender(config, vocab, successor_table).model
+
+
+def successor_layer(model: keras.Model):
+    """The model's ``SuccessorScores`` layer, or None (a model without a successor table)."""
+    names = {layer.name for layer in model.layers}
+    return model.get_layer(SUCCESSOR_SCORES) if SUCCESSOR_SCORES in names else None
 
 
 def exclude(scores, index):

@@ -11,9 +11,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from . import features, warm_start
+from . import features, successors, warm_start
 from .config import ModelConfig
-from .model import SEEN_INDEX, Recommender, build_recommender, exclude_seen
+from .model import SEEN_INDEX, Recommender, build_recommender, exclude_seen, successor_layer
 from .ranking_metrics import NdcgAtK, RecallAtK
 from .vocabulary import Vocabulary
 
@@ -280,7 +280,9 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     config, derived = config.derive_from_data(vocab.size - 1)
     for name, reason in derived.items():
         logging.getLogger("ondevice_rec.trainer").info("derived from the data: %s %s", name, reason)
-    recommender = build_recommender(config, vocab)
+    log = logging.getLogger("ondevice_rec.trainer")
+    table = count_successors(train_data, config, vocab.size) if config.successors else None
+    recommender = build_recommender(config, vocab, table)
     model = recommender.model
     if base_model_dir:
         try:
@@ -301,6 +303,33 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
         train_data = train_data.repeat()
     fitted.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_data,
                callbacks=callbacks, verbose=0)
-    model.history = fitted.history
+    history, curve = fitted.history, dict(fitted.history.history)
+    if table is not None:
+        derived["successor table"] = choose_successor_strength(fitted, eval_data, table)
+        log.info("successor table: %s", derived["successor table"])
+    history.history = curve  # evaluate() starts a History of its own
+    model.history = history
     model.training_summary = {**stop_rule.summary, "derived": derived}
     return model
+
+
+def count_successors(train_data: tf.data.Dataset, config: ModelConfig, vocabulary_size: int) -> np.ndarray:
+    """The packed successor table (``successors.successor_table``) of one pass over the training windows."""
+    stride = config.default_train_stride()  # the windowing's train stride (PipelineConfig checks it)
+    pairs = (successors.training_pairs(inputs[features.CONTEXT_INDEX], labels, stride)
+             for inputs, labels in train_data.as_numpy_iterator())
+    return successors.successor_table(pairs, vocabulary_size, config.successors)
+
+
+def choose_successor_strength(fitted: keras.Model, eval_data: tf.data.Dataset, table: np.ndarray) -> str:
+    """Sets the successor table's strength to the one of ``successors.STRENGTHS`` with the best eval
+    recall@10 (the trained network's weights fixed); returns what it holds and what was chosen, and why."""
+    layer = successor_layer(fitted.model)
+    recall = {}
+    for strength in successors.STRENGTHS:
+        layer.set_strength(strength)
+        recall[strength] = float(fitted.evaluate(eval_data, verbose=0, return_dict=True)[features.GATE_METRIC])
+    best = max(recall, key=lambda s: (recall[s], -s))  # ties: the weaker table
+    layer.set_strength(best)
+    return (f"{int(np.count_nonzero(table[:, 0])):,} items with up to {table.shape[1]} successors; strength "
+            f"{best:g} (eval recall@{features.GATE_K} " + ", ".join(f"{s:g}: {r:.4f}" for s, r in recall.items()) + ")")

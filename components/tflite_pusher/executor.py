@@ -50,6 +50,8 @@ def record(pushed, outcome: release.Release) -> None:
         pushed.set_string_custom_property("pushed_destination", outcome.destination)
     if outcome.tflite_bytes:
         pushed.set_int_custom_property("tflite_bytes", outcome.tflite_bytes)
+    for name, why in outcome.derived.items():  # e.g. derived_softmax "sampled: 47,911 items > 20,000"
+        pushed.set_string_custom_property("derived_" + name.replace(" ", "_"), why)
     for name, value in outcome.test_metrics.items():
         if value is not None:
             pushed.set_float_custom_property(name, float(value))

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import random
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ondevice_rec.components.tflite_pusher import checks, conversion, metadata, publish, quantization
 from ondevice_rec.components.tflite_pusher.options import PublishOptions
@@ -33,6 +33,8 @@ class Release:
     failed: bool = False  # the conversion, the metadata or the publish broke (a refusing gate or check is not)
     test_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
     tflite_bytes: int = 0
+    # The settings derived from the data and how (training's, and the quantization), ``{setting: why}``.
+    derived: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def eval_report(metrics: Dict[str, float]) -> Dict[str, float]:
@@ -78,7 +80,7 @@ def release(model_uri: str, options: PublishOptions, blessed: bool,
     try:
         test_metrics = load_test_metrics()
         report = eval_report(test_metrics) if test_metrics is not None else {}
-        files = _build_files(model_uri, options, load_histories(), report, run_id)
+        files, derived = _build_files(model_uri, options, load_histories(), report, run_id)
     except checks.ParityError as e:  # a check refused the model, as the blessing gate may: no failure
         return Release(False, f"not published: {e}")
     except Exception as e:  # pylint: disable=broad-except  (conversion, schema, I/O: recorded, never half-published)
@@ -93,7 +95,7 @@ def release(model_uri: str, options: PublishOptions, blessed: bool,
     version = os.path.basename(final)
     size = len(files[publish.MODEL_FILE])
     return Release(True, f"published {version} ({size} bytes)", version, final, test_metrics=report,
-                   tflite_bytes=size)
+                   tflite_bytes=size, derived=derived)
 
 
 def _write_copies(directory: str, files: Dict[str, bytes]) -> None:
@@ -107,7 +109,8 @@ def _write_copies(directory: str, files: Dict[str, bytes]) -> None:
 
 
 def _build_files(model_uri: str, options: PublishOptions, histories: List[dict], report: Dict[str, float],
-                 run_id: str) -> Dict[str, bytes]:
+                 run_id: str) -> Tuple[Dict[str, bytes], Dict[str, str]]:
+    """The files to publish and the settings derived from the data (``{setting: why}``)."""
     from ondevice_rec.modules import export
     from ondevice_rec.modules.vocabulary import Vocabulary
     from ondevice_rec.serving import TFLiteRecommender
@@ -147,9 +150,10 @@ def _build_files(model_uri: str, options: PublishOptions, histories: List[dict],
     document = metadata.build(config, vocab, mode.name, top_k, len(tflite_model), parity, options.dataset,
                               run_id, model_uri, quantization_reason=why)
     metadata.validate(document)
+    derived = {**export.load_derived_settings(saved_model_dir), "quantization": why}
     return {
         publish.MODEL_FILE: tflite_model,
         publish.METADATA_FILE: json.dumps(document, indent=2).encode("utf-8"),
         publish.EVAL_FILE: json.dumps(report, indent=2).encode("utf-8"),
         features.VOCABULARY_FILE: json.dumps(vocab.to_json(), ensure_ascii=False).encode("utf-8"),
-    }
+    }, derived

@@ -28,8 +28,9 @@ def artifacts(tmp_path_factory):
                              boundaries={"year": [1990.0]})
     config = ModelConfig(encoder="cnn", history_length=HISTORY_LENGTH, embedding_dim=8, top_k=20)
     model_uri = str(root / "model")
-    export.export_saved_model(model.build_model(config, vocab), vocab, config,
-                              os.path.join(model_uri, "Format-Serving"))
+    untrained = model.build_model(config, vocab)
+    untrained.training_summary = {"derived": {"softmax": "full: 79 items <= 20,000"}}  # as training.fit sets it
+    export.export_saved_model(untrained, vocab, config, os.path.join(model_uri, "Format-Serving"))
     examples_uri = str(root / "examples")
     os.makedirs(os.path.join(examples_uri, "Split-test"))
     rng = np.random.default_rng(0)
@@ -73,6 +74,9 @@ def push(tmp_path, artifacts, quantization, with_examples=True, blessed=True):
 def test_a_quantized_model_is_checked_and_published_with_valid_metadata(tmp_path, artifacts, quantization):
     pushed, serving_dir = push(tmp_path, artifacts, quantization)
     assert pushed.get_int_custom_property("pushed") == 1, pushed.get_string_custom_property("push_outcome")
+    # MLMD records the settings derived from the data: training's (from the export) and the quantization.
+    assert pushed.get_string_custom_property("derived_softmax") == "full: 79 items <= 20,000"
+    assert pushed.get_string_custom_property("derived_quantization") == f"{quantization} (asked for)"
     latest = os.path.join(serving_dir, publish.LATEST)
     with open(os.path.join(latest, publish.METADATA_FILE)) as f:
         metadata = json.load(f)

@@ -105,6 +105,7 @@ def trained(request, tmp_path_factory):
     write_splits(split_examples, root)
     settings = {"learning_rate": 0.01, **ENCODER_SETTINGS[request.param]}
     config = ModelConfig(encoder=request.param, history_length=5, epochs=8, batch_size=128, top_k=20, **settings)
+    config = config.derive_from_data(vocab.size - 1)[0]  # the embedding size, as the export records it
     model = trainer.train(config, vocab, [os.path.join(root, "Split-train", "*")],
                           [os.path.join(root, "Split-eval", "*")])
     export_dir = export.export_saved_model(model, vocab, config, str(tmp_path_factory.mktemp("model")))
@@ -273,7 +274,23 @@ def test_warm_start_carries_weights_over_by_item_key(trained):
     gone = vocab.size - 1  # the old index of the item that disappears
     reordered = list(reversed(vocab.items[:-1])) + [vocabulary.ItemEntry("new-item", 1, "New")]
     new_vocab = vocabulary.Vocabulary(reordered, vocab.categories, vocab.boundaries)
-    fresh = model_lib.build_model(config, new_vocab)
+    # The successor table is the new span's data, not a weight: counted again from the same windows here,
+    # mapped to the new indices by key, so that the scores can match.
+    from ondevice_rec.modules import successors
+    train = split_examples["train"]
+    old_table = successors.successor_table(
+        [successors.training_pairs([e[features.CONTEXT_INDEX] for e in train], [e[features.LABEL_INDEX] for e in train],
+                                   config.default_train_stride())], vocab.size, config.successors)
+    to_new = np.array([0] + [new_vocab.key_to_index()[m.key] if m.key in new_vocab.key_to_index() else 0
+                             for m in vocab.items])
+    index, count = successors.unpack(old_table)
+    table = np.zeros_like(old_table)
+    table[to_new[1:]] = successors.pack(to_new[index], np.where(to_new[index] > 0, count, 0))[1:]
+    table[0] = 0  # the gone item's row landed on padding
+    fresh = model_lib.build_model(config, new_vocab, table)
+    strength = [v for v in old_model.model.variables if v.name == "strength:0"]  # the successor table's
+    assert len(strength) == 1 and strength[0].numpy() > 0  # training chose a strength for the table
+    model_lib.successor_layer(fresh).set_strength(strength[0].numpy())
     fresh_new_row = fresh.get_layer("context_embedding").embeddings.numpy()[-1].copy()
     stats = warm_start.warm_start(fresh, new_vocab, export_dir)
     assert stats["items_carried_over"] == len(vocab.items) - 1 and stats["new_items"] == 1

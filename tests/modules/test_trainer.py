@@ -62,19 +62,24 @@ def test_fit_with_weight_average_keeps_the_averaged_weights_of_the_best_epoch(tm
     written = json.loads((tmp_path / features.TRAINING_SUMMARY_FILE).read_text())
     assert written["history"]["val_recall@10"] == pytest.approx(model.history.history["val_recall@10"], abs=1e-6)
     assert len(written["epoch_seconds"]) == 3
-    # the softmax was left to the data: 20 items, the full one, and the summary says why
-    assert written["derived"] == {"softmax": f"full: 20 items <= {SAMPLED_SOFTMAX_ABOVE_ITEMS:,}"}
+    # the softmax was left to the data: 20 items, the full one, and the summary says why (as for the
+    # successor table, whose strength the eval split chose; the embedding size was given)
+    assert written["derived"]["softmax"] == f"full: 20 items <= {SAMPLED_SOFTMAX_ABOVE_ITEMS:,}"
+    assert "embedding_dim" not in written["derived"]
+    assert written["derived"]["successor table"].startswith("20 items with up to 4 successors; strength ")
 
 
 def test_the_softmax_is_derived_from_the_catalogue_size_unless_given(monkeypatch):
     assert ModelConfig().softmax == "auto"
-    small, why = ModelConfig().derive_from_data(SAMPLED_SOFTMAX_ABOVE_ITEMS)
+    sized = ModelConfig(embedding_dim=32)  # the dimension given: only the softmax is left to the data
+    small, why = sized.derive_from_data(SAMPLED_SOFTMAX_ABOVE_ITEMS)
     assert small.softmax == "full" and why == {"softmax": "full: 20,000 items <= 20,000"}
-    large, why = ModelConfig().derive_from_data(47_911)
+    large, why = sized.derive_from_data(47_911)
     assert large.softmax == "sampled" and why == {"softmax": "sampled: 47,911 items > 20,000"}
     assert large.num_sampled == ModelConfig().num_sampled and large.epochs == ModelConfig().epochs
     for given in ("full", "sampled"):  # a softmax asked for is kept, and nothing is reported as derived
-        assert ModelConfig(softmax=given).derive_from_data(47_911) == (ModelConfig(softmax=given), {})
+        assert sized.with_overrides([f"softmax={given}"]).derive_from_data(47_911) == (
+            ModelConfig(embedding_dim=32, softmax=given), {})
     with pytest.raises(ValueError, match="softmax must be one of full, sampled, auto"):
         ModelConfig(softmax="hierarchical")
     # the run summary prints the derivation under the training line
@@ -84,6 +89,23 @@ def test_the_softmax_is_derived_from_the_catalogue_size_unless_given(monkeypatch
         "epochs_run": 4, "train_seconds": 331.0, "stopped_by": "the time budget", "best_epoch": 4,
         "best_val_recall_at_10": 0.1576, "derived": why})
     assert "  derived from the data: softmax sampled: 47,911 items > 20,000" in runner.format_summary(summary)
+
+
+def test_the_embedding_size_is_derived_to_keep_large_catalogues_within_the_on_device_budget():
+    """32 while the int8 item and successor tables fit ON_DEVICE_BYTES, then the largest multiple of 8 that
+    fits; a size given is kept."""
+    from ondevice_rec.modules import config as config_lib
+    assert ModelConfig().embedding_dim == 0
+    dims = {items: ModelConfig().derive_from_data(items)[0].embedding_dim for items in (1_700, 40_000, 47_911, 55_000)}
+    assert dims == {1_700: 32, 40_000: 32, 47_911: 24, 55_000: 16}
+    for items, dim in dims.items():  # within the budget: d + 1 bytes an item, 4 a successor entry
+        assert items * (dim + 1 + 4 * ModelConfig().successors) <= config_lib.ON_DEVICE_BYTES
+    why = ModelConfig().derive_from_data(55_000)[1]["embedding_dim"]
+    assert why == "16: the int8 model of 55,000 items within 2,000,000 bytes"
+    assert ModelConfig(embedding_dim=64).derive_from_data(55_000)[0].embedding_dim == 64
+    assert ModelConfig(successors=0).derive_from_data(55_000)[0].embedding_dim == 32  # no table: room for 32
+    with pytest.raises(ValueError, match="embedding_dim >= 0"):
+        ModelConfig(embedding_dim=-8)
 
 
 def test_the_trainer_refuses_examples_windowed_with_another_history_length(tmp_path):
