@@ -255,18 +255,20 @@ def _write_plain(data: SyntheticData, out_dir: str, categories: bool = False) ->
 
 # Logs shaped like short-session e-commerce data, their successor structure weaker than the movie default's
 # (a last-3-items Markov chain reaches recall@10 ~0.35 and ~0.23, popularity ~0.07 and ~0.03).
-# large-catalogue: ~350K events of 44K users on ~51K of 64K items (the top 1 % of items a quarter of the events,
-# the median item 3 events), the size of the held-out shop log of issue 22 (9 events a user, order only).
+# large-catalogue: ~355K events of 44K users on ~61K of 80K items, ~55K of them in the training events (the
+# top 1 % of items a quarter of the events, the median item 2 events), the size of the held-out shop log of
+# issue 22 (40K users, 55K items, 350K events, 9 events a user, order only).
 SHAPES = {
     "short-sessions": Shape(SyntheticConfig(users=20_000, items=8_000, mean_ratings_per_user=8,
                                             min_ratings_per_user=3, max_ratings_per_user=15, clusters=100,
                                             successors=5, follow=0.25, switch=0.15, cluster_popularity=1.0),
                             PLAIN, categories=True,
                             about="~150K events: 20K users, 8K items, 3-15 events each, order only, a category"),
-    "large-catalogue": Shape(SyntheticConfig(users=44_000, items=64_000, mean_ratings_per_user=9,
+    "large-catalogue": Shape(SyntheticConfig(users=44_000, items=80_000, mean_ratings_per_user=9,
                                              min_ratings_per_user=3, max_ratings_per_user=15, clusters=600,
                                              successors=6, follow=0.2, switch=0.15, cluster_popularity=0.8),
-                             PLAIN, about="~350K events: 44K users, ~51K items, 3-15 events each, order only"),
+                             PLAIN, about="~355K events: 44K users, ~61K items (~55K trained), 3-15 events "
+                                         "each, order only"),
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from ondevice_rec.modules import encoders
@@ -22,7 +23,8 @@ SAMPLED_SOFTMAX_ABOVE_ITEMS = 20_000
 # embedding_dim=0 (derive_from_data): EMBEDDING_DIM, or for a catalogue whose int8 model would pass
 # ON_DEVICE_BYTES, the largest multiple of 8 that keeps the int8 item table (d bytes an item, plus its bias)
 # and the successor table (4 bytes an entry) within it: 32 up to ~40K items, 24 at 48K, 16 at 55K. The
-# successor table holds the item-to-item part that needed the rank (see modules/successors.py).
+# successor table holds the item-to-item part that needed the rank (modules/successors.py): on the 48K-item
+# large-catalogue log, dimension 16 with the table scored test recall@10 0.2460 against 0.2467 at 32.
 EMBEDDING_DIM = 32
 ON_DEVICE_BYTES = 2_000_000
 MIN_EMBEDDING_DIM = 8
@@ -143,7 +145,8 @@ class ModelConfig(JsonFields):
         derived, reasons = self, {}
         if self.embedding_dim == 0:
             per_item = ON_DEVICE_BYTES / max(items, 1) - 1 - 4 * self.successors
-            dim = int(min(EMBEDDING_DIM, max(MIN_EMBEDDING_DIM, per_item // 8 * 8)))
+            step = math.lcm(MIN_EMBEDDING_DIM, self.transformer_heads)  # a multiple of 8 the heads divide
+            dim = int(max(step, min(EMBEDDING_DIM, per_item) // step * step))
             derived = dataclasses.replace(derived, embedding_dim=dim)
             reasons["embedding_dim"] = (f"{dim}: {EMBEDDING_DIM}" if dim == EMBEDDING_DIM else
                                         f"{dim}: the int8 model of {items:,} items within {ON_DEVICE_BYTES:,} bytes")
@@ -188,7 +191,7 @@ class ModelConfig(JsonFields):
             raise ValueError(f"max_train_minutes must be >= 0, got {self.max_train_minutes}")
         if not 0.0 <= self.weight_average_decay < 1.0:
             raise ValueError(f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}")
-        if self.embedding_dim % self.transformer_heads or EMBEDDING_DIM % self.transformer_heads:
+        if self.embedding_dim % self.transformer_heads:
             raise ValueError("embedding_dim must be divisible by transformer_heads")
 
     def with_overrides(self, assignments) -> "ModelConfig":

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from . import successors
 from .features import MASKED_SCORE, PADDING_ID
 
 
@@ -157,7 +158,6 @@ class SuccessorScores(keras.layers.Layer):
 
     def __init__(self, table: np.ndarray, vocabulary_size: int, recent: int, **kwargs):
         super().__init__(**kwargs)
-        from . import successors
         self._scale = successors.COUNT_SCALE
         self._vocabulary_size = vocabulary_size
         self._recent = recent

@@ -12,8 +12,9 @@ only. A small MLP maps it to a query, and
     scores = query · label_embedding[index] + bias[index] (+ successor scores)
 
 over the whole vocabulary. The successor scores (``config.successors`` > 0, ``modules/successors.py``) add,
-for each of the few most recent history items, a learned weight times log(1 + count) to each of its most
-frequent next items in the training events: the sparse item-to-item part a rank-d dot product cannot hold. Serving uses the query at the most recent position; training can use every
+for each of the few most recent history items, a strength (chosen on the eval split after training) times
+log(1 + count) to each of its most frequent next items in the training events: the sparse item-to-item part
+a rank-d dot product cannot hold. Serving uses the query at the most recent position; training can use every
 position (loss_positions="all", as SASRec), with full softmax cross-entropy or sampled softmax. Index 0
 (padding / unknown) is masked to ``MASKED_SCORE``. Padded history positions are zeroed and masked.
 """

@@ -277,10 +277,10 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     The settings left to the data are resolved first (``ModelConfig.derive_from_data``); the training summary
     says how (``derived``).
     """
+    log = logging.getLogger("ondevice_rec.trainer")
     config, derived = config.derive_from_data(vocab.size - 1)
     for name, reason in derived.items():
-        logging.getLogger("ondevice_rec.trainer").info("derived from the data: %s %s", name, reason)
-    log = logging.getLogger("ondevice_rec.trainer")
+        log.info("derived from the data: %s %s", name, reason)
     table = count_successors(train_data, config, vocab.size) if config.successors else None
     recommender = build_recommender(config, vocab, table)
     model = recommender.model
