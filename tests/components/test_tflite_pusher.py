@@ -95,7 +95,7 @@ def test_a_quantized_model_is_checked_and_published_with_valid_metadata(tmp_path
     assert metadata["tflite_bytes"] == os.path.getsize(os.path.join(latest, publish.MODEL_FILE)) < float_size
 
 
-def test_auto_quantization_is_int8_above_the_catalogue_size_and_float_below_or_when_int8_ranks_worse(
+def test_auto_quantization_is_int8_weights_above_the_catalogue_size_and_float_below_or_when_it_ranks_worse(
         tmp_path, artifacts, monkeypatch):
     def published(folder):
         pushed, serving_dir = push(tmp_path / folder, artifacts, "auto")
@@ -110,15 +110,15 @@ def test_auto_quantization_is_int8_above_the_catalogue_size_and_float_below_or_w
     items = small["num_recommendable_items"]
     monkeypatch.setattr(quantization, "INT8_ABOVE_ITEMS", items - 1)
     large = published("large")
-    assert large["quantization"] == "int8" and large["quantization_reason"] == \
-        f"int8: auto, {items:,} items > {items - 1:,}" and large["tflite_bytes"] < small["tflite_bytes"]
+    assert large["quantization"] == "dynamic" and large["quantization_reason"] == \
+        f"dynamic: auto, {items:,} items > {items - 1:,}" and large["tflite_bytes"] < small["tflite_bytes"]
 
     def ranks_worse(*args, **kwargs):
         raise checks.ParityError("quantized recall@10 0.1000 is more than 2% below the float model's 0.1200")
     monkeypatch.setattr(checks, "check_quantized_recall", ranks_worse)
     fallback = published("fallback")
     assert fallback["quantization"] == "float32" and fallback["tflite_bytes"] == small["tflite_bytes"]
-    assert fallback["quantization_reason"].startswith("float32: auto chose int8, but quantized recall@10 0.1000")
+    assert fallback["quantization_reason"].startswith("float32: auto chose dynamic, but quantized recall@10 0.1000")
     pushed, _ = push(tmp_path / "named", artifacts, "int8")  # asked for by name: not published in another mode
     assert pushed.get_int_custom_property("pushed") == 0
     assert "quantized recall@10 0.1000" in pushed.get_string_custom_property("push_outcome")
