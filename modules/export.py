@@ -122,7 +122,7 @@ class RecommenderModule(tf.Module):
         index = tf.where((index > 0) & (index < self._vocabulary_size), index, tf.zeros_like(index))
         successors = successor_layer(self.model)
         if successors is not None:
-            scores = successors.add_to(scores, index[:successors.recent])
+            scores += successors.dense(index[tf.newaxis, :successors.recent])[0]
         low, high = tf.reduce_min(scores), tf.reduce_max(scores)
         floor = tf.fill([self._history_length], low - (high - low) / 64.0)
         scores = tf.tensor_scatter_nd_update(scores, index[:, tf.newaxis], floor)[1:]

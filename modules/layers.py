@@ -172,27 +172,15 @@ class SuccessorScores(keras.layers.Layer):
     def set_strength(self, value: float) -> None:
         self.strength.assign(value)
 
-    def entries(self, recent):
-        """``(ids, weights)``, each ``[R, recent * S]``: the successors of ``recent`` ``[R, recent]`` (most
-        recent first) and what each adds to their scores."""
+    def dense(self, recent):
+        """``[R, V]`` scores of ``recent`` ``[R, recent]`` (most recent first)."""
         packed = self.table(recent)  # [R, L, S]
         ids = tf.math.floordiv(packed, self._scale)
         position = tf.range(1, self._recent + 1, dtype=tf.float32)[tf.newaxis, :, tf.newaxis]
         weights = self.strength * tf.math.log(1.0 + tf.cast(tf.math.floormod(packed, self._scale), tf.float32)) / \
             position
         width = self._recent * self._width
-        return tf.reshape(ids, [-1, width]), tf.reshape(weights, [-1, width])
-
-    def add_to(self, scores, recent):
-        """``scores`` ``[V]`` plus the successor scores of one history's ``recent`` ``[recent]`` (the on-device
-        path: a scatter-add of recent x S entries where ``dense`` builds and adds a whole [1, V] row; ML-100K,
-        1,678 items, TFLite p50 43-47 us with ``dense`` against 37 us without the table)."""
-        ids, weights = self.entries(recent[tf.newaxis, :])
-        return tf.tensor_scatter_nd_add(scores, tf.reshape(ids, [-1, 1]), tf.reshape(weights, [-1]))
-
-    def dense(self, recent):
-        """``[R, V]`` scores of ``recent`` ``[R, recent]`` (most recent first)."""
-        ids, weights = self.entries(recent)
+        ids, weights = tf.reshape(ids, [-1, width]), tf.reshape(weights, [-1, width])
         rows = tf.shape(ids)[0]
         row = tf.broadcast_to(tf.range(rows)[:, tf.newaxis], tf.shape(ids))
         return tf.scatter_nd(tf.stack([tf.reshape(row, [-1]), tf.reshape(ids, [-1])], axis=1),
