@@ -52,6 +52,9 @@ def successor_table(pairs: Iterable[Tuple[np.ndarray, np.ndarray]], vocabulary_s
     """The packed ``[vocabulary_size, successors]`` table of the most frequent following items of each
     item over ``pairs`` (batches of ``(previous, following)`` index arrays), most frequent first (ties: lower
     index, the more popular item); row 0 (padding) and missing entries are 0."""
+    if vocabulary_size * COUNT_SCALE > np.iinfo(np.int32).max:  # a packed entry would wrap around
+        raise ValueError(f"a successor table holds up to {np.iinfo(np.int32).max // COUNT_SCALE:,} items, the "
+                         f"vocabulary has {vocabulary_size:,}: turn it off with successors=0")
     keys = [np.zeros(0, np.int64)]
     for previous, following in pairs:
         keys.append(np.asarray(previous, np.int64) * vocabulary_size + np.asarray(following, np.int64))

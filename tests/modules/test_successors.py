@@ -41,3 +41,8 @@ def test_counts_are_capped_and_ties_go_to_the_lower_index():
 @pytest.mark.parametrize("width", [1, 3])
 def test_an_empty_log_gives_an_empty_table(width):
     assert not successors.successor_table([], 4, width).any()
+
+
+def test_a_catalogue_too_large_to_pack_is_refused_not_wrapped():
+    with pytest.raises(ValueError, match="successors=0"):
+        successors.successor_table([], 20_000_000, 4)
