@@ -62,11 +62,11 @@ class WindowedSplit:
             self._examples[split] = baselines.read_examples(features.split_files(self.examples_uri, split))
         return self._examples[split]
 
-    def dataset(self, split: str, config: ModelConfig, shuffle: bool):
-        """``trainer.make_dataset`` on the split (eval and test as validation data: seen items excluded)."""
+    def train(self, config: ModelConfig):
+        """The Trainer's ``trainer.train`` on this split's transformed train and eval examples."""
         from ondevice_rec.modules import trainer
-        return trainer.make_dataset([features.split_files(self.examples_uri, split)], config, shuffle=shuffle,
-                                    validation=split != "train")
+        return trainer.train(config, self.vocab, [features.split_files(self.examples_uri, "train")],
+                             [features.split_files(self.examples_uri, "eval")])
 
     def targets(self, split: str) -> np.ndarray:
         return np.array([e[features.LABEL_INDEX] for e in self.examples(split)], np.int64)
@@ -76,6 +76,5 @@ class WindowedSplit:
         return list(range(1, self.vocab.size))
 
     def baselines(self, split: str = "test") -> Dict[str, Dict[str, float]]:
-        """Popularity and the Markov chains on the same split, from the training events (eval examples'
-        seen items: each user's events before the eval target)."""
-        return baselines.split_baselines(self.popular_ids(), self.examples("eval"), self.examples(split))
+        """Popularity and the Markov chains on the same split (``baselines.split_baselines``)."""
+        return baselines.split_baselines(self.popular_ids(), self.examples(split))

@@ -241,7 +241,6 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ENCODERS,
     from ondevice_rec.benchmarks.data import WindowedSplit
     from ondevice_rec.components.tflite_pusher import checks, conversion, quantization as quantization_modes
     from ondevice_rec.data import synthetic
-    from ondevice_rec.modules import training
     from ondevice_rec.modules.config import ModelConfig
     from ondevice_rec.serving import TFLiteRecommender
 
@@ -283,8 +282,7 @@ def run_all(work_dir: str = "", encoders: Sequence[str] = ENCODERS,
             results["reference"] = reference_floor(split.vocab.size, top_k, iterations)
             report(format_reference(results["reference"]))
         t = time.perf_counter()
-        model = training.fit(config, split.vocab, split.dataset("train", config, True),
-                             split.dataset("eval", config, False))
+        model = split.train(config)
         from ondevice_rec.modules import export
         saved_model_dir = export.export_saved_model(model, split.vocab, config,
                                                     os.path.join(work_dir, f"saved_model_{encoder}"))

@@ -24,6 +24,7 @@ from ondevice_rec.modules import encoders as encoder_registry
 from ondevice_rec.modules.config import ENCODERS, ModelConfig
 from ondevice_rec.modules.features import SEEN_INDEX
 
+SPREAD_METRICS = ("recall@10", "ndcg@10", "listed_recall@10", "listed_ndcg@10")  # with a std over seeds
 SYNTHETIC_PREFIX = "synthetic:"  # a dataset named synthetic:SHAPE is generated (data/synthetic.SHAPES)
 # What the benchmark trains unless told (``--run-defaults``: what ``ondevice-rec run`` trains).
 HISTORY_LENGTHS = (10, 50, 100)
@@ -98,7 +99,6 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
     e.g. ML-1M-SAS's ``complete_users.txt``.
     """
     check_settings(data_dir, encoders, history_lengths, seeds)
-    from ondevice_rec.modules import training
     from ondevice_rec.pipeline.evaluation import read_users
     users = read_users(users_file) if users_file else None
     os.makedirs(out_dir, exist_ok=True)
@@ -130,8 +130,7 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
             runs, epochs_run, stopped_by, t = [], [], [], time.perf_counter()
             for seed in range(config.seed, config.seed + seeds):
                 seeded = dataclasses.replace(config, seed=seed)
-                model = training.fit(seeded, data.vocab, data.dataset("train", seeded, True),
-                                     data.dataset("eval", seeded, False))
+                model = data.train(seeded)
                 runs.append(evaluate_model(model, data, seeded, users=users))
                 epochs_run.append(len(model.history.history.get("loss", [])) if model.history else None)
                 stopped_by.append(model.training_summary.get("stopped_by"))
@@ -147,8 +146,10 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
                      "stopped_by": stopped_by[0] if seeds == 1 else stopped_by, **values}
             if seeds > 1:
                 entry["seeds"] = list(range(config.seed, config.seed + seeds))
-                entry["recall@10_per_seed"] = [r["recall@10"] for r in runs]
-                entry["recall@10_std"] = float(np.std(entry["recall@10_per_seed"], ddof=1))
+                for metric in SPREAD_METRICS:
+                    if metric in runs[0]:
+                        entry[f"{metric}_per_seed"] = [r[metric] for r in runs]
+                        entry[f"{metric}_std"] = float(np.std(entry[f"{metric}_per_seed"], ddof=1))
             results["models"].append(entry)
             spread = f" ± {entry['recall@10_std']:.4f} (mean of {seeds})" if seeds > 1 else ""
             listed = f"  listed users {values['listed_recall@10']:.4f}" if "listed_recall@10" in values else ""
@@ -214,6 +215,31 @@ def dataset_events(data_dir: str):
     return event_specs.load_spec(spec_file) if os.path.isfile(spec_file) else None
 
 
+def is_dataset(folder: str) -> bool:
+    """A folder the benchmark reads: a log with its event spec, or a MovieLens layout."""
+    from ondevice_rec.data import movielens, synthetic
+    return os.path.isfile(os.path.join(folder, synthetic.SPEC_FILE)) or any(
+        os.path.exists(f.ratings_path(folder)) for f in movielens.FORMATS.values())
+
+
+def expand_datasets(datasets: Sequence[str]) -> List[str]:
+    """``datasets`` with each folder that is no dataset itself but holds some (e.g. ``../shared/data``)
+    replaced by those dataset folders, by name."""
+    from ondevice_rec.data import synthetic
+    expanded = []
+    for dataset in datasets:
+        if dataset.startswith(SYNTHETIC_PREFIX) or not os.path.isdir(dataset) or is_dataset(dataset):
+            expanded.append(dataset)
+            continue
+        inside = [os.path.join(dataset, name) for name in sorted(os.listdir(dataset))]
+        found = [folder for folder in inside if os.path.isdir(folder) and is_dataset(folder)]
+        if not found:
+            raise ValueError(f"{dataset} is no dataset (no {synthetic.SPEC_FILE} or MovieLens ratings file) and "
+                             f"holds none")
+        expanded.extend(found)
+    return expanded
+
+
 def check_datasets(datasets: Sequence[str]) -> None:
     """Refuses unknown shapes, missing folders and two datasets of one name, before any work."""
     from ondevice_rec.data import synthetic
@@ -240,12 +266,15 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
     ``synthetic:SHAPE``, generated into the work folder), each in its own work and output folder
     (``OUT/<name>/quality.*``), then the cross-dataset table ``OUT/datasets.json`` / ``.md``: per dataset its
     size, popularity, the last-3 Markov chain and the best model, with the model's ratio to that chain."""
+    from ondevice_rec.benchmarks import anchors
     from ondevice_rec.data import synthetic
+    datasets = expand_datasets(datasets)
     check_datasets(datasets)
     check_settings(None, settings.get("encoders", ENCODERS), settings.get("history_lengths", HISTORY_LENGTHS),
                    settings.get("seeds", 1))
-    if settings.get("users_file"):
-        raise ValueError("a users file (--users) lists one dataset's users: benchmark that dataset alone")
+    if settings.pop("users_file", ""):
+        raise ValueError(f"a users file (--users) lists one dataset's users: benchmark that dataset alone (a "
+                         f"dataset folder's own {anchors.USERS_FILE} is read by itself)")
     os.makedirs(out_dir, exist_ok=True)
     table = {"datasets": [], "settings": {k: v for k, v in settings.items() if k != "base"},
              "model_defaults": dataclasses.asdict(settings.get("base", BENCHMARK_MODEL))}
@@ -265,16 +294,25 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
         report(f"{name}: {os.path.abspath(data_dir)}" + (f" (event spec {os.path.join(data_dir, synthetic.SPEC_FILE)})"
                                                             if spec else ""))
         t = time.perf_counter()
+        users_file = anchors.users_file(data_dir)
         result = run(data_dir, out_dir=os.path.join(out_dir, name), work_dir=os.path.join(work_dir, name, "work"),
-                     report=report, events=spec, **settings)
+                     report=report, events=spec, users_file=users_file, **settings)
         best = max(result["models"], key=lambda m: m["recall@10"])
         markov = result["baselines"]["markov (last 3 items)"]["recall@10"]
+        published = anchors.best(name)
+        keys = [k for k in best if k.split("_per_seed")[0].split("_std")[0] in SPREAD_METRICS or k in (
+            "encoder", "history_length", "epochs_run", "listed_users")]
+        compared = best.get("listed_recall@10", best["recall@10"]) if users_file else best["recall@10"]
         table["datasets"].append({
             "dataset": name, "data_dir": os.path.abspath(data_dir), "events": result["num_events"],
             "users": result["num_test_users"], "items": result["num_items"],
             "popularity": result["baselines"]["popularity"]["recall@10"], "markov_last_3": markov,
-            "best": {k: best[k] for k in ("encoder", "history_length", "recall@10", "ndcg@10", "epochs_run")},
+            "best": {k: best[k] for k in keys},
             "best_to_markov": round(best["recall@10"] / markov, 3) if markov else None,
+            "published": [a._asdict() for a in anchors.published(name)],
+            "published_on": f"the {best.get('listed_users', 0)} users of {anchors.USERS_FILE}" if users_file else
+                            "all users",
+            "best_to_published": round(compared / published.recall_at_10, 3) if published else None,
             "seconds": round(time.perf_counter() - t, 1)})
         _write_datasets(table, out_dir)
     table["total_seconds"] = round(time.perf_counter() - start, 1)
@@ -283,16 +321,38 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
     return table
 
 
+def _spread(values: dict, metric: str) -> str:
+    std = values.get(f"{metric}_std")
+    return f"{values[metric]:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+
+
 def format_datasets(table: dict) -> str:
-    lines = ["| dataset | events | users | items trained | popularity | Markov (last 3) | best model | recall@10 | "
-             "NDCG@10 | × Markov | minutes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """The cross-dataset table: per dataset the best model (mean ± std over seeds) next to popularity, the
+    last-3 chain and the best published result (on the users it is exact on), then every published row."""
+    lines = ["| dataset | events | users | items trained | popularity | Markov (last 3) | model | recall@10 | "
+             "NDCG@10 | × Markov | best published | × published | minutes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
     for d in table["datasets"]:
         best = d["best"]
         ratio = f"{d['best_to_markov']:.2f}" if d["best_to_markov"] is not None else "–"
+        recall = _spread(best, "recall@10")
+        if "listed_recall@10" in best:
+            recall += f" ({_spread(best, 'listed_recall@10')} on {best['listed_users']:,} listed users)"
+        top = max(d.get("published", []), key=lambda a: a["recall_at_10"], default=None)
+        published = f"{top['model']} {top['recall_at_10']:.4f}" if top else "–"
+        versus = f"{d['best_to_published']:.2f}" if d.get("best_to_published") is not None else "–"
         lines.append(f"| {d['dataset']} | {d['events']:,} | {d['users']:,} | {d['items']:,} | {d['popularity']:.4f} | "
-                     f"{d['markov_last_3']:.4f} | {best['encoder']} N={best['history_length']} | "
-                     f"{best['recall@10']:.4f} | {best['ndcg@10']:.4f} | {ratio} | {d['seconds'] / 60:.1f} |")
-    return "\n".join(lines)
+                     f"{d['markov_last_3']:.4f} | {best['encoder']} N={best['history_length']} | {recall} | "
+                     f"{_spread(best, 'ndcg@10')} | {ratio} | {published} | {versus} | {d['seconds'] / 60:.1f} |")
+        if d.get("published"):
+            rows = "; ".join(f"{a['model']} {a['recall_at_10']:.4f}" + (f" / {a['ndcg_at_10']:.4f}" if a["ndcg_at_10"]
+                                                                         else "") + f" ({a['source']})"
+                             for a in d["published"])
+            notes.append(f"- {d['dataset']}, published HR@10 / NDCG@10 on {d['published_on']}: {rows}")
+    if any("recall@10_std" in d["best"] for d in table["datasets"]):
+        notes.insert(0, "Models: mean ± standard deviation over seeds.")
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def _write_datasets(table: dict, out_dir: str) -> None:

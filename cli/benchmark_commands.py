@@ -9,6 +9,7 @@ from ondevice_rec.cli.common import EXIT_FAILED, EXIT_OK, add_command, csv
 EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
   ondevice-rec benchmark quality --data-dir ../shared/data/ml-100k
   ondevice-rec benchmark quality --run-defaults --data-dir ../shared/data/ml-100k --synthetic short-sessions
+  ondevice-rec benchmark quality --run-defaults --data-dir ../shared/data --seeds 3   # every real dataset
   ondevice-rec benchmark latency --model out/serving/latest
   ondevice-rec benchmark latency --all      # every encoder x quantisation, 3,952-movie catalogue, N=10
   ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory
@@ -18,7 +19,7 @@ EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
 def register(commands) -> None:
     from ondevice_rec.components.tflite_pusher.quantization import QUANTIZATIONS
     from ondevice_rec.benchmarks.latency import REFERENCE_MODELS_DIR
-    from ondevice_rec.benchmarks import quality
+    from ondevice_rec.benchmarks import anchors, quality
     from ondevice_rec.modules.encoders import ENCODERS
     from ondevice_rec.data import synthetic
     bench = add_command(commands, "benchmark", "measure speed figures (prints a table, writes JSON)", EXAMPLES)
@@ -38,8 +39,10 @@ def register(commands) -> None:
 
     bq = sub("quality", "every encoder x history length vs popularity and Markov baselines", cmd_quality)
     bq.add_argument("--data-dir", action="append", default=[],
-                    help="a MovieLens folder (e.g. ../shared/data/ml-100k) or a log's folder with its event spec "
-                         "events.json; repeat it (or add --synthetic) for the cross-dataset table")
+                    help="a MovieLens folder (e.g. ../shared/data/ml-100k), a log's folder with its event spec "
+                         "events.json, or a folder of such folders (e.g. ../shared/data: every dataset in it); "
+                         "repeat it (or add --synthetic) for the cross-dataset table, which sets each dataset "
+                         "beside its published results")
     bq.add_argument("--synthetic", action="append", default=[], choices=sorted(synthetic.SHAPES), metavar="SHAPE",
                     help="also a generated log of this shape: " + ", ".join(sorted(synthetic.SHAPES)) +
                          " (repeatable)")
@@ -64,8 +67,8 @@ def register(commands) -> None:
                                                    "cached stages)")
     bq.add_argument("--out-dir", default="benchmarks/results", help="quality.json/.md/.png (default: %(default)s)")
     bq.add_argument("--users", default="", metavar="FILE",
-                    help="also score every model on the users listed in FILE, one key a line (e.g. "
-                         "ml-1m-sas/complete_users.txt)")
+                    help="also score every model on the users listed in FILE, one key a line (default: the "
+                         f"dataset folder's {anchors.USERS_FILE}, when it has one)")
 
     br = sub("beam-runners", "the Beam data stages on DirectRunner vs a local multi-worker portable engine",
              cmd_beam_runners)
@@ -127,11 +130,13 @@ def cmd_quality(args) -> int:
     settings = dict(encoders=csv(encoders), history_lengths=lengths, out_dir=args.out_dir,
                     base=dataclasses.replace(model, embedding_dim=embedding_dim, epochs=epochs), overrides=args.hparam,
                     seeds=args.seeds, work_dir=args.work_dir, users_file=args.users)
-    datasets = args.data_dir + [quality.SYNTHETIC_PREFIX + shape for shape in args.synthetic]
+    datasets = quality.expand_datasets(args.data_dir) + [quality.SYNTHETIC_PREFIX + shape for shape in args.synthetic]
     if not datasets:
         raise ValueError("benchmark quality needs a --data-dir or a --synthetic shape")
     if len(datasets) == 1 and args.data_dir:
-        quality.run(args.data_dir[0], events=quality.dataset_events(args.data_dir[0]), **settings)
+        from ondevice_rec.benchmarks import anchors
+        settings["users_file"] = args.users or anchors.users_file(datasets[0])
+        quality.run(datasets[0], events=quality.dataset_events(datasets[0]), **settings)
         print(f"written to {args.out_dir}/quality.json, quality.md, quality.png")
     else:
         quality.run_datasets(datasets, **settings)

@@ -72,8 +72,8 @@ def count_transitions(train_sequences: Sequence[Sequence[int]]) -> Dict[int, col
 def markov_scores(popular_ids: Sequence[int], train_sequences: Sequence[Sequence[int]], examples: Sequence[dict],
                   last: int = 1, num_ids: int = 0,
                   transitions: Optional[Dict[int, collections.Counter]] = None) -> np.ndarray:
-    """Scores of a Markov chain over the consecutive pairs of ``train_sequences`` (each user's training events,
-    oldest first: the ``seen_index`` of their eval example), summed over the last ``last`` history items
+    """Scores of a Markov chain over the consecutive pairs of ``train_sequences`` (each user's known events,
+    oldest first: the ``seen_index`` of their example), summed over the last ``last`` history items
     of each example with weights 1, 1/2, 1/3, ...; popularity (scaled far below one transition) breaks ties
     and backs off. Seen and never-trained movies are masked. ``transitions``: ``count_transitions`` of the
     sequences, when counted already (scoring in chunks)."""
@@ -103,11 +103,11 @@ def markov_baseline(popular_ids: Sequence[int], train_sequences: Sequence[Sequen
                              examples)
 
 
-def split_baselines(popular_ids: Sequence[int], eval_examples: Sequence[dict],
-                    examples: Sequence[dict]) -> Dict[str, Dict[str, float]]:
-    """Popularity and the Markov chains on ``examples``, counted from the training events (the eval examples'
-    seen items: each user's events before the eval target), by name."""
-    train_sequences = [e[features.SEEN_INDEX] for e in eval_examples]
+def split_baselines(popular_ids: Sequence[int], examples: Sequence[dict]) -> Dict[str, Dict[str, float]]:
+    """Popularity and the Markov chains on ``examples``, by name. Popularity is the training events'; the
+    chains count every event a shop knows before the targets: each user's events before their target in
+    ``examples`` (the eval target too, for test examples), as the model's successor table does."""
+    train_sequences = [e[features.SEEN_INDEX] for e in examples]
     return {"popularity": popularity_baseline(popular_ids, examples),
             "markov (last item)": markov_baseline(popular_ids, train_sequences, examples, 1),
             "markov (last 3 items)": markov_baseline(popular_ids, train_sequences, examples, 3)}

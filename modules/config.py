@@ -22,12 +22,16 @@ SOFTMAX_MODES = ("full", "sampled", "auto")
 SAMPLED_SOFTMAX_ABOVE_ITEMS = 20_000
 # embedding_dim=0 (derive_from_data): EMBEDDING_DIM, or for a catalogue whose int8 model would pass
 # ON_DEVICE_BYTES, the largest multiple of 8 that keeps the int8 item table (d bytes an item, plus its bias)
-# and the successor table (4 bytes an entry) within it: 32 up to ~40K items, 24 at 48K, 16 at 55K. The
-# successor table holds the item-to-item part that needed the rank (modules/successors.py): on the 48K-item
-# large-catalogue log, dimension 16 with the table scored test recall@10 0.2460 against 0.2467 at 32.
+# and the successor table (4 bytes an entry) within it. The successor table comes first: it keeps
+# `successors` entries an item (fewer, down to MIN_SUCCESSORS, where that would leave the embedding less than
+# TABLE_MIN_EMBEDDING_DIM bytes an item): 16 entries and d=32 up to ~20K items, 16 and d=16 at 24K, 8 at 40K, 4 and
+# d=16 at 55K. On the sparse shop logs the table's entries were worth more than embedding dimensions
+# (docs/results.md, "The successor table").
 EMBEDDING_DIM = 32
 ON_DEVICE_BYTES = 2_000_000
 MIN_EMBEDDING_DIM = 8
+MIN_SUCCESSORS = 4
+TABLE_MIN_EMBEDDING_DIM = 16
 LOSS_POSITION_MODES = ("all", "last", "auto")
 
 
@@ -85,7 +89,8 @@ class ModelConfig(JsonFields):
     # The successor table (modules/successors.py): each item's top `successors` next items counted in the
     # training events, scored for the `successor_recent` most recent history items next to the embedding dot
     # product (0: none).
-    successors: int = setting(4, "most frequent next items per item the model keeps and scores (0 = none)")
+    successors: int = setting(16, "most frequent next items per item the model keeps and scores (0 = none; "
+                                  "fewer where the on-device size budget needs)")
     successor_recent: int = 3
     # Encoder sizes.
     cnn_filters: tuple = (32, 64)
@@ -143,8 +148,15 @@ class ModelConfig(JsonFields):
         """The settings left to the data ("auto") resolved for a catalogue of ``items`` items, and why, by
         setting (the run summary prints it; the Trainer records it in its ModelRun artifact)."""
         derived, reasons = self, {}
+        per_item = ON_DEVICE_BYTES / max(items, 1) - 1  # bytes an item within the budget, less the int8 bias
+        if self.embedding_dim == 0 and self.successors > MIN_SUCCESSORS:  # a size given: the budget is the user's
+            kept = int(max(MIN_SUCCESSORS, min(self.successors, (per_item - TABLE_MIN_EMBEDDING_DIM) // 4)))
+            if kept < self.successors:
+                derived = dataclasses.replace(derived, successors=kept)
+                reasons["successors"] = (f"{kept}: the table of {items:,} items beside a {TABLE_MIN_EMBEDDING_DIM}-d "
+                                         f"embedding within {ON_DEVICE_BYTES:,} bytes")
         if self.embedding_dim == 0:
-            per_item = ON_DEVICE_BYTES / max(items, 1) - 1 - 4 * self.successors
+            per_item -= 4 * derived.successors
             step = math.lcm(MIN_EMBEDDING_DIM, self.transformer_heads)  # a multiple of 8 the heads divide
             dim = int(max(step, min(EMBEDDING_DIM, per_item) // step * step))
             derived = dataclasses.replace(derived, embedding_dim=dim)

@@ -28,13 +28,22 @@ class ConstantLookup(keras.layers.Layer):
     """``table[index]`` as int32 for a constant integer table (a non-trainable weight, frozen into TFLite and
     stored there in the narrowest integer type that holds its values)."""
 
-    def __init__(self, table: np.ndarray, **kwargs):
+    def __init__(self, table: np.ndarray, dtype_of=None, **kwargs):
+        """``dtype_of``: values the stored type must also hold (a table ``assign``ed later), besides ``table``'s."""
         super().__init__(trainable=False, **kwargs)
         self._shape = tuple(int(d) for d in np.shape(table))
-        self._table_dtype = narrowest_int_dtype(table)
+        self._table_dtype = narrowest_int_dtype(table if dtype_of is None else np.append(np.ravel(table), dtype_of))
         self._table = np.asarray(table).astype(self._table_dtype)
         self.table = self.add_weight(name="table", shape=self._shape, dtype=tf.as_dtype(self._table_dtype),
                                      trainable=False, initializer=keras.initializers.Constant(self._table))
+
+    def assign(self, table: np.ndarray) -> None:
+        """Replaces the table's values (same shape, within the stored type)."""
+        table = np.asarray(table)
+        if table.shape != self._shape or narrowest_int_dtype(table).itemsize > self._table_dtype.itemsize:
+            raise ValueError(f"a {table.shape} table of {narrowest_int_dtype(table)} does not replace a {self._shape} "
+                             f"table of {self._table_dtype}")
+        self.table.assign(table.astype(self._table_dtype))
 
     def lookup(self, index):
         values = tf.gather(self.table, index)
@@ -152,9 +161,10 @@ class DotProductScores(keras.layers.Layer):
 
 class SuccessorScores(keras.layers.Layer):
     """Scores from the successor table (``successors``): for each of the ``recent`` most recent history
-    items, ``strength / position * log(1 + count)`` added to each of its top successors' scores (position 1 the
+    items, ``strength / position * count`` added to each of its top successors' scores (position 1 the
     most recent item, as the last-3 Markov chain weighs them). ``strength`` is a non-trainable weight, 0 while
-    the network trains; ``training.fit`` then chooses it on the eval split (``set_strength``)."""
+    the network trains; ``training.fit`` then chooses it on the eval split (``set_strength``) and may recount
+    the table (``set_table``)."""
 
     def __init__(self, table: np.ndarray, vocabulary_size: int, recent: int, **kwargs):
         super().__init__(**kwargs)
@@ -162,7 +172,9 @@ class SuccessorScores(keras.layers.Layer):
         self._vocabulary_size = vocabulary_size
         self._recent = recent
         self._width = int(np.shape(table)[1])
-        self.table = ConstantLookup(table, name="successor_table")
+        # Stored in the type any table of this vocabulary needs, so a recounted one fits (set_table).
+        self.table = ConstantLookup(table, dtype_of=successors.pack(vocabulary_size - 1, successors.COUNT_CAP),
+                                    name="successor_table")
         self.strength = self.add_weight(name="strength", shape=(), initializer="zeros", trainable=False)
 
     @property
@@ -172,13 +184,15 @@ class SuccessorScores(keras.layers.Layer):
     def set_strength(self, value: float) -> None:
         self.strength.assign(value)
 
+    def set_table(self, table: np.ndarray) -> None:
+        self.table.assign(table)
+
     def dense(self, recent):
         """``[R, V]`` scores of ``recent`` ``[R, recent]`` (most recent first)."""
         packed = self.table(recent)  # [R, L, S]
         ids = tf.math.floordiv(packed, self._scale)
         position = tf.range(1, self._recent + 1, dtype=tf.float32)[tf.newaxis, :, tf.newaxis]
-        weights = self.strength * tf.math.log(1.0 + tf.cast(tf.math.floormod(packed, self._scale), tf.float32)) / \
-            position
+        weights = self.strength * tf.cast(tf.math.floormod(packed, self._scale), tf.float32) / position
         width = self._recent * self._width
         ids, weights = tf.reshape(ids, [-1, width]), tf.reshape(weights, [-1, width])
         rows = tf.shape(ids)[0]

@@ -3,11 +3,11 @@
 A dot product of two d-dimensional embeddings is a rank-d score: it holds what items share (a genre, a
 cluster, popularity) but cannot hold a sparse item-to-item graph ("after this item, usually that one") of a
 large catalogue. A Markov chain holds that graph exactly and nothing else. The model adds both: the
-embedding score plus ``strength / position * log(1 + count)`` for each of the recent history items' top
-successors (``layers.SuccessorScores``), the strength chosen on the eval split after training (``STRENGTHS``).
-Measured with the defaults (test recall@10, one seed; last-3 Markov chain of the same split in brackets):
-short-sessions (7.5K items) LSTM alone 0.336, with the table 0.358 (0.339); large-catalogue (48K items)
-0.217 -> 0.247 (0.221).
+embedding score plus ``strength / position * count`` for each of the recent history items' top successors
+(``layers.SuccessorScores``), the strength chosen on the eval split after training (``STRENGTHS``) with the
+table of the training events; the exported table then also counts each user's latest known transition, into
+the eval target (``latest_pairs``), as the chain a shop computes counts every event it has.
+Why these choices: docs/results.md ("The successor table").
 
 The table is ``int32 [V, S]``: entry ``index * COUNT_SCALE + min(count, COUNT_CAP)`` (0 = none), so one
 constant holds both, in ``4 V S`` bytes. This module is numpy only (the Trainer counts, the layer reads).
@@ -19,7 +19,7 @@ from typing import Iterable, Tuple
 
 import numpy as np
 
-COUNT_CAP = 127  # log(1 + 127) = 4.9: counts above add little and a cap keeps the packed value small
+COUNT_CAP = 127  # the packed count's bits; the strengths are chosen for the capped counts
 COUNT_SCALE = COUNT_CAP + 1
 
 
@@ -47,6 +47,14 @@ def training_pairs(context: np.ndarray, labels: np.ndarray, stride: int) -> Tupl
     return previous[keep], following[keep]
 
 
+def latest_pairs(context: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(previous, following)`` index pairs of held-out examples (``context`` most recent first): the
+    transition from each example's most recent history item into its target."""
+    previous, following = np.asarray(context, np.int64)[:, 0], np.asarray(labels, np.int64).reshape(-1)
+    keep = (previous > 0) & (following > 0)
+    return previous[keep], following[keep]
+
+
 def successor_table(pairs: Iterable[Tuple[np.ndarray, np.ndarray]], vocabulary_size: int,
                     successors: int) -> np.ndarray:
     """The packed ``[vocabulary_size, successors]`` table of the most frequent following items of each
@@ -70,11 +78,8 @@ def successor_table(pairs: Iterable[Tuple[np.ndarray, np.ndarray]], vocabulary_s
     return table
 
 
-# The strengths training.fit tries for the table's scores once the network has trained (0: the network
-# alone), keeping the one with the best eval recall@10 (the choice and every value tried go to the run summary).
-# Measured (defaults, one seed, eval recall@10 by strength 0 / 0.5 / 1 / 2 / 4 / 8): short-sessions 0.347 /
-# 0.368 / 0.371 / 0.369 / 0.364 / 0.357; large-catalogue 0.248 / 0.268 / 0.274 / 0.276 / 0.275 / 0.272.
-# Training the table's weight with the network instead (leave-one-out counts, the table's entries in every
-# sampled softmax) gave test recall@10 0.364 on short-sessions but 0.229 on large-catalogue, where choosing
-# the strength afterwards gave 0.358 and 0.247.
-STRENGTHS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+# The strengths training.fit tries for the table's scores (strength x count, counts capped at COUNT_CAP)
+# once the network has trained (0: the network alone), keeping the one with the best eval recall@10 (the
+# choice and every value tried go to the run summary). A geometric grid: the counts' scale differs by two
+# orders of magnitude between a sparse shop log and MovieLens.
+STRENGTHS = (0.0, 0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)

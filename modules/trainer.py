@@ -85,7 +85,8 @@ def train(config: ModelConfig, vocab: Vocabulary, train_patterns, eval_patterns,
     # spec's model and an in-process local run's differed (top-10 overlap 0.61) when another test had set it.
     keras.utils.set_random_seed(config.seed)
     return fit(config, vocab, make_dataset(train_patterns, config, shuffle=True),
-               make_dataset(eval_patterns, config, shuffle=False, validation=True), log_dir, base_model_dir)
+               make_dataset(eval_patterns, config, shuffle=False, validation=True), log_dir, base_model_dir,
+               held_out_data=make_dataset(eval_patterns, config, shuffle=False))
 
 
 def transform_output_path(fn_args) -> str:

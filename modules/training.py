@@ -269,9 +269,13 @@ class _AverageOut(keras.callbacks.Callback):
 
 
 def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eval_data: tf.data.Dataset,
-        log_dir: Optional[str] = None, base_model_dir: Optional[str] = None) -> keras.Model:
+        log_dir: Optional[str] = None, base_model_dir: Optional[str] = None,
+        held_out_data: Optional[tf.data.Dataset] = None) -> keras.Model:
     """Builds and fits the model; keeps the weights of the epoch with the best eval recall@10 (history
     items excluded; ``eval_data`` may carry the rest of each user's seen movies as ``SEEN_INDEX``).
+
+    ``held_out_data``: every eval example (``eval_data`` may be a sample); once the successor table's strength
+    is chosen, the table is recounted with their latest transitions (``successors.latest_pairs``).
 
     ``base_model_dir``: an exported model to warm-start from (skipped, with a warning, if it does not fit).
     The settings left to the data are resolved first (``ModelConfig.derive_from_data``); the training summary
@@ -306,6 +310,11 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     history, curve = fitted.history, dict(fitted.history.history)
     if table is not None:
         derived["successor table"] = choose_successor_strength(fitted, eval_data, table)
+        if held_out_data is not None:
+            recounted = count_successors(train_data, config, vocab.size, held_out_data)
+            successor_layer(model).set_table(recounted)
+            derived["successor table"] += (f"; exported with the held-out examples' latest transitions too "
+                                           f"({int(np.count_nonzero(recounted)):,} entries)")
         log.info("successor table: %s", derived["successor table"])
     history.history = curve  # evaluate() starts a History of its own
     model.history = history
@@ -313,11 +322,17 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     return model
 
 
-def count_successors(train_data: tf.data.Dataset, config: ModelConfig, vocabulary_size: int) -> np.ndarray:
-    """The packed successor table (``successors.successor_table``) of one pass over the training windows."""
+def count_successors(train_data: tf.data.Dataset, config: ModelConfig, vocabulary_size: int,
+                     held_out_data: Optional[tf.data.Dataset] = None) -> np.ndarray:
+    """The packed successor table (``successors.successor_table``) of one pass over the training windows, and
+    of the latest transition of each ``held_out_data`` example when given."""
+    import itertools
     stride = config.default_train_stride()  # the windowing's train stride (PipelineConfig checks it)
     pairs = (successors.training_pairs(inputs[features.CONTEXT_INDEX], labels, stride)
              for inputs, labels in train_data.as_numpy_iterator())
+    if held_out_data is not None:
+        pairs = itertools.chain(pairs, (successors.latest_pairs(inputs[features.CONTEXT_INDEX], labels)
+                                        for inputs, labels in held_out_data.as_numpy_iterator()))
     return successors.successor_table(pairs, vocabulary_size, config.successors)
 
 

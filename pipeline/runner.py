@@ -115,7 +115,6 @@ def baselines_on_test(examples_uri: str, transform_graph_uri: str) -> Dict[str, 
     from ondevice_rec.modules import baselines
     size = tft.TFTransformOutput(transform_graph_uri).vocabulary_size_by_name(features.ITEM_VOCABULARY)
     return baselines.split_baselines(list(range(1, size + 1)),
-                                     baselines.read_examples(features.split_files(examples_uri, "eval")),
                                      baselines.read_examples(features.split_files(examples_uri, "test")))
 
 

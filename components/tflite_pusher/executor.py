@@ -74,7 +74,7 @@ class Executor(base_executor.BaseExecutor):
         run_id = (self._context.pipeline_run_id if self._context else None) or ""
         record(pushed, release.release(
             model.uri, options, blessed,
-            load_histories=lambda: release.sample_histories(examples[0].uri, "test", options.parity_samples)
+            load_histories=lambda: release.sample_histories(examples[0].uri, "test", options.histories_needed())
             if examples else [],
             load_test_metrics=lambda: read_evaluation(evaluations[0].uri) if evaluations else None,
             run_id=run_id, lineage_dir=pushed.uri))

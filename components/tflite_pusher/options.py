@@ -26,11 +26,20 @@ class PublishOptions(JsonFields):
     keep_versions: int = setting(5, "published versions kept")
     # Held-out test histories the float TFLite model is compared with the SavedModel on (and a quantized one
     # with the float one).
-    parity_samples: int = setting(500, "held-out test histories for the parity checks")
+    parity_samples: int = setting(500, "held-out test histories the float TFLite model must rank like the "
+                                       "SavedModel on")
+    # A quantized model's recall@10 is compared with float's on this many (a paired test, checks.py): at a
+    # recall near 0.08, 500 histories hold about 40 hits, and a hit or two decided the 3x larger model.
+    quantized_samples: int = setting(5000, "held-out test histories a quantized model's recall@10 is compared "
+                                           "with float's on")
     min_top10_overlap: float = checks.MIN_TOP10_OVERLAP
     max_quantized_recall_drop: float = checks.MAX_QUANTIZED_RECALL_DROP
 
     def __post_init__(self):
         quantization.check_choice(self.quantization)
-        if self.keep_versions < 1 or self.parity_samples < 1:
-            raise ValueError("keep_versions and parity_samples must be >= 1")
+        if min(self.keep_versions, self.parity_samples, self.quantized_samples) < 1:
+            raise ValueError("keep_versions, parity_samples and quantized_samples must be >= 1")
+
+    def histories_needed(self) -> int:
+        """Held-out histories the checks read: the parity check takes the first ``parity_samples``."""
+        return max(self.parity_samples, self.quantized_samples)

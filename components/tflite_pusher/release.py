@@ -136,11 +136,13 @@ def _build_files(model_uri: str, options: PublishOptions, histories: List[dict],
         tflite_model = conversion.convert_to_tflite(saved_model_dir, signature, mode.name, calibration)
     parity: Dict[str, float] = {}
     if histories:
-        parity = checks.check_parity(float_model, saved_model_dir, inputs, signature, options.min_top10_overlap)
+        parity = checks.check_parity(float_model, saved_model_dir, inputs[:options.parity_samples], signature,
+                                     options.min_top10_overlap)
         if mode.name != quantization.FLOAT:
             try:
                 parity.update(checks.check_quantized_recall(float_model, tflite_model, signature, inputs, labels,
                                                             options.max_quantized_recall_drop))
+                why = f"{why}; kept: {checks.quantized_verdict(parity)}"
             except checks.ParityError as e:
                 if options.quantization != quantization.AUTO:
                     raise

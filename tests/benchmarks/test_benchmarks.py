@@ -6,8 +6,8 @@ import tempfile
 
 import pytest
 
-from ondevice_rec.modules import training
-from ondevice_rec.benchmarks import quality, windowing
+from ondevice_rec.modules import trainer
+from ondevice_rec.benchmarks import anchors, quality, windowing
 from ondevice_rec.modules.config import ModelConfig
 
 
@@ -47,8 +47,8 @@ def test_quality_benchmark_writes_json_table_and_plot(quality_run):
 
 def test_quality_benchmark_averages_over_seeds(quality_run, tmp_path, monkeypatch):
     data_dir = quality_run["data_dir"]  # and its work folder: the data stages come from the cache
-    fit, trained_seeds = training.fit, []
-    monkeypatch.setattr(training, "fit",
+    fit, trained_seeds = trainer.fit, []  # the Trainer's own entry point trains the benchmark's models
+    monkeypatch.setattr(trainer, "fit",
                         lambda config, *a, **k: trained_seeds.append(config.seed) or fit(config, *a, **k))
     result = quality.run(data_dir, encoders=["bow"], history_lengths=[5], out_dir=str(tmp_path / "out"),
                          base=ModelConfig(embedding_dim=8, epochs=2, seed=3), seeds=2, work_dir=quality_run["work_dir"],
@@ -136,6 +136,8 @@ def test_the_cross_dataset_benchmark_generates_a_shape_and_tables_its_best_model
                                                      min_ratings_per_user=3, max_ratings_per_user=15, clusters=8,
                                                      successors=3, follow=0.6), synthetic.PLAIN, categories=True)
     monkeypatch.setitem(synthetic.SHAPES, "tiny", tiny)
+    monkeypatch.setitem(anchors.PUBLISHED, "tiny", (anchors.Anchor("A", 0.25, 0.125, "a paper"),
+                                                    anchors.Anchor("B", 0.5, None, "a README")))
     out, work = tmp_path / "out", tmp_path / "work"
     table = quality.run_datasets(["synthetic:tiny"], out_dir=str(out), work_dir=str(work), report=lambda _: None,
                                  encoders=["bow"], history_lengths=[5],
@@ -153,5 +155,30 @@ def test_the_cross_dataset_benchmark_generates_a_shape_and_tables_its_best_model
     assert row["best_to_markov"] == round(row["best"]["recall@10"] / row["markov_last_3"], 3)
     assert json.loads((out / "datasets.json").read_text()) == json.loads(json.dumps(table))
     assert "| tiny | " in (out / "datasets.md").read_text()
+    # next to the best published result (the highest of the dataset's anchors), and every published row
+    assert row["best_to_published"] == round(row["best"]["recall@10"] / 0.5, 3)
+    assert row["published_on"] == "all users" and [a["model"] for a in row["published"]] == ["A", "B"]
+    markdown = (out / "datasets.md").read_text()
+    assert f"| B 0.5000 | {row['best_to_published']:.2f} |" in markdown
+    assert "- tiny, published HR@10 / NDCG@10 on all users: A 0.2500 / 0.1250 (a paper); B 0.5000 (a README)" in markdown
     assert json.loads((out / "tiny" / "quality.json").read_text())["models"][0]["recall@10"] == \
         row["best"]["recall@10"]
+
+
+def test_a_folder_of_datasets_expands_to_the_datasets_in_it_and_each_reads_its_own_users_file(tmp_path):
+    """``--data-dir ../shared/data`` benchmarks every dataset inside, by name; a dataset folder's own list of the
+    users its published protocol is exact on is found by itself."""
+    for name, files in {"b-log": ["events.json"], "a-movielens": ["u.data"], "notes": ["README.md"]}.items():
+        (tmp_path / name).mkdir()
+        for file in files:
+            (tmp_path / name / file).write_text("x")
+    (tmp_path / "a-movielens" / anchors.USERS_FILE).write_text("1\n")
+    assert quality.expand_datasets([str(tmp_path), "synthetic:tiny"]) == [
+        str(tmp_path / "a-movielens"), str(tmp_path / "b-log"), "synthetic:tiny"]
+    assert quality.expand_datasets([str(tmp_path / "b-log")]) == [str(tmp_path / "b-log")]  # a dataset itself
+    assert anchors.users_file(str(tmp_path / "a-movielens")).endswith(anchors.USERS_FILE)
+    assert anchors.users_file(str(tmp_path / "b-log")) == ""
+    with pytest.raises(ValueError, match="no dataset"):
+        quality.expand_datasets([str(tmp_path / "notes")])
+    assert anchors.best("amazon-toys").recall_at_10 == max(a.recall_at_10 for a in anchors.published("amazon-toys"))
+    assert anchors.best("no-such-set") is None

@@ -64,7 +64,7 @@ def push(tmp_path, artifacts, quantization, with_examples=True, blessed=True):
     # The model is untrained (random ranking): full int8's recall on 50 histories moves by a hit or two
     # (measured 0.10 vs float's 0.12), so its margin here is wide; the 2 % bar on trained models is asserted in
     # tests/modules/test_model.py and by every pipeline run.
-    options = PublishOptions(serving_dir=serving_dir, quantization=quantization, parity_samples=50,
+    options = PublishOptions(serving_dir=serving_dir, quantization=quantization, parity_samples=50, quantized_samples=50,
                              max_quantized_recall_drop=0.5 if quantization in ("int8", "auto") else 0.02)
     executor.Executor().Do(inputs, {executor.PUSHED_MODEL_KEY: [pushed]}, {executor.OPTIONS_KEY: options.to_json()})
     return pushed, serving_dir
@@ -76,7 +76,8 @@ def test_a_quantized_model_is_checked_and_published_with_valid_metadata(tmp_path
     assert pushed.get_int_custom_property("pushed") == 1, pushed.get_string_custom_property("push_outcome")
     # MLMD records the settings derived from the data: training's (from the export) and the quantization.
     assert pushed.get_string_custom_property("derived_softmax") == "full: 79 items <= 20,000"
-    assert pushed.get_string_custom_property("derived_quantization") == f"{quantization} (asked for)"
+    assert pushed.get_string_custom_property("derived_quantization").startswith(
+        f"{quantization} (asked for); kept: recall@10 ")  # with the paired comparison it passed
     latest = os.path.join(serving_dir, publish.LATEST)
     with open(os.path.join(latest, publish.METADATA_FILE)) as f:
         metadata = json.load(f)
@@ -110,8 +111,13 @@ def test_auto_quantization_is_int8_weights_above_the_catalogue_size_and_float_be
     items = small["num_recommendable_items"]
     monkeypatch.setattr(quantization, "INT8_ABOVE_ITEMS", items - 1)
     large = published("large")
-    assert large["quantization"] == "dynamic" and large["quantization_reason"] == \
-        f"dynamic: auto, {items:,} items > {items - 1:,}" and large["tflite_bytes"] < small["tflite_bytes"]
+    assert large["quantization"] == "dynamic" and large["quantization_reason"].startswith(
+        f"dynamic: auto, {items:,} items > {items - 1:,}; kept: recall@10 ") and large["tflite_bytes"] < small["tflite_bytes"]
+    # the decision carries its paired comparison: the counts of histories only one model hits, and the p-value
+    parity = large["parity"]
+    assert parity["quantized_histories"] == 50 and f"p = {parity['quantized_loss_p_value']:.2g}" in \
+        large["quantization_reason"]
+    assert parity["quantized_only_float_hits"] + parity["quantized_only_quantized_hits"] <= 50
 
     def ranks_worse(*args, **kwargs):
         raise checks.ParityError("quantized recall@10 0.1000 is more than 2% below the float model's 0.1200")
@@ -206,3 +212,31 @@ def test_compact_shares_a_tied_int8_table_whose_lookup_copy_was_clipped(tmp_path
     clipped, shared = rows(raw), rows(compact)
     assert np.abs(clipped - table[[50, 55, 60, 63]]).max() > 10 * step  # the lookup copy saturated
     np.testing.assert_allclose(shared, table[[50, 55, 60, 63]], atol=2 * step)
+
+
+def test_the_quantized_gate_refuses_a_significant_loss_only(monkeypatch):
+    """A paired sign test on the histories where only one model hits: one hit of 500 (0.0840 vs 0.0820, as on
+    the 22K-item log that fell back to a 3x larger float model) is noise and passes; the same relative loss on
+    ten times the histories, all of it one way, is refused."""
+    assert checks.sign_test_p_value(0, 0) == 1.0
+    assert checks.sign_test_p_value(1, 0) == 0.5 and checks.sign_test_p_value(3, 0) == 0.125
+    assert checks.sign_test_p_value(11, 10) == pytest.approx(0.5)  # C(21, >=11) / 2^21
+    assert checks.sign_test_p_value(10, 0) < 0.001 < checks.sign_test_p_value(0, 10) == 1.0
+
+    def hits_of(float_hits, quantized_hits):
+        tables = {b"float": np.array(float_hits), b"quantized": np.array(quantized_hits)}
+        monkeypatch.setattr(checks, "tflite_hits", lambda model, *args, **kwargs: tables[model])
+
+    def check(n):
+        return checks.check_quantized_recall(b"float", b"quantized", "recommend", [{}] * n, [0] * n)
+
+    # 0.0840 on 500 histories; quantized misses two of those hits and hits one float misses
+    hits_of([1] * 42 + [0] * 458, [1] * 40 + [0, 0, 1] + [0] * 457)
+    result = check(500)
+    assert (result["float_recall@10"], result["quantized_recall@10"]) == (0.084, 0.082)
+    assert (result["quantized_only_float_hits"], result["quantized_only_quantized_hits"]) == (2, 1)
+    assert result["quantized_loss_p_value"] == 0.5
+    assert "p = 0.5" in checks.quantized_verdict(result)
+    hits_of([1] * 420 + [0] * 4580, [1] * 400 + [0] * 4600)  # 20 hits lost, none won
+    with pytest.raises(checks.ParityError, match=r"only float hits 20, only quantized 0: one-sided sign test p = "):
+        check(5000)

@@ -46,3 +46,9 @@ def test_an_empty_log_gives_an_empty_table(width):
 def test_a_catalogue_too_large_to_pack_is_refused_not_wrapped():
     with pytest.raises(ValueError, match="successors=0"):
         successors.successor_table([], 20_000_000, 4)
+
+
+def test_latest_pairs_are_each_held_out_example_s_transition_into_its_target():
+    context = np.array([[8, 7, 6], [0, 0, 0], [5, 0, 0]])  # most recent first; a user without history
+    previous, following = successors.latest_pairs(context, np.array([9, 4, 0]))  # 0: a target outside training
+    assert list(zip(previous.tolist(), following.tolist())) == [(8, 9)]

@@ -66,7 +66,7 @@ def test_fit_with_weight_average_keeps_the_averaged_weights_of_the_best_epoch(tm
     # successor table, whose strength the eval split chose; the embedding size was given)
     assert written["derived"]["softmax"] == f"full: 20 items <= {SAMPLED_SOFTMAX_ABOVE_ITEMS:,}"
     assert "embedding_dim" not in written["derived"]
-    assert written["derived"]["successor table"].startswith("20 items with up to 4 successors; strength ")
+    assert written["derived"]["successor table"].startswith("20 items with up to 16 successors; strength ")
 
 
 def test_the_softmax_is_derived_from_the_catalogue_size_unless_given(monkeypatch):
@@ -92,17 +92,23 @@ def test_the_softmax_is_derived_from_the_catalogue_size_unless_given(monkeypatch
 
 
 def test_the_embedding_size_is_derived_to_keep_large_catalogues_within_the_on_device_budget():
-    """32 while the int8 item and successor tables fit ON_DEVICE_BYTES, then the largest multiple of 8 that
-    fits; a size given is kept."""
+    """The successor table first (16 entries an item, fewer down to 4 where a 16-d embedding would not fit
+    beside it), then 32 dimensions while the int8 item and successor tables fit ON_DEVICE_BYTES, else the
+    largest multiple of 8 that fits; a size given is kept, and so is its table."""
     from ondevice_rec.modules import config as config_lib
-    assert ModelConfig().embedding_dim == 0
-    dims = {items: ModelConfig().derive_from_data(items)[0].embedding_dim for items in (1_700, 40_000, 47_911, 55_000)}
-    assert dims == {1_700: 32, 40_000: 32, 47_911: 24, 55_000: 16}
-    for items, dim in dims.items():  # within the budget: d + 1 bytes an item, 4 a successor entry
-        assert items * (dim + 1 + 4 * ModelConfig().successors) <= config_lib.ON_DEVICE_BYTES
-    why = ModelConfig().derive_from_data(55_000)[1]["embedding_dim"]
-    assert why == "16: the int8 model of 55,000 items within 2,000,000 bytes"
+    assert ModelConfig().embedding_dim == 0 and ModelConfig().successors == 16
+    derived = {items: ModelConfig().derive_from_data(items)[0] for items in (1_700, 20_000, 24_000, 40_000, 47_911,
+                                                                            55_000, 80_000)}
+    assert {items: (c.successors, c.embedding_dim) for items, c in derived.items()} == {
+        1_700: (16, 32), 20_000: (16, 32), 24_000: (16, 16), 40_000: (8, 16), 47_911: (6, 16), 55_000: (4, 16),
+        80_000: (4, 8)}
+    for items, c in derived.items():  # within the budget: d + 1 bytes an item, 4 a successor entry
+        assert items * (c.embedding_dim + 1 + 4 * c.successors) <= config_lib.ON_DEVICE_BYTES or c.embedding_dim == 8
+    why = ModelConfig().derive_from_data(55_000)[1]
+    assert why["embedding_dim"] == "16: the int8 model of 55,000 items within 2,000,000 bytes"
+    assert why["successors"] == "4: the table of 55,000 items beside a 16-d embedding within 2,000,000 bytes"
     assert ModelConfig(embedding_dim=64).derive_from_data(55_000)[0].embedding_dim == 64
+    assert ModelConfig(embedding_dim=64).derive_from_data(55_000)[0].successors == 16
     assert ModelConfig(successors=0).derive_from_data(55_000)[0].embedding_dim == 32  # no table: room for 32
     with pytest.raises(ValueError, match="embedding_dim >= 0"):
         ModelConfig(embedding_dim=-8)
@@ -237,3 +243,27 @@ def test_history_dropout_deletes_items_and_closes_up_the_rest():
     assert len(targets) <= 2 * labels_trained and 200 * (1 - 0.5 ** 4) - 15 <= labels_trained < 200
     with pytest.raises(ValueError, match="history_dropout"):
         ModelConfig(history_dropout=1.0)
+
+
+def test_the_exported_successor_table_also_counts_the_held_out_examples_latest_transitions():
+    """The strength is chosen with the training events' table; the model then keeps the table recounted with
+    each held-out example's transition into its target (the events a deployed model knows)."""
+    from ondevice_rec.modules import features, model as model_lib, successors, vocabulary
+    vocab = vocabulary.build({str(m): 10 for m in range(1, 21)})
+    ids = np.tile(np.array([[3, 2, 1]], np.int32), (64, 1))  # training: 1 -> 2 -> 3 -> 4, nothing else
+    labels = np.full(64, 4, np.int32)
+    held_out = ({features.CONTEXT_INDEX: np.array([[7, 6, 5], [7, 0, 0]], np.int32)}, np.array([9, 9], np.int32))
+
+    def data(pair):
+        return tf.data.Dataset.from_tensor_slices(pair).batch(32)
+
+    config = ModelConfig(encoder="bow", history_length=3, embedding_dim=8, use_item_categories=False,
+                         use_item_numbers=False, epochs=1, successors=2)
+    model = training.fit(config, vocab, data(({features.CONTEXT_INDEX: ids}, labels)), data(held_out),
+                         held_out_data=data(held_out))
+    index, count = successors.unpack(model_lib.successor_layer(model).table.table.numpy())
+    assert (index[3, 0], count[3, 0]) == (4, 64)  # the training windows' pair (one a window at stride 1)
+    assert (index[7, 0], count[7, 0]) == (9, 2)  # both held-out examples' 7 -> 9, absent from training
+    assert index[6].tolist() == [0, 0]  # only the latest transition of a held-out example is counted
+    assert "exported with the held-out examples' latest transitions" in model.training_summary["derived"][
+        "successor table"]
