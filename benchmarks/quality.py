@@ -225,18 +225,14 @@ def is_dataset(folder: str) -> bool:
 def expand_datasets(datasets: Sequence[str]) -> List[str]:
     """``datasets`` with each folder that is no dataset itself but holds some (e.g. ``../shared/data``)
     replaced by those dataset folders, by name."""
-    from ondevice_rec.data import synthetic
     expanded = []
     for dataset in datasets:
         if dataset.startswith(SYNTHETIC_PREFIX) or not os.path.isdir(dataset) or is_dataset(dataset):
             expanded.append(dataset)
             continue
         inside = [os.path.join(dataset, name) for name in sorted(os.listdir(dataset))]
-        found = [folder for folder in inside if os.path.isdir(folder) and is_dataset(folder)]
-        if not found:
-            raise ValueError(f"{dataset} is no dataset (no {synthetic.SPEC_FILE} or MovieLens ratings file) and "
-                             f"holds none")
-        expanded.extend(found)
+        # A folder that holds none stays: reading it says what it lacks.
+        expanded.extend([folder for folder in inside if os.path.isdir(folder) and is_dataset(folder)] or [dataset])
     return expanded
 
 

@@ -1,4 +1,4 @@
-"""Exports a trained model as a SavedModel with two signatures.
+"""Exports a trained model as a SavedModel with three signatures.
 
 * ``serving_default`` takes serialized *windowed* tf.Examples (string keys), maps them with the model's own
   vocabulary and returns ``scores`` ``[batch, 1 + V]``: column 0 the label's score, then the scores over the
@@ -6,6 +6,8 @@
   (a label outside the vocabulary scores ``MASKED_SCORE``: a miss). TFMA uses it with the constant
   ``label_column`` (0), so models of different vocabularies (the candidate and the serving baseline of another
   span) are compared on the same examples.
+* ``serving_validated``: the same with the successor table the eval split validated (the training events'),
+  for the blessing Evaluator on the eval split (``features.VALIDATED_SIGNATURE``).
 * ``recommend`` is the on-device function: ``context_index`` int32[N] (vocabulary indices, most recent first,
   padded with 0; plus ``context_rating`` float32[N] when the model uses ratings) -> ``top_ids`` int32[K]
   (vocabulary indices, never 0 or a history item) and ``top_scores`` float32[K]; ``vocabulary.json`` maps
@@ -26,7 +28,7 @@ from . import features, warm_start
 from .config import ModelConfig
 # The signature, tensor and folder names live in ``features`` (TF-free); re-exported for the exporter's users.
 from .features import (ASSETS_EXTRA, MASKED_SCORE, RECOMMEND_SIGNATURE, SCORES, SERVING_SIGNATURE,  # noqa: F401
-                       TOP_IDS, TOP_SCORES)
+                       TOP_IDS, TOP_SCORES, VALIDATED_SIGNATURE)
 from .model import exclude, exclude_seen, successor_layer
 from .vocabulary import Vocabulary
 
@@ -79,6 +81,7 @@ class RecommenderModule(tf.Module):
         # history item can reach the top K.
         self._top_k = max(1, min(config.top_k, vocab.size - 1 - config.history_length))
         self._query_model = keras.Model(model.inputs, model.get_layer("scores").input)
+        self._network_model = keras.Model(model.inputs, model.get_layer("scores").output)  # without the table
         self._inputs = [features.CONTEXT_INDEX] + ([features.CONTEXT_RATING] if config.use_ratings else [])
         spec = features.windowed_feature_spec(config.history_length)
         self._feature_spec = {k: spec[k] for k in (features.CONTEXT_ITEM, features.CONTEXT_RATING,
@@ -91,6 +94,22 @@ class RecommenderModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(self, serialized):
+        return self._serve(serialized, validated=False)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_validated(self, serialized):
+        """``serve_examples`` with the successor table of the training events (``VALIDATED_SIGNATURE``)."""
+        return self._serve(serialized, validated=True)
+
+    def _scores(self, inputs, validated: bool):
+        successors = successor_layer(self.model)
+        if not validated or successors is None:
+            return self.model(inputs, training=False)
+        context = inputs[features.CONTEXT_INDEX]
+        return self._network_model(inputs, training=False) + successors.dense(context[:, :successors.recent],
+                                                                              validated=True)
+
+    def _serve(self, serialized, validated: bool):
         parsed = tf.io.parse_example(serialized, self._feature_spec)
         context = self._key_to_index(parsed[features.CONTEXT_ITEM])
         inputs = {features.CONTEXT_INDEX: context}
@@ -100,7 +119,7 @@ class RecommenderModule(tf.Module):
         # already. Context items are always excluded, even where seen_items is empty (train examples).
         seen = self._key_to_index(tf.sparse.to_dense(parsed[features.SEEN_ITEMS], default_value=""))
         label = self._key_to_index(parsed[features.LABEL_ITEM])
-        scores = exclude_seen(self.model(inputs, training=False), context, seen)
+        scores = exclude_seen(self._scores(inputs, validated), context, seen)
         label_score = tf.where(label > features.PADDING_ID, tf.gather(scores, label, axis=1, batch_dims=1),
                                tf.constant(MASKED_SCORE, scores.dtype))
         others = exclude(scores, label[:, tf.newaxis])
@@ -142,6 +161,7 @@ def export_saved_model(model: keras.Model, vocab: Vocabulary, config: ModelConfi
     recommend = module.recommend.get_concrete_function(*specs)
     tf.saved_model.save(module, export_dir, signatures={
         SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
+        VALIDATED_SIGNATURE: module.serve_validated.get_concrete_function(),
         RECOMMEND_SIGNATURE: recommend,
     })
     extra = os.path.join(export_dir, ASSETS_EXTRA)

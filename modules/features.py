@@ -92,6 +92,10 @@ GATE_METRIC = f"recall@{GATE_K}"
 
 # The exported model's signatures and the on-device model's output tensors.
 SERVING_SIGNATURE = "serving_default"  # serialized examples -> scores over ids (TFMA)
+# The same with the successor table of the training events only: the model as the eval split validated it,
+# before the exported table also counted the eval targets' transitions. The blessing Evaluator (eval split)
+# scores it, so that a candidate does not judge itself on the events its table was counted from.
+VALIDATED_SIGNATURE = "serving_validated"
 RECOMMEND_SIGNATURE = "recommend"  # the on-device function
 TOP_IDS = "top_ids"
 TOP_SCORES = "top_scores"

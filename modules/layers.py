@@ -172,9 +172,11 @@ class SuccessorScores(keras.layers.Layer):
         self._vocabulary_size = vocabulary_size
         self._recent = recent
         self._width = int(np.shape(table)[1])
-        # Stored in the type any table of this vocabulary needs, so a recounted one fits (set_table).
-        self.table = ConstantLookup(table, dtype_of=successors.pack(vocabulary_size - 1, successors.COUNT_CAP),
-                                    name="successor_table")
+        # Stored in the type any table of this vocabulary needs, so a recounted one fits (set_table). The
+        # validated table keeps the table the strength was chosen with (the training events').
+        bound = successors.pack(vocabulary_size - 1, successors.COUNT_CAP)
+        self.table = ConstantLookup(table, dtype_of=bound, name="successor_table")
+        self.validated_table = ConstantLookup(table, dtype_of=bound, name="validated_successor_table")
         self.strength = self.add_weight(name="strength", shape=(), initializer="zeros", trainable=False)
 
     @property
@@ -185,11 +187,13 @@ class SuccessorScores(keras.layers.Layer):
         self.strength.assign(value)
 
     def set_table(self, table: np.ndarray) -> None:
+        """Replaces the table the model scores with (``validated_table`` keeps the one it was built with)."""
         self.table.assign(table)
 
-    def dense(self, recent):
-        """``[R, V]`` scores of ``recent`` ``[R, recent]`` (most recent first)."""
-        packed = self.table(recent)  # [R, L, S]
+    def dense(self, recent, validated: bool = False):
+        """``[R, V]`` scores of ``recent`` ``[R, recent]`` (most recent first); ``validated``: from the table the
+        strength was chosen with."""
+        packed = (self.validated_table if validated else self.table)(recent)  # [R, L, S]
         ids = tf.math.floordiv(packed, self._scale)
         position = tf.range(1, self._recent + 1, dtype=tf.float32)[tf.newaxis, :, tf.newaxis]
         weights = self.strength * tf.cast(tf.math.floormod(packed, self._scale), tf.float32) / position

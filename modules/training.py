@@ -303,10 +303,8 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     steps = config.steps_per_epoch or None
-    if steps:
-        train_data = train_data.repeat()
-    fitted.fit(train_data, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_data,
-               callbacks=callbacks, verbose=0)
+    fitted.fit(train_data.repeat() if steps else train_data, epochs=config.epochs, steps_per_epoch=steps,
+               validation_data=eval_data, callbacks=callbacks, verbose=0)
     history, curve = fitted.history, dict(fitted.history.history)
     if table is not None:
         derived["successor table"] = choose_successor_strength(fitted, eval_data, table)

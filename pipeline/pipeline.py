@@ -48,8 +48,11 @@ def eval_config(config: PipelineConfig, with_thresholds: bool) -> tfma.EvalConfi
             change_threshold=tfma.GenericChangeThreshold(
                 direction=tfma.MetricDirection.HIGHER_IS_BETTER,
                 absolute={"value": -max(config.max_recall_regression, 1e-9)})))
+    # The blessing Evaluator (eval split) scores the model as validated: its exported successor table also
+    # counts the eval targets' transitions (modules/successors.py).
+    signature = features.VALIDATED_SIGNATURE if with_thresholds else features.SERVING_SIGNATURE
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name=features.SERVING_SIGNATURE, label_key=features.LABEL_COLUMN,
+        model_specs=[tfma.ModelSpec(signature_name=signature, label_key=features.LABEL_COLUMN,
                                     prediction_key=features.SCORES)],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)])

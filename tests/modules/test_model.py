@@ -123,6 +123,32 @@ def test_every_encoder_beats_popularity_on_the_test_split(trained):
     assert model_recall["recall@10"] > 1.5 * popularity["recall@10"], (model_recall, popularity)
 
 
+def test_the_validated_signature_scores_with_the_table_the_eval_split_validated(trained):
+    """``serving_validated`` (the blessing Evaluator's, on the eval split) adds the successor table of the
+    training events; ``serving_default`` and the on-device function the exported one, which also counts each
+    eval target's transition: on the eval examples they differ where those transitions are."""
+    from ondevice_rec.modules import successors
+    export_dir, vocab, split_examples, config = trained
+    loaded = tf.saved_model.load(export_dir)
+    held_out = split_examples["eval"]
+    serialized = tf.constant([e["windowed"] for e in held_out])
+    exported = loaded.signatures[export.SERVING_SIGNATURE](examples=serialized)["scores"].numpy()
+    validated = loaded.signatures[export.VALIDATED_SIGNATURE](examples=serialized)["scores"].numpy()
+    tables = [v.numpy() for v in loaded.model.variables if v.name.endswith("table:0") and
+              v.shape == (vocab.size, config.successors)]
+    assert len(tables) == 2 and not np.array_equal(*tables)
+    train = split_examples["train"]
+    trained_pairs = successors.training_pairs([e[features.CONTEXT_INDEX] for e in train],
+                                              [e[features.LABEL_INDEX] for e in train], config.default_train_stride())
+    assert any(np.array_equal(t, successors.successor_table([trained_pairs], vocab.size, config.successors))
+               for t in tables)  # the validated table: the training events only
+    assert not np.allclose(exported, validated)
+    # the exported table adds each eval target's own transition (a recount can also push another successor
+    # out of an item's top entries: a few labels lose)
+    label_scores = exported[:, 0] - validated[:, 0]
+    assert (label_scores > 1e-4).mean() > 0.5 > (label_scores < -1e-4).mean()
+
+
 def test_eval_signature_masks_padding_and_history(trained):
     export_dir, vocab, split_examples, _ = trained
     serve = tf.saved_model.load(export_dir).signatures[export.SERVING_SIGNATURE]
@@ -274,13 +300,16 @@ def test_warm_start_carries_weights_over_by_item_key(trained):
     gone = vocab.size - 1  # the old index of the item that disappears
     reordered = list(reversed(vocab.items[:-1])) + [vocabulary.ItemEntry("new-item", 1, "New")]
     new_vocab = vocabulary.Vocabulary(reordered, vocab.categories, vocab.boundaries)
-    # The successor table is the new span's data, not a weight: counted again from the same windows here,
-    # mapped to the new indices by key, so that the scores can match.
+    # The successor table is the new span's data, not a weight: counted again from the same windows (and the
+    # held-out examples' latest transitions, as the Trainer exports it) here, mapped to the new indices by key,
+    # so that the scores can match.
     from ondevice_rec.modules import successors
-    train = split_examples["train"]
+    train, held_out = split_examples["train"], split_examples["eval"]
     old_table = successors.successor_table(
         [successors.training_pairs([e[features.CONTEXT_INDEX] for e in train], [e[features.LABEL_INDEX] for e in train],
-                                   config.default_train_stride())], vocab.size, config.successors)
+                                   config.default_train_stride()),
+         successors.latest_pairs([e[features.CONTEXT_INDEX] for e in held_out],
+                                 [e[features.LABEL_INDEX] for e in held_out])], vocab.size, config.successors)
     to_new = np.array([0] + [new_vocab.key_to_index()[m.key] if m.key in new_vocab.key_to_index() else 0
                              for m in vocab.items])
     index, count = successors.unpack(old_table)
