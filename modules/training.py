@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -285,7 +285,8 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     config, derived = config.derive_from_data(vocab.size - 1)
     for name, reason in derived.items():
         log.info("derived from the data: %s %s", name, reason)
-    table = count_successors(train_data, config, vocab.size) if config.successors else None
+    pairs = training_pairs(train_data, config) if config.successors else None
+    table = successors.successor_table([pairs], vocab.size, config.successors) if config.successors else None
     recommender = build_recommender(config, vocab, table)
     model = recommender.model
     if base_model_dir:
@@ -309,7 +310,9 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     if table is not None:
         derived["successor table"] = choose_successor_strength(fitted, eval_data, table)
         if held_out_data is not None:
-            recounted = count_successors(train_data, config, vocab.size, held_out_data)
+            recounted = successors.successor_table(
+                [pairs] + [successors.latest_pairs(inputs[features.CONTEXT_INDEX], labels)
+                           for inputs, labels in held_out_data.as_numpy_iterator()], vocab.size, config.successors)
             successor_layer(model).set_table(recounted)
             derived["successor table"] += (f"; exported with the held-out examples' latest transitions too "
                                            f"({int(np.count_nonzero(recounted)):,} entries)")
@@ -320,18 +323,14 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     return model
 
 
-def count_successors(train_data: tf.data.Dataset, config: ModelConfig, vocabulary_size: int,
-                     held_out_data: Optional[tf.data.Dataset] = None) -> np.ndarray:
-    """The packed successor table (``successors.successor_table``) of one pass over the training windows, and
-    of the latest transition of each ``held_out_data`` example when given."""
-    import itertools
+def training_pairs(train_data: tf.data.Dataset, config: ModelConfig) -> Tuple[np.ndarray, np.ndarray]:
+    """``(previous, following)`` index pairs of one pass over the training windows, each event pair once
+    (``successors.training_pairs``), kept for the table's count and its recount with the held-out examples."""
     stride = config.default_train_stride()  # the windowing's train stride (PipelineConfig checks it)
-    pairs = (successors.training_pairs(inputs[features.CONTEXT_INDEX], labels, stride)
-             for inputs, labels in train_data.as_numpy_iterator())
-    if held_out_data is not None:
-        pairs = itertools.chain(pairs, (successors.latest_pairs(inputs[features.CONTEXT_INDEX], labels)
-                                        for inputs, labels in held_out_data.as_numpy_iterator()))
-    return successors.successor_table(pairs, vocabulary_size, config.successors)
+    batches = [successors.training_pairs(inputs[features.CONTEXT_INDEX], labels, stride)
+               for inputs, labels in train_data.as_numpy_iterator()]
+    return (np.concatenate([b[0] for b in batches] or [np.zeros(0, np.int64)]),
+            np.concatenate([b[1] for b in batches] or [np.zeros(0, np.int64)]))
 
 
 def choose_successor_strength(fitted: keras.Model, eval_data: tf.data.Dataset, table: np.ndarray) -> str:
