@@ -296,7 +296,7 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
         best = max(result["models"], key=lambda m: m["recall@10"])
         markov = result["baselines"]["markov (last 3 items)"]["recall@10"]
         published = anchors.best(name)
-        keys = [k for k in best if k.split("_per_seed")[0].split("_std")[0] in SPREAD_METRICS or k in (
+        keys = [k for k in best if k.startswith(SPREAD_METRICS) or k in (  # each metric with its spread
             "encoder", "history_length", "epochs_run", "listed_users")]
         compared = best.get("listed_recall@10", best["recall@10"]) if users_file else best["recall@10"]
         table["datasets"].append({
