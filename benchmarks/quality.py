@@ -11,6 +11,7 @@ on score matrices built with the same exclusions.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ SYNTHETIC_PREFIX = "synthetic:"  # a dataset named synthetic:SHAPE is generated 
 # What the benchmark trains unless told (``--run-defaults``: what ``ondevice-rec run`` trains).
 HISTORY_LENGTHS = (10, 50, 100)
 BENCHMARK_MODEL = ModelConfig(embedding_dim=64, epochs=20)
+DEFAULT_VARIANT = "default"  # an ablation's unchanged model
 
 
 def evaluate_model(model, data: WindowedSplit, config: ModelConfig, which: str = "test",
@@ -83,13 +85,21 @@ def check_settings(data_dir: Optional[str], encoders: Sequence[str], history_len
         raise ValueError("; ".join(problems))
 
 
+def variants(ablations: Sequence[str]) -> List[tuple]:
+    """``(label, overrides)`` of an ablation: the setting as given, then each ``KEY=VALUE`` change alone."""
+    ModelConfig().with_overrides(list(ablations))  # refuses an unknown key or value before any training
+    return [(DEFAULT_VARIANT, [])] + [(change, [change]) for change in dict.fromkeys(ablations)]
+
+
 @temporary_work_dir("ondevice-rec-quality-")
 def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequence[int] = HISTORY_LENGTHS,
         out_dir: str = "benchmarks/results", base: ModelConfig = BENCHMARK_MODEL,
         overrides: Sequence[str] = (), seeds: int = 1, work_dir: str = "", users_file: str = "",
-        report=print, events=None) -> dict:
+        report=print, events=None, ablations: Sequence[str] = ()) -> dict:
     """Trains every encoder x history length on one split and writes quality.json/.md/.png to ``out_dir``.
 
+    ``ablations``: ``"KEY=VALUE"`` model settings, each trained alone on top of every model (one change at a
+    time; the entries say which in ``variant``, the unchanged one being ``"default"``).
     ``overrides``: ``"KEY=VALUE"`` for every encoder or ``"ENCODER:KEY=VALUE"`` for one. ``seeds`` > 1
     trains each model with seeds ``base.seed``, ``base.seed + 1``, ...: the entry's metrics are the means,
     with each seed's recall@10 and their standard deviation (single runs differ by a few points here).
@@ -99,6 +109,7 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
     e.g. ML-1M-SAS's ``complete_users.txt``.
     """
     check_settings(data_dir, encoders, history_lengths, seeds)
+    changes = variants(ablations)
     from ondevice_rec.pipeline.evaluation import read_users
     users = read_users(users_file) if users_file else None
     os.makedirs(out_dir, exist_ok=True)
@@ -109,53 +120,54 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
                "exclusions": "padding, movies absent from training, already-rated movies",
                "model_defaults": dataclasses.asdict(base), "baselines": {}, "models": []}
     start = time.perf_counter()
-    for n in history_lengths:
-        windowings: Dict[int, WindowedSplit] = {}  # by train stride (it follows each encoder's loss)
-        for encoder in encoders:
-            config = dataclasses.replace(base, encoder=encoder, history_length=n).with_overrides(
-                overrides_for(encoder, overrides))
-            stride = config.default_train_stride()
-            if stride not in windowings:
-                report(f"  windowing N={n}, train stride {stride} (the pipeline's data stages) ...")
-                windowings[stride] = WindowedSplit(data_dir, work_dir, config, events=events)
-            data = windowings[stride]
-            if "num_test_users" not in results:
-                targets = data.targets("test")
-                results["num_test_users"] = int(len(targets))
-                results["num_items"] = data.vocab.size - 1
-                results["num_events"] = int(sum(len(e[SEEN_INDEX]) for e in data.examples("eval")) + 2 * len(targets))
-                results["baselines"] = data.baselines("test")
-                for name, values in results["baselines"].items():
-                    report(f"  {name:<22} recall@10 {values['recall@10']:.4f}")
-            runs, epochs_run, stopped_by, t = [], [], [], time.perf_counter()
-            for seed in range(config.seed, config.seed + seeds):
-                seeded = dataclasses.replace(config, seed=seed)
-                model = data.train(seeded)
-                runs.append(evaluate_model(model, data, seeded, users=users))
-                epochs_run.append(len(model.history.history.get("loss", [])) if model.history else None)
-                stopped_by.append(model.training_summary.get("stopped_by"))
-                if seeds > 1:
-                    report(f"  {encoder:<12} N={n:<4} seed {seed}: recall@10 {runs[-1]['recall@10']:.4f}")
-            train_seconds = (time.perf_counter() - t) / seeds
-            values = {name: float(np.mean([r[name] for r in runs])) for name in runs[0]}
-            entry = {"encoder": encoder, "history_length": n, "train_seconds": round(train_seconds, 1),
-                     "settings": {k: v for k, v in dataclasses.asdict(config).items()
-                                  if v != getattr(base, k) and k not in ("encoder", "history_length")},
-                     "train_stride": data.stride,
-                     "epochs_run": epochs_run[0] if seeds == 1 else epochs_run,
-                     "stopped_by": stopped_by[0] if seeds == 1 else stopped_by, **values}
+    windowings: Dict[tuple, WindowedSplit] = {}  # by N and train stride (it follows each encoder's loss)
+    for n, encoder, (variant, change) in itertools.product(history_lengths, encoders, changes):
+        config = dataclasses.replace(base, encoder=encoder, history_length=n).with_overrides(
+            overrides_for(encoder, overrides) + change)
+        shape = (config.history_length, config.default_train_stride())
+        if shape not in windowings:
+            report(f"  windowing N={shape[0]}, train stride {shape[1]} (the pipeline's data stages) ...")
+            windowings[shape] = WindowedSplit(data_dir, work_dir, config, events=events)
+        data = windowings[shape]
+        if "num_test_users" not in results:
+            targets = data.targets("test")
+            results["num_test_users"] = int(len(targets))
+            results["num_items"] = data.vocab.size - 1
+            results["num_events"] = int(sum(len(e[SEEN_INDEX]) for e in data.examples("eval")) + 2 * len(targets))
+            results["baselines"] = data.baselines("test")
+            for name, values in results["baselines"].items():
+                report(f"  {name:<22} recall@10 {values['recall@10']:.4f}")
+        runs, epochs_run, stopped_by, t = [], [], [], time.perf_counter()
+        for seed in range(config.seed, config.seed + seeds):
+            seeded = dataclasses.replace(config, seed=seed)
+            model = data.train(seeded)
+            runs.append(evaluate_model(model, data, seeded, users=users))
+            epochs_run.append(len(model.history.history.get("loss", [])) if model.history else None)
+            stopped_by.append(model.training_summary.get("stopped_by"))
             if seeds > 1:
-                entry["seeds"] = list(range(config.seed, config.seed + seeds))
-                for metric in SPREAD_METRICS:
-                    if metric in runs[0]:
-                        entry[f"{metric}_per_seed"] = [r[metric] for r in runs]
-                        entry[f"{metric}_std"] = float(np.std(entry[f"{metric}_per_seed"], ddof=1))
-            results["models"].append(entry)
-            spread = f" ± {entry['recall@10_std']:.4f} (mean of {seeds})" if seeds > 1 else ""
-            listed = f"  listed users {values['listed_recall@10']:.4f}" if "listed_recall@10" in values else ""
-            report(f"  {encoder:<12} N={n:<4} recall@10 {values['recall@10']:.4f}{spread}  "
-                   f"ndcg@10 {values['ndcg@10']:.4f}{listed}  ({train_seconds:.0f}s per model)")
-            _write(results, out_dir)
+                report(f"  {encoder:<12} N={n:<4} {variant} seed {seed}: recall@10 {runs[-1]['recall@10']:.4f}")
+        train_seconds = (time.perf_counter() - t) / seeds
+        values = {name: float(np.mean([r[name] for r in runs])) for name in runs[0]}
+        entry = {"encoder": encoder, "history_length": config.history_length, "variant": variant,
+                 "train_seconds": round(train_seconds, 1),
+                 "settings": {k: v for k, v in dataclasses.asdict(config).items()
+                              if v != getattr(base, k) and k not in ("encoder", "history_length")},
+                 "train_stride": data.stride,
+                 "epochs_run": epochs_run[0] if seeds == 1 else epochs_run,
+                 "stopped_by": stopped_by[0] if seeds == 1 else stopped_by, **values}
+        if seeds > 1:
+            entry["seeds"] = list(range(config.seed, config.seed + seeds))
+            for metric in SPREAD_METRICS:
+                if metric in runs[0]:
+                    entry[f"{metric}_per_seed"] = [r[metric] for r in runs]
+                    entry[f"{metric}_std"] = float(np.std(entry[f"{metric}_per_seed"], ddof=1))
+        results["models"].append(entry)
+        spread = f" ± {entry['recall@10_std']:.4f} (mean of {seeds})" if seeds > 1 else ""
+        listed = f"  listed users {values['listed_recall@10']:.4f}" if "listed_recall@10" in values else ""
+        label = f"{encoder:<12} N={n:<4}" + (f" {variant}" if len(changes) > 1 else "")
+        report(f"  {label} recall@10 {values['recall@10']:.4f}{spread}  "
+               f"ndcg@10 {values['ndcg@10']:.4f}{listed}  ({train_seconds:.0f}s per model)")
+        _write(results, out_dir)
     results["total_seconds"] = round(time.perf_counter() - start, 1)
     _write(results, out_dir)
     return results
@@ -173,7 +185,8 @@ def _write(results: dict, out_dir: str) -> None:
                      f"{v['ndcg@10']:.4f} | – | – |" + (" – |" if listed else ""))
     for m in results["models"]:
         spread = f" ± {m['recall@10_std']:.4f}" if "recall@10_std" in m else ""
-        lines.append(f"| {m['encoder']} | {m['history_length']} | {m['recall@1']:.4f} | {m['recall@5']:.4f} | "
+        name = m["encoder"] + ("" if m["variant"] == DEFAULT_VARIANT else f", {m['variant']}")
+        lines.append(f"| {name} | {m['history_length']} | {m['recall@1']:.4f} | {m['recall@5']:.4f} | "
                      f"{m['recall@10']:.4f}{spread} | {m['ndcg@10']:.4f} | {m['epochs_run']} | "
                      f"{m['train_seconds']:.0f} |" + (f" {m.get('listed_recall@10', float('nan')):.4f} |" if listed
                                                      else ""))
@@ -187,7 +200,8 @@ def _write(results: dict, out_dir: str) -> None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for encoder in dict.fromkeys(m["encoder"] for m in results["models"]):
-        points = sorted((m["history_length"], m["recall@10"]) for m in results["models"] if m["encoder"] == encoder)
+        points = sorted((m["history_length"], m["recall@10"]) for m in results["models"]
+                        if m["encoder"] == encoder and m["variant"] == DEFAULT_VARIANT)
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=encoder)
     styles = iter(["--", ":", "-."])
     for name, v in results["baselines"].items():
@@ -293,7 +307,7 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
         users_file = anchors.users_file(data_dir)
         result = run(data_dir, out_dir=os.path.join(out_dir, name), work_dir=os.path.join(work_dir, name, "work"),
                      report=report, events=spec, users_file=users_file, **settings)
-        best = max(result["models"], key=lambda m: m["recall@10"])
+        best = max((m for m in result["models"] if m["variant"] == DEFAULT_VARIANT), key=lambda m: m["recall@10"])
         markov = result["baselines"]["markov (last 3 items)"]["recall@10"]
         published = anchors.best(name)
         keys = [k for k in best if k.startswith(SPREAD_METRICS) or k in (  # each metric with its spread
@@ -310,6 +324,11 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
                             "all users",
             "best_to_published": round(compared / published.recall_at_10, 3) if published else None,
             "seconds": round(time.perf_counter() - t, 1)})
+        if settings.get("ablations"):
+            table["datasets"][-1]["ablation"] = {
+                m["variant"]: {k: m[k] for k in m if k.startswith(SPREAD_METRICS) or k == "epochs_run"}
+                for m in result["models"] if (m["encoder"], m["history_length"]) == (best["encoder"],
+                                                                                     best["history_length"])}
         _write_datasets(table, out_dir)
     table["total_seconds"] = round(time.perf_counter() - start, 1)
     _write_datasets(table, out_dir)
@@ -348,7 +367,31 @@ def format_datasets(table: dict) -> str:
             notes.append(f"- {d['dataset']}, published HR@10 / NDCG@10 on {d['published_on']}: {rows}")
     if any("recall@10_std" in d["best"] for d in table["datasets"]):
         notes.insert(0, "Models: mean ± standard deviation over seeds.")
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + ([""] + notes if notes else []) + format_ablation(table))
+
+
+def format_ablation(table: dict) -> List[str]:
+    """The ablation table (``--ablation``): test recall@10 of the default and of each change alone, per dataset
+    (mean ± std over seeds, the change's relative difference to the default); [] without ablations."""
+    datasets = [d for d in table["datasets"] if d.get("ablation")]
+    if not datasets:
+        return []
+    lines = ["", "Ablation: test recall@10 (NDCG@10), one change at a time on the default model",
+             "", "| change | " + " | ".join(d["dataset"] for d in datasets) + " |",
+             "|---|" + "---|" * len(datasets)]
+    for variant in dict.fromkeys(v for d in datasets for v in d["ablation"]):
+        cells = []
+        for d in datasets:
+            values, default = d["ablation"].get(variant), d["ablation"][DEFAULT_VARIANT]
+            if values is None:
+                cells.append("–")
+                continue
+            change = "" if variant == DEFAULT_VARIANT else \
+                f" {100 * (values['recall@10'] / default['recall@10'] - 1):+.1f} %"
+            listed = f"; listed users {_spread(values, 'listed_recall@10')}" if "listed_recall@10" in values else ""
+            cells.append(f"{_spread(values, 'recall@10')} ({values['ndcg@10']:.4f}){change}{listed}")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _write_datasets(table: dict, out_dir: str) -> None:

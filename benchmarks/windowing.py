@@ -93,7 +93,7 @@ def reference_windowing(data_dir: str, options: windowing.WindowingOptions, outp
                for i, p in enumerate(arrays["position"].tolist())]
     users, ratings = [str(u) for u in arrays["user"].tolist()], arrays["context_rating"].tolist()
     lengths, stamps, starts = arrays["context_length"].tolist(), arrays["stamp"].tolist(), arrays["start"].tolist()
-    positions = arrays["position"].tolist()
+    positions, timeline_lengths = arrays["position"].tolist(), arrays["timeline_length"].tolist()
     out: Dict[str, List[bytes]] = {s: [] for s in features.SPLITS}
     for i in np.flatnonzero(split >= 0).tolist():
         s = features.SPLITS[split[i]]
@@ -104,6 +104,8 @@ def reference_windowing(data_dir: str, options: windowing.WindowingOptions, outp
             features.USER_ID: users[i], features.CONTEXT_ITEM: context[i], features.CONTEXT_RATING: ratings[i],
             features.CONTEXT_LENGTH: lengths[i], features.LABEL_ITEM: keys[i], features.LABEL_TIMESTAMP: stamps[i],
             features.LABEL_COLUMN: 0,
+            # Stride 1: train targets at positions 1 .. length - 3 (the last two are eval and test).
+            features.USER_TRAIN_EXAMPLES: timeline_lengths[i] - 3 if s == "train" else 0,
             features.SEEN_ITEMS: keys[starts[i]:i] if s != "train" else [],
             features.VOCAB_ITEMS: [keys[j] for j in owned],
             features.ITEM_FACTS: [f"{keys[j]}\t{fact}" for j in owned for fact in facts_of.get(movie[j], ())],

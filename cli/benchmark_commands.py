@@ -10,6 +10,7 @@ EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
   ondevice-rec benchmark quality --data-dir ../shared/data/ml-100k
   ondevice-rec benchmark quality --run-defaults --data-dir ../shared/data/ml-100k --synthetic short-sessions
   ondevice-rec benchmark quality --run-defaults --data-dir ../shared/data --seeds 3   # every real dataset
+  ondevice-rec benchmark quality --run-defaults --data-dir ../shared/data --seeds 2 --ablation user_balance=1
   ondevice-rec benchmark latency --model out/serving/latest
   ondevice-rec benchmark latency --all      # every encoder x quantisation, 3,952-movie catalogue, N=10
   ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory
@@ -21,6 +22,7 @@ def register(commands) -> None:
     from ondevice_rec.benchmarks.latency import REFERENCE_MODELS_DIR
     from ondevice_rec.benchmarks import anchors, quality
     from ondevice_rec.modules.encoders import ENCODERS
+    from ondevice_rec.modules.config import PRESETS
     from ondevice_rec.data import synthetic
     bench = add_command(commands, "benchmark", "measure speed figures (prints a table, writes JSON)", EXAMPLES)
     which = bench.add_subparsers(dest="benchmark", required=True)
@@ -56,9 +58,14 @@ def register(commands) -> None:
     bq.add_argument("--run-defaults", action="store_true",
                     help="train the model `ondevice-rec run` trains (its encoder, N, dimension and epoch cap, "
                          "unless given): is the default better than the baselines on this data?")
+    bq.add_argument("--preset", choices=list(PRESETS), default=None,
+                    help="with --run-defaults: the model `ondevice-rec run --preset PRESET` trains")
     bq.add_argument("--hparam", action="append", default=[], metavar="[ENCODER:]KEY=VALUE",
                     help="model setting for every encoder, or for one with a prefix, e.g. "
                          "--hparam transformer:dropout=0.2 (repeatable)")
+    bq.add_argument("--ablation", action="append", default=[], metavar="KEY=VALUE",
+                    help="also train the model with this one setting changed (repeatable: one change at a "
+                         "time); the table gives each change's recall beside the unchanged model's")
     bq.add_argument("--seeds", type=int, default=1,
                     help="train each model this many times (seeds 0, 1, ...) and report the mean and spread "
                          "(default: %(default)s)")
@@ -112,9 +119,11 @@ def cmd_windowing(args) -> int:
 def cmd_quality(args) -> int:
     import dataclasses
     from ondevice_rec.benchmarks import quality
-    from ondevice_rec.modules.config import ENCODERS, ModelConfig
+    from ondevice_rec.modules.config import DEFAULT_PRESET, ENCODERS, ModelConfig
     _quiet()
-    model = ModelConfig() if args.run_defaults else quality.BENCHMARK_MODEL
+    if args.preset and not args.run_defaults:
+        raise ValueError("--preset names what `ondevice-rec run` trains: give it with --run-defaults")
+    model = ModelConfig.preset(args.preset or DEFAULT_PRESET) if args.run_defaults else quality.BENCHMARK_MODEL
     defaults = (model.encoder, str(model.history_length)) if args.run_defaults else (
         ",".join(ENCODERS), ",".join(map(str, quality.HISTORY_LENGTHS)))
     given = (args.encoders, args.history_lengths, args.epochs, args.embedding_dim)
@@ -129,7 +138,7 @@ def cmd_quality(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = dict(encoders=csv(encoders), history_lengths=lengths, out_dir=args.out_dir,
                     base=dataclasses.replace(model, embedding_dim=embedding_dim, epochs=epochs), overrides=args.hparam,
-                    seeds=args.seeds, work_dir=args.work_dir, users_file=args.users)
+                    seeds=args.seeds, work_dir=args.work_dir, users_file=args.users, ablations=args.ablation)
     datasets = quality.expand_datasets(args.data_dir) + [quality.SYNTHETIC_PREFIX + shape for shape in args.synthetic]
     if not datasets:
         raise ValueError("benchmark quality needs a --data-dir or a --synthetic shape")

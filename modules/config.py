@@ -20,7 +20,8 @@ SOFTMAX_MODES = ("full", "sampled", "auto")
 # sampled epochs 54-111 s (0.158 after 4, 0.216 after 8); below ~20K items every run measured so far (ML-1M-SAS
 # 3.4K, short-sessions 7.5K) trained in full at 5-50 s an epoch.
 SAMPLED_SOFTMAX_ABOVE_ITEMS = 20_000
-# embedding_dim=0 (derive_from_data): EMBEDDING_DIM, or for a catalogue whose int8 model would pass
+# embedding_dim=0 (derive_from_data): max_embedding_dim (EMBEDDING_DIM unless set), or for a catalogue whose int8
+# model would pass
 # ON_DEVICE_BYTES, the largest multiple of 8 that keeps the int8 item table (d bytes an item, plus its bias)
 # and the successor table (4 bytes an entry) within it. The successor table comes first: it keeps
 # `successors` entries an item (fewer, down to MIN_SUCCESSORS, where that would leave the embedding less than
@@ -32,6 +33,10 @@ ON_DEVICE_BYTES = 2_000_000
 MIN_EMBEDDING_DIM = 8
 MIN_SUCCESSORS = 4
 TABLE_MIN_EMBEDDING_DIM = 16
+# max_embedding_dim above EMBEDDING_DIM is used where the log has at least this many training events an item:
+# d=48 against 32 measured +2.5 % test recall@10 on ML-1M-SAS (291 events an item), -1.5 % on ML-100K (59) and
+# -3 % on Amazon Toys (14) (docs/results.md, "Presets").
+DENSE_EVENTS_PER_ITEM = 100
 LOSS_POSITION_MODES = ("all", "last", "auto")
 
 
@@ -75,6 +80,9 @@ class ModelConfig(JsonFields):
     # The one home of the history length N: the windowing options and the exported model take it from here.
     history_length: int = setting(10, "N, the number of previous items the model sees")
     embedding_dim: int = setting(0, "item and activity embedding size (0 = derived from the catalogue size)")
+    # The derived size's ceiling on a dense log (at least DENSE_EVENTS_PER_ITEM training events an item; on a
+    # sparser one EMBEDDING_DIM), lower where the catalogue's int8 model would pass ON_DEVICE_BYTES.
+    max_embedding_dim: int = EMBEDDING_DIM
     hidden_layers: int = 0  # Dense(embedding_dim, relu) layers after the encoder
     # Activity features added to each history item's embedding: the item's categorical features (mean of
     # their values' embeddings, e.g. genres) and bucketised numeric features (e.g. year), looked up from the
@@ -97,6 +105,9 @@ class ModelConfig(JsonFields):
     cnn_kernel_size: int = 4
     transformer_blocks: int = 2
     transformer_heads: int = 2
+    transformer_ffn_width: int = 2  # the feed-forward layer's width, in multiples of embedding_dim (SASRec: 1)
+    # SASRec multiplies the item embeddings by sqrt(embedding_dim) before adding the position embeddings.
+    transformer_scale_embeddings: bool = False
     dropout: float = 0.3
     # Training. "sampled": sampled softmax with log-Q correction (negatives drawn from the training
     # popularity), for catalogues far larger than MovieLens; "full": softmax over the whole vocabulary;
@@ -115,6 +126,11 @@ class ModelConfig(JsonFields):
     # (one seed each, within the seed spread).
     loss_once_per_target: bool = True
     num_sampled: int = 500
+    # A train target weighs 1 / u^user_balance in the loss, u being its user's train examples (the weights
+    # normalised in each batch): 0 = every target the same, so heavy users dominate training; 1 = every user the
+    # same, as the per-user test metrics count them.
+    user_balance: float = setting(0.0, "weight of a user's training targets: 1 / (the user's training windows) "
+                                       "to this power (0 = each target equal, 1 = each user equal)")
     # Each history item of a training window is deleted with this probability and the rest close up (the
     # target stays): the model also learns to predict when events are missing from the log.
     history_dropout: float = setting(0.0, "share of history items deleted at random from training windows")
@@ -144,9 +160,17 @@ class ModelConfig(JsonFields):
     top_k: int = setting(100, "recommendations the TFLite model returns (capped at the catalogue size minus N)")
     seed: int = 0
 
-    def derive_from_data(self, items: int) -> Tuple["ModelConfig", Dict[str, str]]:
-        """The settings left to the data ("auto") resolved for a catalogue of ``items`` items, and why, by
-        setting (the run summary prints it; the Trainer records it in its ModelRun artifact)."""
+    @classmethod
+    def preset(cls, name: str, **given) -> "ModelConfig":
+        """The settings of ``PRESETS[name]``, with ``given`` fields on top."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **given})
+
+    def derive_from_data(self, items: int, events: int = 0) -> Tuple["ModelConfig", Dict[str, str]]:
+        """The settings left to the data ("auto") resolved for a catalogue of ``items`` items with ``events``
+        training events, and why, by setting (the run summary prints it; the Trainer records it in its ModelRun
+        artifact)."""
         derived, reasons = self, {}
         per_item = ON_DEVICE_BYTES / max(items, 1) - 1  # bytes an item within the budget, less the int8 bias
         if self.embedding_dim == 0 and self.successors > MIN_SUCCESSORS:  # a size given: the budget is the user's
@@ -158,10 +182,17 @@ class ModelConfig(JsonFields):
         if self.embedding_dim == 0:
             per_item -= 4 * derived.successors
             step = math.lcm(MIN_EMBEDDING_DIM, self.transformer_heads)  # a multiple of 8 the heads divide
-            dim = int(max(step, min(EMBEDDING_DIM, per_item) // step * step))
+            ceiling, density = self.max_embedding_dim, events / max(items, 1)
+            if ceiling > EMBEDDING_DIM and density < DENSE_EVENTS_PER_ITEM:
+                ceiling = EMBEDDING_DIM
+            dim = int(max(step, min(ceiling, per_item) // step * step))
             derived = dataclasses.replace(derived, embedding_dim=dim)
-            reasons["embedding_dim"] = (f"{dim}: {EMBEDDING_DIM}" if dim == EMBEDDING_DIM else
-                                        f"{dim}: the int8 model of {items:,} items within {ON_DEVICE_BYTES:,} bytes")
+            reasons["embedding_dim"] = (f"{dim}: the int8 model of {items:,} items within {ON_DEVICE_BYTES:,} bytes"
+                                        if dim < ceiling else f"{dim}: {ceiling}")
+            if self.max_embedding_dim > EMBEDDING_DIM:
+                reasons["embedding_dim"] += (f" ({density:.0f} training events an item, "
+                                             f"{'>=' if density >= DENSE_EVENTS_PER_ITEM else '<'} "
+                                             f"{DENSE_EVENTS_PER_ITEM} for a ceiling of {self.max_embedding_dim})")
         if self.softmax == "auto":
             sampled = items > SAMPLED_SOFTMAX_ABOVE_ITEMS
             derived = dataclasses.replace(derived, softmax="sampled" if sampled else "full")
@@ -189,6 +220,8 @@ class ModelConfig(JsonFields):
                              f"got {self.loss_positions!r}")
         if not 1 <= self.history_length <= MAX_HISTORY_LENGTH:
             raise ValueError(f"history_length must be within 1..{MAX_HISTORY_LENGTH}, got {self.history_length}")
+        if not 0.0 <= self.user_balance <= 1.0:
+            raise ValueError(f"user_balance must be in [0, 1], got {self.user_balance}")
         if not 0.0 <= self.history_dropout < 1.0:
             raise ValueError(f"history_dropout must be in [0, 1), got {self.history_dropout}")
         if self.successors < 0 or self.successor_recent < 1:
@@ -199,10 +232,14 @@ class ModelConfig(JsonFields):
         if min(self.epochs, self.batch_size, self.top_k, self.early_stopping_patience) < 1 or self.embedding_dim < 0:
             raise ValueError("epochs, batch_size, top_k and early_stopping_patience must be >= 1, embedding_dim >= 0 "
                              "(0 = derived)")
+        if self.max_embedding_dim < MIN_EMBEDDING_DIM:
+            raise ValueError(f"max_embedding_dim must be >= {MIN_EMBEDDING_DIM}, got {self.max_embedding_dim}")
         if self.max_train_minutes < 0:
             raise ValueError(f"max_train_minutes must be >= 0, got {self.max_train_minutes}")
         if not 0.0 <= self.weight_average_decay < 1.0:
             raise ValueError(f"weight_average_decay must be in [0, 1), got {self.weight_average_decay}")
+        if self.transformer_blocks < 1 or self.transformer_heads < 1 or self.transformer_ffn_width < 1:
+            raise ValueError("transformer_blocks, transformer_heads and transformer_ffn_width must be >= 1")
         if self.embedding_dim % self.transformer_heads:
             raise ValueError("embedding_dim must be divisible by transformer_heads")
 
@@ -229,3 +266,15 @@ class ModelConfig(JsonFields):
             except ValueError as e:
                 raise ValueError(f"--hparam {key}: cannot read {raw!r} as {type(current).__name__}") from e
         return type(self)(**values)
+
+
+# Named model settings (`--preset NAME`; flags and --hparam given beside a preset win over it). Measured figures
+# of each: docs/results.md ("Presets").
+DEFAULT_PRESET = "default"
+PRESETS: Dict[str, Dict[str, Any]] = {
+    DEFAULT_PRESET: {},
+    # For those who can wait: embeddings up to 48 wide instead of 32 on a dense log (DENSE_EVENTS_PER_ITEM; still
+    # within the on-device budget), and training until 6 epochs bring no better eval recall@10, within 30 minutes.
+    # About 1.2x the default's latency on the device (results page), so not the default.
+    "quality": dict(max_embedding_dim=48, early_stopping_patience=6, epochs=100, max_train_minutes=30.0),
+}

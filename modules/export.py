@@ -152,7 +152,7 @@ class RecommenderModule(tf.Module):
 def export_saved_model(model: keras.Model, vocab: Vocabulary, config: ModelConfig, export_dir: str) -> str:
     """Writes the SavedModel (plus the vocabulary and config in ``assets.extra``, with the settings left to the
     data resolved) to ``export_dir``."""
-    config = config.derive_from_data(vocab.size - 1)[0]
+    config = config.derive_from_data(vocab.size - 1, vocab.training_events)[0]
     module = RecommenderModule(model, vocab, config)
     # The recommend signature is traced with a fixed length N so TFLite sees static shapes.
     specs = [tf.TensorSpec([config.history_length], tf.int32, name=features.CONTEXT_INDEX)]

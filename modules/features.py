@@ -37,6 +37,13 @@ SEEN_ITEMS = "seen_items"  # eval / test: the user's whole history (excluded whe
 # label's score in column 0 of its output, so a candidate and a baseline trained on different vocabularies
 # (another span) are scored on the same examples.
 LABEL_COLUMN = "label_column"
+# Train examples: how many train examples their user has (eval / test: 0). The Trainer weighs a user's targets
+# by its inverse power (ModelConfig.user_balance), so that heavy users need not outweigh the rest.
+USER_TRAIN_EXAMPLES = "user_train_examples"
+WINDOWED_INT64_FEATURES = (CONTEXT_LENGTH, LABEL_TIMESTAMP, LABEL_COLUMN, USER_TRAIN_EXAMPLES)
+# The windowed examples' layout; HistoryWindowing passes it as an execution parameter, so a pipeline root
+# windowed by an older layout is windowed again rather than read from the cache. Raise it with any change above.
+WINDOWED_FORMAT = 2
 # Train examples only (empty elsewhere): the training events this example accounts for (each training event
 # exactly once), and facts about their items ("key\tkind\tvalue"), which tf.Transform turns into the item
 # vocabulary (counts = training events), the item feature table and the category vocabularies.
@@ -125,6 +132,7 @@ def windowed_feature_spec(history_length: int, numeric_features=()):
         LABEL_ITEM: tf.io.FixedLenFeature([], tf.string),
         LABEL_TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
         LABEL_COLUMN: tf.io.FixedLenFeature([], tf.int64),
+        USER_TRAIN_EXAMPLES: tf.io.FixedLenFeature([], tf.int64),
         SEEN_ITEMS: tf.io.VarLenFeature(tf.string),
         VOCAB_ITEMS: tf.io.VarLenFeature(tf.string),
         ITEM_FACTS: tf.io.VarLenFeature(tf.string),
@@ -142,4 +150,5 @@ def transformed_feature_spec(history_length: int):
         CONTEXT_RATING: tf.io.FixedLenFeature([history_length], tf.float32),
         LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64),
         SEEN_INDEX: tf.io.VarLenFeature(tf.int64),
+        USER_TRAIN_EXAMPLES: tf.io.FixedLenFeature([], tf.int64),
     }

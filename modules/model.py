@@ -13,8 +13,8 @@ only. A small MLP maps it to a query, and
 
 over the whole vocabulary. The successor scores (``config.successors`` > 0, ``modules/successors.py``) add,
 for each of the few most recent history items, a strength (chosen on the eval split after training) times
-log(1 + count) to each of its most frequent next items in the training events: the sparse item-to-item part
-a rank-d dot product cannot hold. Serving uses the query at the most recent position; training can use every
+the count of each of its most frequent next items in the training events: the sparse item-to-item part a
+rank-d dot product cannot hold. Serving uses the query at the most recent position; training can use every
 position (loss_positions="all", as SASRec), with full softmax cross-entropy or sampled softmax. Index 0
 (padding / unknown) is masked to ``MASKED_SCORE``. Padded history positions are zeroed and masked.
 """
@@ -64,7 +64,7 @@ def build_recommender(config: ModelConfig, vocab: Vocabulary,
     ``successor_table``: the packed ``[V, config.successors]`` table (``successors.successor_table``; None:
     empty, as before training), scored in the layer ``successor_scores`` when ``config.successors`` > 0.
     """
-    config = config.derive_from_data(vocab.size - 1)[0]  # the settings left to the data (fit resolved them already)
+    config = config.derive_from_data(vocab.size - 1, vocab.training_events)[0]  # the settings left to the data (fit resolved them already)
     keras.utils.set_random_seed(config.seed)
     d = config.embedding_dim
     inputs = model_inputs(config)

@@ -52,6 +52,7 @@ def preprocessing_fn(inputs, custom_config=None):
                            vocab_filename=features.BOUNDARIES_VOCABULARY_PREFIX + name)
     seen = inputs[features.SEEN_ITEMS]
     return {
+        features.USER_TRAIN_EXAMPLES: inputs[features.USER_TRAIN_EXAMPLES],
         features.CONTEXT_INDEX: _to_index(inputs[features.CONTEXT_ITEM], vocabulary),
         features.CONTEXT_RATING: inputs[features.CONTEXT_RATING],
         features.LABEL_INDEX: _to_index(inputs[features.LABEL_ITEM], vocabulary),

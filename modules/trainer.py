@@ -51,6 +51,8 @@ def make_dataset(file_patterns, config: ModelConfig, shuffle: bool, batch_size: 
         wanted.add(features.CONTEXT_RATING)
     if validation:
         wanted.add(features.SEEN_INDEX)
+    elif config.user_balance:
+        wanted.add(features.USER_TRAIN_EXAMPLES)
     spec = {k: v for k, v in features.transformed_feature_spec(config.history_length).items() if k in wanted}
 
     def parse(serialized):
@@ -59,6 +61,8 @@ def make_dataset(file_patterns, config: ModelConfig, shuffle: bool, batch_size: 
         inputs = {features.CONTEXT_INDEX: tf.cast(parsed[features.CONTEXT_INDEX], tf.int32)}
         if config.use_ratings:
             inputs[features.CONTEXT_RATING] = parsed[features.CONTEXT_RATING]
+        if features.USER_TRAIN_EXAMPLES in parsed:
+            inputs[features.USER_TRAIN_EXAMPLES] = tf.cast(parsed[features.USER_TRAIN_EXAMPLES], tf.float32)
         if validation:
             inputs[SEEN_INDEX] = tf.cast(tf.sparse.to_dense(parsed[features.SEEN_INDEX]), tf.int32)
             keep = label > 0

@@ -59,6 +59,7 @@ class RecommenderTrainer(keras.Model):
             n = config.history_length
             self._fresh = tf.range(n) >= n - config.default_train_stride()
         self._history_dropout = config.history_dropout
+        self._user_balance = config.user_balance
         self._sampled = config.softmax == "sampled"
         if self._sampled:
             if counts is None:
@@ -71,7 +72,13 @@ class RecommenderTrainer(keras.Model):
         return self.model(inputs, training=training)
 
     def _queries_and_targets(self, inputs, labels):
+        """The training queries, their targets and their weights (None: all equal)."""
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        inputs = dict(inputs)
+        examples = inputs.pop(features.USER_TRAIN_EXAMPLES, None)
+        weights = None
+        if self._user_balance and examples is not None:
+            weights = tf.pow(tf.maximum(examples, 1.0), -self._user_balance)  # [B]: one a window
         # The user's first window has padding in its oldest slot (told before any deletion pads others).
         first_window = tf.equal(inputs[features.CONTEXT_INDEX][:, -1:], features.PADDING_ID)
         if self._history_dropout:
@@ -82,14 +89,18 @@ class RecommenderTrainer(keras.Model):
             valid = tf.logical_and(index > 0, targets > 0)
             if self._fresh is not None:
                 valid &= self._fresh[tf.newaxis, :] | first_window
-            return tf.boolean_mask(queries, valid), tf.boolean_mask(targets, valid)
+            if weights is not None:
+                weights = tf.boolean_mask(tf.broadcast_to(weights[:, tf.newaxis], tf.shape(targets)), valid)
+            return tf.boolean_mask(queries, valid), tf.boolean_mask(targets, valid), weights
         queries, valid = queries[:, -1], labels > 0
-        return tf.boolean_mask(queries, valid), tf.boolean_mask(labels, valid)
+        if weights is not None:
+            weights = tf.boolean_mask(weights, valid)
+        return tf.boolean_mask(queries, valid), tf.boolean_mask(labels, valid), weights
 
     def train_step(self, data):
         inputs, labels = data
         with tf.GradientTape() as tape:
-            queries, targets = self._queries_and_targets(inputs, labels)
+            queries, targets, weights = self._queries_and_targets(inputs, labels)
             if self._sampled:
                 targets = tf.cast(targets[:, tf.newaxis], tf.int64)
                 sampled = tf.random.fixed_unigram_candidate_sampler(
@@ -100,7 +111,8 @@ class RecommenderTrainer(keras.Model):
                     self._num_sampled, len(self._unigrams), sampled_values=sampled, remove_accidental_hits=True)
             else:
                 losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, self.scores_layer(queries))
-            loss = tf.reduce_mean(losses)
+            loss = tf.reduce_mean(losses) if weights is None else (
+                tf.reduce_sum(weights * losses) / tf.maximum(tf.reduce_sum(weights), 1e-12))
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         self._loss.update_state(loss)
@@ -282,7 +294,7 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     says how (``derived``).
     """
     log = logging.getLogger("ondevice_rec.trainer")
-    config, derived = config.derive_from_data(vocab.size - 1)
+    config, derived = config.derive_from_data(vocab.size - 1, vocab.training_events)
     for name, reason in derived.items():
         log.info("derived from the data: %s %s", name, reason)
     pairs = training_pairs(train_data, config) if config.successors else None

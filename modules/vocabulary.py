@@ -44,6 +44,11 @@ class Vocabulary:
         """Number of indices including the padding slot."""
         return len(self.items) + 1
 
+    @property
+    def training_events(self) -> int:
+        """The training events the vocabulary counted (its items' counts)."""
+        return sum(item.count for item in self.items)
+
     def keys(self) -> List[str]:
         return [item.key for item in self.items]
 

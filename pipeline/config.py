@@ -12,7 +12,7 @@ from ondevice_rec.components.tflite_pusher.options import PublishOptions
 from ondevice_rec.data import movielens
 from ondevice_rec.data.events import EventSpec
 from ondevice_rec.modules import preprocessing
-from ondevice_rec.modules.config import ModelConfig, setting
+from ondevice_rec.modules.config import DEFAULT_PRESET, ModelConfig, setting
 
 
 SPAN_PATTERN = "span-{SPAN}/*"
@@ -128,10 +128,10 @@ class PipelineConfig:
 
     @classmethod
     def from_options(cls, data_dir: str, output_dir: str, options: Mapping[str, Any],
-                     hparams: Sequence[str] = (), **settings) -> "PipelineConfig":
+                     hparams: Sequence[str] = (), preset: str = DEFAULT_PRESET, **settings) -> "PipelineConfig":
         """The one place a run is assembled from flat options (``{field name: value}``, None = the field's
-        default), e.g. the CLI's parsed flags: ModelConfig fields (then ``hparams``, ``["KEY=VALUE"]`` for any
-        model field), WindowingOptions fields (history length from the model, the stride from the model's loss
+        default), e.g. the CLI's parsed flags: ModelConfig fields over the ``preset`` (``modules/config.py``
+        PRESETS), then ``hparams``, ``["KEY=VALUE"]`` for any model field, WindowingOptions fields (history length from the model, the stride from the model's loss
         when not given), PublishOptions fields and this class's own; ``settings`` are further fields of this
         class (paths, warm start, cache)."""
         def given(kind) -> Dict[str, Any]:
@@ -143,7 +143,7 @@ class PipelineConfig:
         if set(options) - known:
             raise ValueError(f"unknown options: {', '.join(sorted(set(options) - known))}")
 
-        model = ModelConfig(**given(ModelConfig)).with_overrides(hparams)
+        model = ModelConfig.preset(preset, **given(ModelConfig)).with_overrides(hparams)
         windowing = given(WindowingOptions)
         windowing.update(history_length=model.history_length,
                          stride=windowing.get("stride") or model.default_train_stride())

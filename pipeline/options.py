@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 
 from ondevice_rec.components.history_windowing.windowing import WindowingOptions
 from ondevice_rec.components.tflite_pusher.options import PublishOptions
-from ondevice_rec.modules.config import ModelConfig
+from ondevice_rec.modules.config import DEFAULT_PRESET, PRESETS, ModelConfig
 from ondevice_rec.pipeline.config import PipelineConfig
 
 PIPELINE_OPTION_CLASSES = (ModelConfig, WindowingOptions, PublishOptions, PipelineConfig)
@@ -45,6 +45,10 @@ def add_flags(parser: argparse.ArgumentParser, kinds: Iterable[type] = PIPELINE_
         parser.add_argument(flag_name(field), dest=field.name, type=_type(field), default=None,
                             choices=list(field.metadata["choices"]) if field.metadata.get("choices") else None,
                             help=help_text)
+    parser.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+                        help="named model settings (modules/config.py PRESETS; flags given beside it win): "
+                             + "; ".join(f"{name}: {', '.join(f'{k}={v}' for k, v in values.items()) or 'as listed here'}"
+                                         for name, values in PRESETS.items()))
     parser.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
                         help="any model setting of modules/config.py:ModelConfig, e.g. --hparam tie_embeddings=true "
                              "--hparam transformer_blocks=3 (repeatable)")
@@ -60,4 +64,4 @@ def options_of(args: argparse.Namespace) -> dict:
 def config_from_args(args: argparse.Namespace, data_dir: str, output_dir: str, **settings) -> PipelineConfig:
     """``PipelineConfig.from_options`` on the flags of ``add_flags``."""
     return PipelineConfig.from_options(data_dir, output_dir, options_of(args), hparams=args.hparam,
-                                       beam_args=list(args.beam_args), **settings)
+                                       preset=args.preset, beam_args=list(args.beam_args), **settings)

@@ -192,6 +192,27 @@ def test_pipeline_flags_are_generated_from_the_config_fields(capsys):
         parser.parse_args(["run", "--data-dir", "d", "--output-dir", "o", "--encoder", "gru"])
 
 
+def test_a_preset_names_model_settings_and_the_flags_given_beside_it_win(monkeypatch):
+    from ondevice_rec.modules import config as model_config
+    from ondevice_rec.pipeline import options
+    parser = cli.parser()
+    for name, values in model_config.PRESETS.items():
+        args = parser.parse_args(["run", "--data-dir", "d", "--output-dir", "o", "--preset", name])
+        model = options.config_from_args(args, "d", "o").model
+        assert {k: getattr(model, k) for k in values} == values, name
+    monkeypatch.setitem(model_config.PRESETS, "wide", {"embedding_dim": 96, "history_length": 20, "dropout": 0.1})
+    args = cli.parser().parse_args(["retrain", "--data-dir", "d", "--output-dir", "o", "--preset", "wide",
+                                    "--embedding-dim", "24", "--hparam", "dropout=0.4"])
+    config = options.config_from_args(args, "d", "o")
+    assert (config.model.embedding_dim, config.model.dropout) == (24, 0.4)  # a flag, then --hparam, win
+    assert config.model.history_length == config.windowing.history_length == 20  # the rest is the preset's
+    assert config.windowing.stride == 10
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--data-dir", "d", "--output-dir", "o", "--preset", "fastest"])
+    with pytest.raises(ValueError, match="unknown preset 'fastest'; choose one of default"):
+        model_config.ModelConfig.preset("fastest")
+
+
 @pytest.mark.parametrize("command", [
     ["run"], ["retrain"], ["kubeflow"], ["kubeflow", "compile"], ["kubeflow", "schedule"], ["recommend"], ["demo"],
     ["report"], ["evaluate"], ["make-synthetic"], ["benchmark"], ["benchmark", "windowing"], ["benchmark", "quality"],

@@ -28,6 +28,7 @@ ANOMALIES_KEY = "anomalies"
 EXAMPLES_KEY = "examples"
 SCHEMA_KEY = "schema"
 OPTIONS_KEY = "options"
+FORMAT_KEY = "example_format"  # features.WINDOWED_FORMAT: a change of layout is not served from the cache
 STATS_FILE = features.WINDOWING_STATS_FILE
 SCHEMA_FILE = "schema.pbtxt"
 
@@ -97,7 +98,7 @@ def to_tf_example(example: dict) -> bytes:
         values = value if isinstance(value, list) else [value]
         if name in _FLOAT_FEATURES or name.startswith(features.VOCAB_NUMERIC_PREFIX):
             feature_map[name].float_list.value.extend(values)
-        elif name in (features.LABEL_TIMESTAMP, features.CONTEXT_LENGTH, features.LABEL_COLUMN):
+        elif name in features.WINDOWED_INT64_FEATURES:
             feature_map[name].int64_list.value.extend(values)
         else:
             feature_map[name].bytes_list.value.extend(v.encode("utf-8") for v in values)

@@ -135,7 +135,7 @@ class _Columns:
         self.timeline, self.n = timeline, options.history_length
 
     def example(self, position: int, with_seen: bool, owned: Sequence[int] = (),
-                numeric_features: Sequence[str] = ()) -> dict:
+                numeric_features: Sequence[str] = (), user_train_examples: int = 0) -> dict:
         n, start = self.n, max(0, position - self.n)
         missing = n - (position - start)
         target = self.timeline[position]
@@ -147,6 +147,7 @@ class _Columns:
             features.LABEL_ITEM: target.item,
             features.LABEL_TIMESTAMP: target.timestamp,
             features.LABEL_COLUMN: 0,
+            features.USER_TRAIN_EXAMPLES: 0 if with_seen else user_train_examples,
             features.SEEN_ITEMS: self.items[:position] if with_seen else [],
             features.VOCAB_ITEMS: [self.items[p] for p in owned],
             features.ITEM_FACTS: [f"{self.items[p]}{features.FACT_SEPARATOR}{fact}"
@@ -189,8 +190,10 @@ def window_timeline(events: Iterable[Event], options: WindowingOptions, numeric_
         return
     columns = _Columns(timeline, options)
     owners = vocabulary_owners(positions, len(training_positions(timeline, options)), options.history_length)
+    train_examples = sum(split == "train" for _, split in positions)
     for position, split in positions:
-        yield split, columns.example(position, split != "train", owners.get(position, ()), numeric_features)
+        yield split, columns.example(position, split != "train", owners.get(position, ()), numeric_features,
+                                     train_examples)
 
 
 def training_positions(timeline: Sequence[Event], options: WindowingOptions) -> List[int]:

@@ -140,7 +140,7 @@ def test_the_cross_dataset_benchmark_generates_a_shape_and_tables_its_best_model
                                                     anchors.Anchor("B", 0.5, None, "a README")))
     out, work = tmp_path / "out", tmp_path / "work"
     table = quality.run_datasets(["synthetic:tiny"], out_dir=str(out), work_dir=str(work), report=lambda _: None,
-                                 encoders=["bow"], history_lengths=[5],
+                                 encoders=["bow"], history_lengths=[5], ablations=["user_balance=1"],
                                  base=ModelConfig(embedding_dim=16, epochs=3, batch_size=64, learning_rate=0.005))
     (row,) = table["datasets"]
     data = work / "tiny" / "data"
@@ -161,8 +161,15 @@ def test_the_cross_dataset_benchmark_generates_a_shape_and_tables_its_best_model
     markdown = (out / "datasets.md").read_text()
     assert f"| B 0.5000 | {row['best_to_published']:.2f} |" in markdown
     assert "- tiny, published HR@10 / NDCG@10 on all users: A 0.2500 / 0.1250 (a paper); B 0.5000 (a README)" in markdown
-    assert json.loads((out / "tiny" / "quality.json").read_text())["models"][0]["recall@10"] == \
-        row["best"]["recall@10"]
+    default, balanced = json.loads((out / "tiny" / "quality.json").read_text())["models"]
+    assert default["recall@10"] == row["best"]["recall@10"] and default["variant"] == "default"
+    # The ablation: the default model and the same with one setting changed, each a row of its own table.
+    assert balanced["variant"] == "user_balance=1" and balanced["settings"] == {"user_balance": 1.0}
+    assert row["ablation"]["user_balance=1"]["recall@10"] == balanced["recall@10"]
+    change = 100 * (balanced["recall@10"] / default["recall@10"] - 1)
+    assert f"| user_balance=1 | {balanced['recall@10']:.4f} ({balanced['ndcg@10']:.4f}) {change:+.1f} % |" in markdown
+    with pytest.raises(ValueError, match="KEY=VALUE with KEY one of"):
+        quality.variants(["no_such_setting=1"])
 
 
 def test_a_folder_of_datasets_expands_to_the_datasets_in_it_and_each_reads_its_own_users_file(tmp_path):

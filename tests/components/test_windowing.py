@@ -33,7 +33,8 @@ def test_hand_built_timeline_gives_exact_examples():
     assert first_train == {
         features.USER_ID: "u1", features.CONTEXT_ITEM: ["10", "", ""], features.CONTEXT_RATING: [5.0, 0.0, 0.0],
         features.CONTEXT_LENGTH: 1, features.LABEL_ITEM: first, features.LABEL_TIMESTAMP: 200,
-        features.LABEL_COLUMN: 0, features.SEEN_ITEMS: [], features.VOCAB_ITEMS: ["10", first],
+        features.LABEL_COLUMN: 0, features.USER_TRAIN_EXAMPLES: 2, features.SEEN_ITEMS: [],
+        features.VOCAB_ITEMS: ["10", first],
         features.ITEM_FACTS: [f"10\t{f}" for f in facts["10"]] + [f"{first}\t{f}" for f in facts.get(first, ())],
         features.VOCAB_NUMERIC_PREFIX + "year": [1990.0]}
     assert second_train[features.CONTEXT_ITEM] == [first, "10", ""]
@@ -42,6 +43,8 @@ def test_hand_built_timeline_gives_exact_examples():
     assert eval_example[features.CONTEXT_RATING][2] == 5.0
     assert eval_example[features.SEEN_ITEMS] == ["10", first, second]
     assert eval_example[features.VOCAB_ITEMS] == [] and test_example[features.VOCAB_ITEMS] == []
+    assert second_train[features.USER_TRAIN_EXAMPLES] == 2  # the user's train examples, on each of them
+    assert eval_example[features.USER_TRAIN_EXAMPLES] == test_example[features.USER_TRAIN_EXAMPLES] == 0
     # History longer than N: the N most recent, most recent first; seen items keep the whole history.
     assert test_example[features.CONTEXT_ITEM] == ["40", second, first]
     assert test_example[features.CONTEXT_LENGTH] == 3
@@ -155,6 +158,10 @@ def test_min_rating_stride_and_cap_select_train_positions():
     got = list(windowing.window_timeline(events, capped))
     assert [(s, int(ex[features.LABEL_ITEM])) for s, ex in got] == [("train", 8), ("train", 9), ("eval", 10),
                                                                    ("test", 11)]
+    # A user's train-example count is of the examples written (after the stride and the cap).
+    assert [ex[features.USER_TRAIN_EXAMPLES] for s, ex in got if s == "train"] == [2, 2]
+    assert {ex[features.USER_TRAIN_EXAMPLES] for s, ex in windowing.window_timeline(events, strided)
+            if s == "train"} == {3}
 
 
 def test_short_timelines_are_skipped_and_options_validated():

@@ -253,6 +253,32 @@ def test_queries_are_causal_and_serving_uses_the_most_recent_position(encoder):
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_the_sasrec_form_of_the_transformer_scales_the_embeddings_and_narrows_the_feed_forward_layer():
+    """transformer_scale_embeddings multiplies the activity embeddings by sqrt(d) before the positions are added
+    (SASRec), transformer_ffn_width sets the feed-forward width in multiples of d; the queries stay causal."""
+    from ondevice_rec.modules import model as model_lib
+    vocab = vocabulary.build({str(m): 10 + m for m in range(1, 31)})
+    base = dict(encoder="transformer", history_length=6, embedding_dim=8, use_item_categories=False,
+                use_item_numbers=False, dropout=0.0)
+    ours = model_lib.build_recommender(ModelConfig(**base), vocab)
+    sasrec = model_lib.build_recommender(ModelConfig(**base, transformer_heads=1, transformer_ffn_width=1,
+                                                     transformer_scale_embeddings=True), vocab)
+    assert tuple(ours.model.get_layer("ffn_0_in").kernel.shape) == (8, 16)
+    assert tuple(sasrec.model.get_layer("ffn_1_in").kernel.shape) == (8, 8)
+    assert "embedding_scale" not in {layer.name for layer in ours.model.layers}
+    scale = sasrec.model.get_layer("embedding_scale")
+    np.testing.assert_allclose(scale(tf.ones([1, 2, 8])).numpy(), np.full([1, 2, 8], 8 ** 0.5), rtol=1e-6)
+    history = np.array([[4, 9, 2, 17, 0, 0]], np.int32)
+    changed = history.copy()
+    changed[0, 0] = 25  # the most recent item: every older position's query stays as it was
+    queries, _ = sasrec.sequence({features.CONTEXT_INDEX: history}, training=False)
+    changed_queries, _ = sasrec.sequence({features.CONTEXT_INDEX: changed}, training=False)
+    np.testing.assert_allclose(queries.numpy()[0, :5], changed_queries.numpy()[0, :5], atol=1e-6)
+    assert not np.allclose(queries.numpy()[0, 5], changed_queries.numpy()[0, 5], atol=1e-6)
+    with pytest.raises(ValueError, match="transformer_ffn_width"):
+        ModelConfig(transformer_ffn_width=0)
+
+
 def test_quantized_models_are_builtin_only_smaller_and_keep_recall(trained):
     """float16 and dynamic-range int8 pass the publishing check (recall@10 within 2 % of float); full int8
     converts with builtin ops and still ranks (its check is made at publish time, see the pusher)."""

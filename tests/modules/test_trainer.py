@@ -112,6 +112,17 @@ def test_the_embedding_size_is_derived_to_keep_large_catalogues_within_the_on_de
     assert ModelConfig(successors=0).derive_from_data(55_000)[0].embedding_dim == 32  # no table: room for 32
     with pytest.raises(ValueError, match="embedding_dim >= 0"):
         ModelConfig(embedding_dim=-8)
+    # A higher ceiling (the quality preset's) on a dense log where the budget has room for it; the budget's size
+    # where not; the default's on a sparse log (fewer than DENSE_EVENTS_PER_ITEM training events an item).
+    wider, dense = ModelConfig(max_embedding_dim=48), config_lib.DENSE_EVENTS_PER_ITEM
+    assert [wider.derive_from_data(items, dense * items)[0].embedding_dim
+            for items in (3_416, 11_876, 20_000, 55_000)] == [48, 48, 32, 16]
+    assert wider.derive_from_data(3_416, 994_083)[1]["embedding_dim"] == \
+        f"48: 48 (291 training events an item, >= {dense} for a ceiling of 48)"
+    assert wider.derive_from_data(11_876, 160_000)[0].embedding_dim == 32
+    assert wider.derive_from_data(11_876, 160_000)[1]["embedding_dim"].startswith("32: 32 (13 training events")
+    with pytest.raises(ValueError, match="max_embedding_dim must be >= 8"):
+        ModelConfig(max_embedding_dim=4)
 
 
 def test_the_trainer_refuses_examples_windowed_with_another_history_length(tmp_path):
@@ -205,11 +216,55 @@ def test_loss_once_per_target_keeps_the_positions_no_earlier_window_holds():
                              use_item_numbers=False, loss_once_per_target=once)
         assert config.default_train_stride() == 2
         trainer_model = training.RecommenderTrainer(model_lib.build_recommender(config, vocab), config)
-        _, targets = trainer_model._queries_and_targets({features.CONTEXT_INDEX: context}, labels)
+        _, targets, weights = trainer_model._queries_and_targets({features.CONTEXT_INDEX: context}, labels)
+        assert weights is None  # user_balance 0: every target weighs the same
         got[once] = targets.numpy().tolist()
     # Oldest first: window 1 is 1,2,3,4 -> targets 2,3,4,5; window 2 is (pad, pad, 1, 2) -> targets 2, 3.
     assert got[False] == [2, 3, 4, 5, 2, 3]
     assert got[True] == [4, 5, 2, 3]
+
+
+def test_user_balance_weighs_each_target_by_its_users_train_examples():
+    """user_balance=a: a window's targets weigh 1 / u^a, u its user's train examples (read from the transformed
+    examples), so a heavy user's many windows weigh as much as a light user's one when a=1; the loss is the
+    weighted mean."""
+    from ondevice_rec.modules import features, model as model_lib, vocabulary
+    vocab = vocabulary.build({str(m): 10 for m in range(1, 21)})
+    context = np.array([[4, 3, 2, 1], [2, 1, 0, 0], [6, 5, 4, 3]], np.int32)
+    labels = np.array([5, 3, 7], np.int32)
+    examples = np.array([4.0, 1.0, 4.0], np.float32)  # windows 0 and 2: a user with 4 train windows
+    for balance, expected in ((1.0, [0.25, 0.25, 1.0, 1.0, 0.25, 0.25]), (0.5, [0.5, 0.5, 1.0, 1.0, 0.5, 0.5])):
+        config = ModelConfig(encoder="lstm", history_length=4, embedding_dim=8, use_item_categories=False,
+                             use_item_numbers=False, user_balance=balance)
+        trainer_model = training.RecommenderTrainer(model_lib.build_recommender(config, vocab), config)
+        _, targets, weights = trainer_model._queries_and_targets(
+            {features.CONTEXT_INDEX: context, features.USER_TRAIN_EXAMPLES: examples}, labels)
+        assert targets.numpy().tolist() == [4, 5, 2, 3, 6, 7]
+        assert np.allclose(weights.numpy(), expected)
+    with pytest.raises(ValueError, match="user_balance"):
+        ModelConfig(user_balance=1.5)
+
+
+def test_the_training_dataset_reads_the_users_train_examples_only_when_balancing(tmp_path):
+    """The transformed train examples carry each user's train-example count; the Trainer's input pipeline
+    reads it into the batch only with user_balance > 0."""
+    from ondevice_rec.modules import features
+    from ondevice_rec.modules.trainer import make_dataset
+    path = str(tmp_path / "train.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for user_examples in (3, 1):
+            example = tf.train.Example()
+            f = example.features.feature
+            f[features.CONTEXT_INDEX].int64_list.value.extend([2, 1, 0, 0])
+            f[features.CONTEXT_RATING].float_list.value.extend([0.0] * 4)
+            f[features.LABEL_INDEX].int64_list.value.append(3)
+            f[features.USER_TRAIN_EXAMPLES].int64_list.value.append(user_examples)
+            writer.write(example.SerializeToString())
+    for balance, wanted in ((0.0, None), (1.0, [3.0, 1.0])):
+        config = ModelConfig(history_length=4, user_balance=balance)
+        inputs, _ = next(iter(make_dataset([path], config, shuffle=False)))
+        got = inputs.get(features.USER_TRAIN_EXAMPLES)
+        assert (got is None) if wanted is None else got.numpy().tolist() == wanted
 
 
 def test_history_dropout_deletes_items_and_closes_up_the_rest():
@@ -236,7 +291,7 @@ def test_history_dropout_deletes_items_and_closes_up_the_rest():
                        use_item_numbers=False, history_dropout=0.5)
     trainer_model = training.RecommenderTrainer(model_lib.build_recommender(once, vocab), once)
     full = np.tile(np.array([[4, 3, 2, 1]], np.int32), (200, 1))
-    _, targets = trainer_model._queries_and_targets({features.CONTEXT_INDEX: full}, np.full(200, 5, np.int32))
+    _, targets, _ = trainer_model._queries_and_targets({features.CONTEXT_INDEX: full}, np.full(200, 5, np.int32))
     # Each full window keeps the loss on its last 2 positions only (fresh ones), whatever was deleted: at
     # most 2 targets a window, one of them its label unless all 4 items went (1/16 of windows: no query).
     labels_trained = int(np.sum(targets.numpy() == 5))
