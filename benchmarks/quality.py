@@ -87,7 +87,7 @@ def check_settings(data_dir: Optional[str], encoders: Sequence[str], history_len
 
 def variants(ablations: Sequence[str]) -> List[tuple]:
     """``(label, overrides)`` of an ablation: the setting as given, then each ``KEY=VALUE`` change alone."""
-    ModelConfig().with_overrides(list(ablations))  # refuses an unknown key or value before any training
+    ModelConfig().with_overrides(list(ablations), flag="--ablation")  # refuses a bad one before any training
     return [(DEFAULT_VARIANT, [])] + [(change, [change]) for change in dict.fromkeys(ablations)]
 
 

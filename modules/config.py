@@ -243,15 +243,16 @@ class ModelConfig(JsonFields):
         if self.embedding_dim % self.transformer_heads:
             raise ValueError("embedding_dim must be divisible by transformer_heads")
 
-    def with_overrides(self, assignments) -> "ModelConfig":
-        """Applies ``["key=value", ...]`` (typed like the fields: bools as true/false, tuples comma-separated)."""
+    def with_overrides(self, assignments, flag: str = "--hparam") -> "ModelConfig":
+        """Applies ``["key=value", ...]`` (typed like the fields: bools as true/false, tuples comma-separated);
+        an error names ``flag``, the option the assignments came from."""
         values = dataclasses.asdict(self)
         fields = {f.name: f for f in dataclasses.fields(self)}
         for assignment in assignments:
             key, sep, raw = assignment.partition("=")
             key = key.strip().replace("-", "_")
             if not sep or key not in fields:
-                raise ValueError(f"--hparam expects KEY=VALUE with KEY one of: {', '.join(sorted(fields))}; "
+                raise ValueError(f"{flag} expects KEY=VALUE with KEY one of: {', '.join(sorted(fields))}; "
                                  f"got {assignment!r}")
             current = values[key]
             try:
@@ -264,7 +265,7 @@ class ModelConfig(JsonFields):
                 else:
                     values[key] = type(current)(raw)
             except ValueError as e:
-                raise ValueError(f"--hparam {key}: cannot read {raw!r} as {type(current).__name__}") from e
+                raise ValueError(f"{flag} {key}: cannot read {raw!r} as {type(current).__name__}") from e
         return type(self)(**values)
 
 

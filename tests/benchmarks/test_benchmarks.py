@@ -168,8 +168,10 @@ def test_the_cross_dataset_benchmark_generates_a_shape_and_tables_its_best_model
     assert row["ablation"]["user_balance=1"]["recall@10"] == balanced["recall@10"]
     change = 100 * (balanced["recall@10"] / default["recall@10"] - 1)
     assert f"| user_balance=1 | {balanced['recall@10']:.4f} ({balanced['ndcg@10']:.4f}) {change:+.1f} % |" in markdown
-    with pytest.raises(ValueError, match="KEY=VALUE with KEY one of"):
+    with pytest.raises(ValueError, match="--ablation expects KEY=VALUE with KEY one of"):
         quality.variants(["no_such_setting=1"])
+    with pytest.raises(ValueError, match="--ablation user_balance: cannot read 'x' as float"):
+        quality.variants(["user_balance=x"])
 
 
 def test_a_folder_of_datasets_expands_to_the_datasets_in_it_and_each_reads_its_own_users_file(tmp_path):
