@@ -34,8 +34,8 @@ MIN_EMBEDDING_DIM = 8
 MIN_SUCCESSORS = 4
 TABLE_MIN_EMBEDDING_DIM = 16
 # max_embedding_dim above EMBEDDING_DIM is used where the log has at least this many training events an item:
-# d=48 measured better than 32 on ML-1M-SAS (291 events an item), worse on ML-100K (59) and Amazon Toys (14)
-# (docs/results.md, "Presets").
+# d=48 measured better than 32 on ML-1M-SAS (291 events an item), worse on ML-100K (59) and Amazon Toys (14),
+# better on Yelp (16, whose on-device budget keeps d=32 anyway): a threshold from four logs (docs/results.md, "Presets").
 DENSE_EVENTS_PER_ITEM = 100
 LOSS_POSITION_MODES = ("all", "last", "auto")
 
