@@ -47,5 +47,6 @@ setuptools.setup(
         "jsonschema>=4",
     ],
     extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5"]},
-    entry_points={"console_scripts": ["ondevice-rec=ondevice_rec.cli:main"]},
+    entry_points={"console_scripts": ["ondevice-rec=ondevice_rec.cli:main",
+                                     "ondevice-rec-beam-worker=ondevice_rec.pipeline.beam_worker:main"]},
 )

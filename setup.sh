@@ -28,5 +28,11 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "warning: /usr/bin/chromium missing (apt-get install chromium); the browser test will be skipped" >&2
   fi
 fi
+# The distributed engine (pipeline/flink.py): Flink from PyPI files, Beam's Flink runner from Maven Central, into
+# the cache folder (~/.cache/ondevice-rec); a second run only checks it, offline. Without Java 17 or Maven the
+# rest still works on the local DirectRunner.
+echo "Preparing the Flink engine (cached after the first time) ..."
+.venv/bin/ondevice-rec flink install ||
+  echo "warning: the Flink engine is not prepared (see above); runs use the local DirectRunner" >&2
 .venv/bin/ondevice-rec --help > /dev/null
 echo "Ready: .venv/bin/ondevice-rec --help"

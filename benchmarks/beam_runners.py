@@ -1,29 +1,31 @@
-"""The pipeline's Beam stages on DirectRunner and on a multi-worker portable engine: same outputs?
+"""The pipeline's Beam data stages on DirectRunner and on a local Flink cluster of 1 and 2 TaskManagers.
 
-Runs the data stages (EventExampleGen, StatisticsGen, ImportSchemaGen, ExampleValidator, HistoryWindowing)
-of the real pipeline twice, unchanged, differing only in ``beam_pipeline_args``: once on the DirectRunner and
-once on ``LocalPortableCluster`` (job service + external pool of SDK worker processes). Compares every
-output (examples record by record per split, the transformed examples, statistics counts, the anomalies), prints wall
-times and writes JSON.
+Runs the data stages (EventExampleGen, StatisticsGen, ImportSchemaGen, ExampleValidator, HistoryWindowing,
+Transform) of the real pipeline once per engine, unchanged, differing only in ``beam_pipeline_args``: the
+DirectRunner's defaults, then ``--flink-master`` of a ``LocalFlinkCluster`` started here with N TaskManagers of
+one slot each (one run per N). Compares every output with the DirectRunner's (examples record by record per split,
+the transformed examples, statistics counts, the anomalies), lists the Flink jobs from the cluster's REST API,
+prints per-stage seconds and writes JSON.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import glob
 import json
 import os
 import platform
 import time
-from typing import Dict
+from typing import Dict, List, Sequence
 
 from ondevice_rec.benchmarks.data import temporary_work_dir
 from ondevice_rec.modules import features
+from ondevice_rec.pipeline import flink, mlmd
 from ondevice_rec.pipeline.config import PipelineConfig
 from ondevice_rec.pipeline.nodes import Nodes
-from ondevice_rec.pipeline.portable_beam import LocalPortableCluster
 from ondevice_rec.pipeline.runner import run_data_stages
+
+DIRECT = "direct"
 
 
 def _records(uri: str) -> Dict[str, collections.Counter]:
@@ -57,42 +59,57 @@ def _anomalies(uri: str) -> Dict[str, str]:
             for p in sorted(glob.glob(os.path.join(features.split_dir(uri, "*"), "SchemaDiff.pb")))}
 
 
-def compare(direct: Dict[str, str], portable: Dict[str, str]) -> Dict[str, bool]:
-    """Stage-by-stage equality of the two runs' outputs."""
+def compare(direct: Dict[str, str], other: Dict[str, str]) -> Dict[str, bool]:
+    """Stage-by-stage equality of two runs' outputs."""
     return {
-        Nodes.EXAMPLE_GEN: _records(direct[Nodes.EXAMPLE_GEN]) == _records(portable[Nodes.EXAMPLE_GEN]),
+        Nodes.EXAMPLE_GEN: _records(direct[Nodes.EXAMPLE_GEN]) == _records(other[Nodes.EXAMPLE_GEN]),
         Nodes.STATISTICS_GEN: _statistics_counts(direct[Nodes.STATISTICS_GEN]) == _statistics_counts(
-            portable[Nodes.STATISTICS_GEN]),
+            other[Nodes.STATISTICS_GEN]),
         Nodes.EXAMPLE_VALIDATOR: _anomalies(direct[Nodes.EXAMPLE_VALIDATOR]) == _anomalies(
-            portable[Nodes.EXAMPLE_VALIDATOR]),
-        Nodes.WINDOWING: _records(direct[Nodes.WINDOWING]) == _records(portable[Nodes.WINDOWING]),
-        Nodes.TRANSFORM: _records(direct[Nodes.TRANSFORM]) == _records(portable[Nodes.TRANSFORM]),
+            other[Nodes.EXAMPLE_VALIDATOR]),
+        Nodes.WINDOWING: _records(direct[Nodes.WINDOWING]) == _records(other[Nodes.WINDOWING]),
+        Nodes.TRANSFORM: _records(direct[Nodes.TRANSFORM]) == _records(other[Nodes.TRANSFORM]),
     }
 
 
-@temporary_work_dir("beam-runners-")
-def run(data_dir: str, work_dir: str = "", workers: int = 2, out_json: str = "") -> dict:
-    base = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, "direct"))
+def _timed_data_stages(config: PipelineConfig) -> Dict:
     start = time.time()
-    direct = run_data_stages(base)
-    direct_seconds = time.time() - start
-    with LocalPortableCluster(workers=workers, log_dir=os.path.join(work_dir, "cluster")) as cluster:
-        portable_config = dataclasses.replace(base, output_dir=os.path.join(work_dir, "portable"),
-                                              beam_args=cluster.beam_args())
-        start = time.time()
-        portable = run_data_stages(portable_config)
-        portable_seconds = time.time() - start
-        sdk_workers = cluster.worker_starts()
-    same = compare(direct, portable)
-    windowed = _records(direct[Nodes.WINDOWING])
+    outputs = run_data_stages(config)
+    wall = time.time() - start
+    run_id = mlmd.run_ids(config.metadata_path)[-1]
+    stages = {r.node_id: round(r.seconds, 1) for r in mlmd.node_results(config.metadata_path, run_id)}
+    return {"outputs": outputs, "seconds": round(wall, 1), "stages": stages,
+            "args": config.beam_pipeline_args()}
+
+
+def engine_name(taskmanagers: int) -> str:
+    return f"flink-{taskmanagers}tm"
+
+
+@temporary_work_dir("beam-runners-")
+def run(data_dir: str, work_dir: str = "", taskmanagers: Sequence[int] = (1, 2), out_json: str = "",
+        rest_port: int = 0) -> dict:
+    base = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, DIRECT))
+    runs = {DIRECT: _timed_data_stages(base)}
+    jobs: Dict[str, List[Dict]] = {}
+    for count in taskmanagers:
+        name = engine_name(count)
+        port = rest_port or flink.free_port()
+        with flink.LocalFlinkCluster(os.path.join(work_dir, f"cluster-{count}tm"), taskmanagers=count,
+                                     rest_port=port) as cluster:
+            config = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, name),
+                                    beam_args=flink.beam_args(cluster.master))
+            runs[name] = _timed_data_stages(config)
+            jobs[name] = flink.jobs(cluster.master)
+    windowed = _records(runs[DIRECT]["outputs"][Nodes.WINDOWING])
+    identical = {name: compare(runs[DIRECT]["outputs"], r["outputs"]) for name, r in runs.items() if name != DIRECT}
     result = {
         "data_dir": os.path.abspath(data_dir),
-        "stages": list(Nodes.DATA_STAGES),
-        "direct_runner": {"args": base.beam_pipeline_args(), "seconds": round(direct_seconds, 1)},
-        "portable_runner": {"args": portable_config.beam_pipeline_args(), "seconds": round(portable_seconds, 1),
-                            "workers_per_stage": workers, "sdk_worker_processes_started": sdk_workers},
-        "identical": same,
-        "all_identical": all(same.values()),
+        "stages": [s for s in Nodes.DATA_STAGES],
+        "engines": {name: {k: v for k, v in r.items() if k != "outputs"} for name, r in runs.items()},
+        "flink": {"version": flink.FLINK_VERSION, "beam": flink.BEAM_VERSION, "jobs": jobs},
+        "identical": identical,
+        "all_identical": all(all(v.values()) for v in identical.values()),
         "windowed_examples": {split: sum(c.values()) for split, c in windowed.items()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
@@ -105,11 +122,19 @@ def run(data_dir: str, work_dir: str = "", workers: int = 2, out_json: str = "")
 
 
 def format_result(result: dict) -> str:
-    lines = [f"Beam data stages ({', '.join(result['stages'])}) on {result['data_dir']}",
-             f"  DirectRunner (in-memory)         {result['direct_runner']['seconds']:8.1f} s",
-             f"  PortableRunner, local cluster    {result['portable_runner']['seconds']:8.1f} s   "
-             f"({result['portable_runner']['sdk_worker_processes_started']} SDK worker processes started by the pool)",
-             "  windowed examples: " + ", ".join(f"{k} {v}" for k, v in result["windowed_examples"].items()),
-             "  identical outputs: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in result["identical"].items())]
+    engines = list(result["engines"])
+    lines = [f"Beam data stages on {result['data_dir']} (Flink {result['flink']['version']}, one slot per "
+             "TaskManager; seconds)",
+             f"  {'stage':20s}" + "".join(f"{name:>12s}" for name in engines)]
+    for stage in result["stages"] + ["whole run"]:
+        row = [result["engines"][e]["seconds"] if stage == "whole run" else result["engines"][e]["stages"].get(stage)
+               for e in engines]
+        lines.append(f"  {stage:20s}" + "".join(f"{v:12.1f}" if v is not None else f"{'-':>12s}" for v in row))
+    for name, jobs in result["flink"]["jobs"].items():
+        lines.append(f"  {name}: {len(jobs)} Flink jobs, " + ", ".join(
+            f"{j['name']} {j['state']} {j['seconds']:.0f}s on {len(j['taskmanagers'])} TM" for j in jobs))
+    lines.append("  windowed examples: " + ", ".join(f"{k} {v}" for k, v in result["windowed_examples"].items()))
+    for name, same in result["identical"].items():
+        lines.append(f"  {name} outputs identical to DirectRunner's: "
+                     + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))
     return "\n".join(lines)
-

@@ -15,7 +15,7 @@ from typing import List, Optional
 from ondevice_rec.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK  # noqa: F401  (the exit codes)
 
 COMMAND_MODULES = ("pipeline_commands", "kubeflow_commands", "model_commands", "data_commands",
-                   "benchmark_commands")
+                   "benchmark_commands", "flink_commands")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,9 +35,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     console.quiet_environment()
     from ondevice_rec.data.download import DownloadError
     from ondevice_rec.data.movielens import DataFormatError
+    from ondevice_rec.pipeline.flink import EngineError
     args = parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (FileNotFoundError, DataFormatError, DownloadError, ValueError) as e:
+    except (FileNotFoundError, DataFormatError, DownloadError, ValueError, EngineError) as e:
         print(f"ondevice-rec {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -14,7 +14,7 @@ EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
   ondevice-rec benchmark latency --model out/serving/latest
   ondevice-rec benchmark latency --all      # every encoder x quantisation, 3,952-movie catalogue, N=10
   ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory
-  ondevice-rec benchmark beam-runners --data-dir ../shared/data/ml-100k --workers 2"""
+  ondevice-rec benchmark beam-runners --data-dir ../shared/data/ml-100k --taskmanagers 1,2"""
 
 
 def register(commands) -> None:
@@ -77,10 +77,11 @@ def register(commands) -> None:
                     help="also score every model on the users listed in FILE, one key a line (default: the "
                          f"dataset folder's {anchors.USERS_FILE}, when it has one)")
 
-    br = sub("beam-runners", "the Beam data stages on DirectRunner vs a local multi-worker portable engine",
-             cmd_beam_runners)
+    br = sub("beam-runners", "the Beam data stages on DirectRunner vs a local Flink cluster of 1 and 2 "
+                             "TaskManagers", cmd_beam_runners)
     br.add_argument("--data-dir", required=True, help="a MovieLens folder")
-    br.add_argument("--workers", type=int, default=2, help="SDK worker processes per stage (default: %(default)s)")
+    br.add_argument("--taskmanagers", default="1,2",
+                    help="one Flink run per count, each on a new local cluster (default: %(default)s)")
     br.add_argument("--work-dir", default="", help="where outputs go (default: a temporary folder, deleted at "
                                                    "the end)")
     br.add_argument("--out", default="benchmarks/results/beam_runners.json", help="JSON output (default: %(default)s)")
@@ -156,7 +157,8 @@ def cmd_quality(args) -> int:
 def cmd_beam_runners(args) -> int:
     from ondevice_rec.benchmarks import beam_runners
     _quiet()
-    result = beam_runners.run(args.data_dir, work_dir=args.work_dir, workers=args.workers, out_json=args.out)
+    result = beam_runners.run(args.data_dir, work_dir=args.work_dir,
+                              taskmanagers=[int(n) for n in csv(args.taskmanagers)], out_json=args.out)
     return EXIT_OK if result["all_identical"] else EXIT_FAILED
 
 

@@ -54,15 +54,20 @@ def register(commands) -> None:
 
 
 def cmd_compile(args) -> int:
+    import dataclasses
     from ondevice_rec.kubeflow import runner as kubeflow_runner
     from ondevice_rec.pipeline.config import SPAN_PATTERN
     from ondevice_rec.pipeline.options import config_from_args
     from ondevice_rec.data import events
     spec = events.load_spec(args.events) if args.events else None
+    flink_master, args.flink_master = args.flink_master, None  # the steps reach it, not this machine
     config = config_from_args(args, args.data_dir, args.pipeline_root, pipeline_root_uri=args.pipeline_root,
                               serving_path=args.serving_dir, warm_start=args.warm_start,
                               input_pattern=SPAN_PATTERN if args.spans else "*", enable_cache=not args.no_cache,
                               events=spec)
+    if flink_master:
+        config = dataclasses.replace(config, beam_args=kubeflow_runner.flink_beam_args(flink_master)
+                                     + list(config.beam_args))
     path = kubeflow_runner.compile_pipeline(config, args.image, args.output)
     print(f"Compiled {path} (image {args.image}, pipeline root {config.pipeline_root})")
     return EXIT_OK

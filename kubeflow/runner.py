@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import List
 
 from ondevice_rec.components.event_example_gen import schema as event_schema
 from ondevice_rec.pipeline.config import PipelineConfig
@@ -21,6 +22,16 @@ IMAGE_SCHEMA_FILE = f"{IMAGE_SOURCE_DIR}/components/event_example_gen/" + os.pat
     event_schema.PRESET_SCHEMA_FILE)
 # The containers submit the Beam stages: the setup.py they name is the image's, not this machine's.
 IMAGE_SETUP_FILE = f"{IMAGE_SOURCE_DIR}/setup.py"
+# Where kubeflow/Dockerfile prepares the Flink engine (ONDEVICE_REC_CACHE) and installs the SDK worker command.
+IMAGE_ENGINE_CACHE = "/opt/ondevice-rec/cache"
+IMAGE_WORKER_COMMAND = "/usr/local/bin/ondevice-rec-beam-worker"
+
+
+def flink_beam_args(master: str) -> List[str]:
+    """``--flink-master`` for the Kubeflow steps: the image's engine paths; the cluster is not asked at compile
+    time (it is reached from the cluster's network), so each stage gets the Flink cluster's default parallelism."""
+    from ondevice_rec.pipeline import flink
+    return flink.beam_args(master, cache=IMAGE_ENGINE_CACHE, worker=IMAGE_WORKER_COMMAND, query=False)
 
 
 def check_config(config: PipelineConfig) -> None:

@@ -102,7 +102,9 @@ def run_pipeline(config, command: str, verbose: bool, headline: str) -> Tuple[Op
             summary = runner.run(config)
         except Exception as e:  # pylint: disable=broad-except
             logging.exception("pipeline failed")
-            console(f"\nFAILED: {type(e).__name__}: {e}\nSee {log_path} for details.")
+            from ondevice_rec.pipeline.flink import engine_description
+            console(f"\nFAILED ({engine_description(config.beam_pipeline_args())}): {type(e).__name__}: {e}\n"
+                    f"See {log_path} for details.")
             return None, log_path
         console("")
         console(runner.format_summary(summary))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, List
 
 from ondevice_rec.components.history_windowing.windowing import WindowingOptions
 from ondevice_rec.components.tflite_pusher.options import PublishOptions
@@ -54,6 +54,9 @@ def add_flags(parser: argparse.ArgumentParser, kinds: Iterable[type] = PIPELINE_
                              "--hparam transformer_blocks=3 (repeatable)")
     parser.add_argument("--beam-arg", dest="beam_args", action="append", default=[], metavar="ARG",
                         help="passed to every Beam stage, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
+    parser.add_argument("--flink-master", default=None, metavar="HOST:PORT",
+                        help="run every Beam stage on the Flink cluster whose JobManager REST API is HOST:PORT "
+                             "(e.g. localhost:8081 after 'ondevice-rec flink up'), one task per slot")
 
 
 def options_of(args: argparse.Namespace) -> dict:
@@ -64,4 +67,13 @@ def options_of(args: argparse.Namespace) -> dict:
 def config_from_args(args: argparse.Namespace, data_dir: str, output_dir: str, **settings) -> PipelineConfig:
     """``PipelineConfig.from_options`` on the flags of ``add_flags``."""
     return PipelineConfig.from_options(data_dir, output_dir, options_of(args), hparams=args.hparam,
-                                       preset=args.preset, beam_args=list(args.beam_args), **settings)
+                                       preset=args.preset, beam_args=engine_args(args) + list(args.beam_args),
+                                       **settings)
+
+
+def engine_args(args: argparse.Namespace) -> List[str]:
+    """The Beam arguments of ``--flink-master`` (none without it: the local DirectRunner)."""
+    if not getattr(args, "flink_master", None):
+        return []
+    from ondevice_rec.pipeline import flink
+    return flink.beam_args(args.flink_master)

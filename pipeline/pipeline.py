@@ -15,12 +15,14 @@ from typing import List
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 
 from ondevice_rec.components.event_example_gen.component import EventExampleGen
 from ondevice_rec.components.event_example_gen.schema import schema_file_for
 from ondevice_rec.components.history_windowing.component import HistoryWindowing
 from ondevice_rec.components.tflite_pusher.component import TFLitePusher
 from ondevice_rec.modules import features
+from ondevice_rec.pipeline import flink
 from ondevice_rec.pipeline.config import PipelineConfig
 from ondevice_rec.pipeline.nodes import Nodes
 
@@ -56,6 +58,14 @@ def eval_config(config: PipelineConfig, with_thresholds: bool) -> tfma.EvalConfi
                                     prediction_key=features.SCORES)],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+
+
+def name_beam_jobs(components, beam_args: List[str]) -> None:
+    """On Flink, each Beam stage is its own job: named after its component in Flink's web UI and REST API."""
+    if flink.flink_master_of(beam_args):
+        for component in components:
+            if isinstance(component.executor_spec, executor_spec.BeamExecutorSpec):
+                component.with_beam_pipeline_args([f"--job_name={flink.job_name(component.id)}"])
 
 
 def data_components(config: PipelineConfig, input_base=None):
@@ -126,13 +136,15 @@ def create_pipeline(config: PipelineConfig, with_local_metadata: bool = True, in
         examples=examples,
         options=config.publish_options()).with_id(Nodes.PUSHER)
 
+    components = [example_gen, statistics_gen, schema_gen, example_validator, windowing, transform,
+                  latest_blessed_model, trainer, evaluator, test_evaluator, pusher]
+    beam_args = config.beam_pipeline_args()
+    name_beam_jobs(components, beam_args)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, windowing, transform,
-                    latest_blessed_model,
-                    trainer, evaluator, test_evaluator, pusher],
+        components=components,
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_path) if with_local_metadata else None,
-        beam_pipeline_args=config.beam_pipeline_args())
+        beam_pipeline_args=beam_args)

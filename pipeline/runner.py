@@ -60,12 +60,14 @@ def run_data_stages(config: PipelineConfig) -> Dict[str, str]:
     (Transform: its transformed examples; ``TRANSFORM_GRAPH``: its transform graph). The benchmarks train on
     exactly what the pipeline's Trainer would read."""
     from tfx import v1 as tfx
-    from ondevice_rec.pipeline.pipeline import data_components
+    from ondevice_rec.pipeline.pipeline import data_components, name_beam_jobs
     before = set(mlmd.run_ids(config.metadata_path))
     os.makedirs(config.output_dir, exist_ok=True)
+    components = list(data_components(config))
+    name_beam_jobs(components, config.beam_pipeline_args())
     make_runner().run(tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-        components=list(data_components(config)), enable_cache=config.enable_cache,
+        components=components, enable_cache=config.enable_cache,
         beam_pipeline_args=config.beam_pipeline_args(),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_path)))

@@ -29,7 +29,10 @@ def pytest_collection_modifyitems(config, items):
     own; groups are spread over the workers."""
     for item in items:
         shared = SHARED_RUNS & set(item.fixturenames)
-        item.add_marker(pytest.mark.xdist_group("shared-runs" if shared else item.module.__name__))
+        group = "shared-runs" if shared else item.module.__name__
+        if item.get_closest_marker("flink_cluster"):  # one local Flink cluster at a time (4+ JVMs on 2 cores)
+            group = "flink-cluster"
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def seed_like_tflite(history_length: int = 10) -> bytes:

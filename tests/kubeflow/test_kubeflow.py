@@ -106,6 +106,26 @@ def test_an_event_spec_compiles_with_its_schema_under_the_pipeline_root(tmp_path
     assert "customer" in json.dumps(tasks["EventExampleGen"]["inputs"])  # the spec, in its custom_config
 
 
+def test_flink_master_compiles_the_images_engine_without_asking_the_cluster(tmp_path):
+    """The steps reach the cluster, not the compiling machine: nothing answers at the address here."""
+    from ondevice_rec.pipeline import flink
+    path = str(tmp_path / "pipeline.yaml")
+    assert cli.main(["kubeflow", "compile", "--image", IMAGE, "--pipeline-root", "gs://b/root", "--data-dir",
+                     "gs://b/d", "--serving-dir", "/mnt/serving", "--output", path,
+                     "--flink-master", "flink-jobmanager-rest.flink:8081"]) == 0
+    spec = yaml.safe_load(open(path))
+    tasks, executors = spec["root"]["dag"]["tasks"], spec["deploymentSpec"]["executors"]
+    for name in BEAM_COMPONENTS:
+        args = executors[spec["components"][tasks[name]["componentRef"]["name"]]["executorLabel"]]["container"]["args"]
+        assert {"--runner=FlinkRunner", "--flink_master=flink-jobmanager-rest.flink:8081",
+                f"--flink_job_server_jar={flink.job_server_jar(kubeflow_runner.IMAGE_ENGINE_CACHE)}",
+                f"--job_name={flink.job_name(name)}"} <= set(args), name
+        assert json.dumps({"command": kubeflow_runner.IMAGE_WORKER_COMMAND}) in " ".join(args)
+        assert not any(a.startswith("--parallelism") for a in args)
+    assert "ONDEVICE_REC_CACHE=" + kubeflow_runner.IMAGE_ENGINE_CACHE in open(
+        os.path.join(REPO_ROOT, "kubeflow", "Dockerfile")).read()
+
+
 def test_compile_refuses_a_serving_uri_and_a_wrong_extension(tmp_path, capsys):
     base = ["kubeflow", "compile", "--image", IMAGE, "--pipeline-root", "gs://b/root", "--data-dir", "gs://b/d"]
     assert cli.main(base + ["--serving-dir", "gs://b/serving", "--output", str(tmp_path / "p.yaml")]) == 2
