@@ -76,8 +76,8 @@ _CLUSTER_CONF = {
     "jobmanager.execution.failover-strategy": "region",
     # Restarts rescue a task that failed alone (a crashed SDK worker). A lost TaskManager is not rescued: Flink
     # 1.16 counts one failure per task running on it (measured: 11 at once in Transform, which exhausted even
-    # "10 failures a minute"), so the stage fails, the run says so, and its re-run takes the finished stages
-    # from the TFX cache (tests/pipeline/test_flink.py). A budget that large would retry a real bug for minutes.
+    # "10 failures a minute"), so the stage fails and the run says so; a budget that large would retry a real bug
+    # for minutes. (docs/results.md: the re-run on the same cluster after such a kill did not finish.)
     "restart-strategy": "fixed-delay",
     "restart-strategy.fixed-delay.attempts": "3",
     "restart-strategy.fixed-delay.delay": "5 s",
