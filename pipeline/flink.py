@@ -1,7 +1,7 @@
 """Apache Flink as the engine of the pipeline's Beam stages: the engine's files, a local standalone cluster, and the
 Beam arguments that send a stage to any Flink cluster.
 
-What is served where (checked 2026-12-05, docs/operations.md "Flink"): Beam 2.59's Flink runner reaches this
+What is served where (checked 2026-12-05, docs/flink.md): Beam 2.59's Flink runner reaches this
 project from Maven Central only as ``beam-runners-flink-1.16`` (no ``-job-server`` shaded jar, no 1.17/1.18 runner),
 and its ``beam-runners-java-job-service`` dependency only at 2.57.0; Flink 1.16.3 from PyPI (``lib/ opt/ plugins/``
 in the ``apache-flink-libraries`` sdist, ``bin/ conf/`` in the ``apache-flink`` cp39 wheel, whose files are unpacked
@@ -10,8 +10,9 @@ and never installed: it pins apache-beam<2.49). ``install`` assembles both into 
     <cache>/flink-<FLINK_VERSION>/                  FLINK_HOME; lib/beam/ holds Beam's runner jars (see below)
     <cache>/beam-flink-job-server-<BEAM_VERSION>/   lib/*.jar and job-server.jar, a manifest-only jar naming them
 
-The job server is Beam's own ``FlinkJobServerDriver`` started by Beam's ``FlinkRunner`` (``--flink_job_server_jar``
-takes the manifest jar). The Python stages run in SDK worker processes that each TaskManager starts itself
+The job server is Beam's own ``FlinkJobServerDriver`` (the manifest jar): ``stage_session`` starts one for a whole
+run and hands every stage its address (``--job_endpoint``); without one, Beam's ``FlinkRunner`` starts it itself from
+``--flink_job_server_jar`` (the Kubeflow steps: one stage per container). The Python stages run in SDK worker processes that each TaskManager starts itself
 (``--environment_type=PROCESS``, the command ``ondevice-rec-beam-worker``: ``pipeline/beam_worker.py``), so no
 Docker and no shared worker pool: two TaskManagers on one host handing one EXTERNAL pool the same worker ids
 killed each other's workers (measured: a job hung on "Still waiting for startup of environment").
@@ -23,6 +24,7 @@ in the job's jars, every task started two new Python workers (76 starts for a 1K
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -37,7 +39,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 FLINK_VERSION = "1.16.3"
 BEAM_VERSION = "2.59.0"  # the Python SDK's version (constraints.txt); the runner jar must match it
@@ -59,6 +61,16 @@ WORKER_COMMAND = "ondevice-rec-beam-worker"  # setup.py's console script: pipeli
 # How long a TaskManager keeps a stage's SDK workers for the job's next stage (Beam's environment cache).
 ENVIRONMENT_CACHE_MILLIS = 60000
 _MARKER = "ondevice-rec-engine.json"
+# Placement: where a stage runs and how wide, not what it computes. ``stage_session`` hands these to the stages as
+# TFX placeholders of environment variables, because TFX's cache key hashes each stage's executor spec, Beam
+# arguments included: with plain values, a re-run after a TaskManager was replaced (measured: the dead one's slot
+# still counted, --parallelism=3) or on a resized cluster, or with the run's own job server port, executed every
+# finished stage again.
+PLACEMENT_ENV = {"--flink_master": "ONDEVICE_REC_FLINK_MASTER", "--parallelism": "ONDEVICE_REC_FLINK_PARALLELISM",
+                 "--job_endpoint": "ONDEVICE_REC_JOB_ENDPOINT"}
+# A TaskManager whose last heartbeat is this much older than the freshest one's is taken for lost (Flink keeps a
+# killed one listed until its heartbeat times out: 50 s by default).
+_LOST_TASKMANAGER_SECONDS = 25
 JOB_NAME_PREFIX = "ondevice-rec-"
 # Cluster memory: 1 GB JobManager, 3 GB TaskManagers. The network memory is raised from Flink's 10% (measured:
 # "Insufficient number of network buffers: required 512, but only 398 available" in EventExampleGen) and a
@@ -77,7 +89,7 @@ _CLUSTER_CONF = {
     # Restarts rescue a task that failed alone (a crashed SDK worker). A lost TaskManager is not rescued: Flink
     # 1.16 counts one failure per task running on it (measured: 11 at once in Transform, which exhausted even
     # "10 failures a minute"), so the stage fails and the run says so; a budget that large would retry a real bug
-    # for minutes. (docs/results.md: the re-run on the same cluster after such a kill did not finish.)
+    # for minutes. The run's re-run resumes from the TFX cache (PLACEMENT_ENV; tests/pipeline/test_flink.py).
     "restart-strategy": "fixed-delay",
     "restart-strategy.fixed-delay.attempts": "3",
     "restart-strategy.fixed-delay.delay": "5 s",
@@ -290,6 +302,14 @@ def cluster_overview(master: str) -> Dict:
                           f"'ondevice-rec flink up' or pass the address of yours") from None
 
 
+def live_slots(master: str) -> int:
+    """The task slots of the TaskManagers the cluster still hears from (``_LOST_TASKMANAGER_SECONDS``)."""
+    taskmanagers = rest_get(master, "/taskmanagers").get("taskmanagers", [])
+    heartbeats = [int(tm.get("timeSinceLastHeartbeat") or 0) for tm in taskmanagers] or [0]  # epoch ms of the last
+    return sum(int(tm.get("slotsNumber") or 0) for tm, beat in zip(taskmanagers, heartbeats)
+               if max(heartbeats) - beat <= _LOST_TASKMANAGER_SECONDS * 1000)
+
+
 def beam_args(master: str, parallelism: Optional[int] = None, cache: Optional[str] = None,
               worker: Optional[str] = None, query: bool = True) -> List[str]:
     """The Beam arguments that run a stage on the Flink cluster at ``master``.
@@ -298,7 +318,8 @@ def beam_args(master: str, parallelism: Optional[int] = None, cache: Optional[st
     for another machine) ``cache`` and ``worker`` are the paths where the stages run, and the parallelism is the
     cluster's default unless given."""
     if query:
-        slots = int(cluster_overview(master).get("slots-total") or 0)
+        cluster_overview(master)
+        slots = live_slots(master)
         if parallelism is None and slots < 1:
             raise EngineError(f"the Flink cluster at {master} has no TaskManager (0 task slots)")
         parallelism = parallelism or slots
@@ -337,6 +358,103 @@ def flink_master_of(beam_pipeline_args: List[str]) -> Optional[str]:
         if arg.startswith("--flink_master="):
             return arg.split("=", 1)[1]
     return None
+
+
+class JobServer:
+    """Beam's Flink job server (``FlinkJobServerDriver``) as one JVM for a whole run, stopped with it. (Beam's
+    FlinkRunner started one per stage and kept each until the Python process exited: six JVMs for a run, left
+    running when the run was killed.)"""
+
+    def __init__(self, master: str, jar: str):
+        self.master, self.jar = master, jar
+        self.port = 0
+        self.process: Optional[subprocess.Popen] = None
+        self.folder = ""
+
+    @property
+    def endpoint(self) -> str:
+        return f"localhost:{self.port}"
+
+    def start(self, timeout: float = 180.0) -> "JobServer":
+        if not os.path.exists(self.jar):
+            raise EngineError(f"Beam's Flink job server is not prepared ({self.jar} missing): run ./setup.sh "
+                              "or 'ondevice-rec flink install'")
+        self.folder = tempfile.mkdtemp(prefix="ondevice-rec-job-server-")
+        self.port = free_port()
+        log_path = os.path.join(self.folder, "job-server.log")
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [os.path.join(java_home(), "bin", "java"), "-jar", self.jar,
+                 "--flink-master", _with_scheme(self.master), "--artifacts-dir", os.path.join(self.folder, "artifacts"),
+                 "--job-port", str(self.port), "--artifact-port", "0", "--expansion-port", "0"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                with open(log_path, errors="replace") as f:
+                    tail = f.read()[-2000:]
+                self.stop()
+                raise EngineError(f"Beam's Flink job server exited at start (code {self.process.returncode}): {tail}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("localhost", self.port)) == 0:
+                    return self
+            time.sleep(0.3)
+        self.stop()
+        raise EngineError(f"Beam's Flink job server did not listen on port {self.port} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = ""
+
+
+def _with_scheme(master: str) -> str:
+    return master if "://" in master else "http://" + master
+
+
+def placed_args(beam_pipeline_args: List[str], job_endpoint: str) -> Tuple[list, Dict[str, str]]:
+    """Flink stages' Beam arguments for a run whose job server listens at ``job_endpoint``: the placement arguments
+    (``PLACEMENT_ENV``) as TFX placeholders of environment variables, and the values those variables must hold."""
+    from tfx.dsl.placeholder import placeholder as ph
+    values = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in beam_pipeline_args
+              if a.split("=", 1)[0] in PLACEMENT_ENV}
+    values.update({"--flink_master": _with_scheme(values["--flink_master"]), "--job_endpoint": job_endpoint})
+    kept = [a for a in beam_pipeline_args if a.split("=", 1)[0] not in PLACEMENT_ENV
+            and not a.startswith("--flink_job_server_jar=")]  # the run's job server replaces Beam's own
+    return (kept + [flag + "=" + ph.environment_variable(PLACEMENT_ENV[flag]) for flag in PLACEMENT_ENV
+                    if flag in values],
+            {PLACEMENT_ENV[flag]: value for flag, value in values.items()})
+
+
+@contextlib.contextmanager
+def stage_session(beam_pipeline_args: List[str]) -> Iterator[list]:
+    """The Beam arguments of a run's stages, valid while the run lasts. Off Flink: the arguments as they are. On
+    Flink: one job server for the run (``JobServer``) and ``placed_args``, whose environment this sets meanwhile."""
+    master = flink_master_of(beam_pipeline_args)
+    if not master:
+        yield list(beam_pipeline_args)
+        return
+    jars = [a.split("=", 1)[1] for a in beam_pipeline_args if a.startswith("--flink_job_server_jar=")]
+    server = JobServer(master, jars[-1] if jars else job_server_jar()).start()
+    args, environment = placed_args(beam_pipeline_args, server.endpoint)
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    try:
+        yield args
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
 
 
 class LocalFlinkCluster:

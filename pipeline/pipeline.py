@@ -11,7 +11,7 @@ EventExampleGen -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen's curat
 from __future__ import annotations
 
 import dataclasses
-from typing import List
+from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -92,9 +92,11 @@ def data_components(config: PipelineConfig, input_base=None):
     return example_gen, statistics_gen, schema_gen, example_validator, windowing, transform
 
 
-def create_pipeline(config: PipelineConfig, with_local_metadata: bool = True, input_base=None) -> tfx.dsl.Pipeline:
+def create_pipeline(config: PipelineConfig, with_local_metadata: bool = True, input_base=None,
+                    beam_args: Optional[list] = None) -> tfx.dsl.Pipeline:
     """Builds the pipeline described in the module docstring from one PipelineConfig.
 
+    ``beam_args``: the stages' Beam arguments during a local run (``flink.stage_session``), else the config's.
     ``with_local_metadata``: the SQLite MLMD store under the output folder (local runners); Kubeflow brings its
     own metadata store. ``input_base``: a runtime parameter standing for ``config.data_dir`` (Kubeflow).
     """
@@ -138,8 +140,7 @@ def create_pipeline(config: PipelineConfig, with_local_metadata: bool = True, in
 
     components = [example_gen, statistics_gen, schema_gen, example_validator, windowing, transform,
                   latest_blessed_model, trainer, evaluator, test_evaluator, pusher]
-    beam_args = config.beam_pipeline_args()
-    name_beam_jobs(components, beam_args)
+    name_beam_jobs(components, config.beam_pipeline_args())
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
@@ -147,4 +148,4 @@ def create_pipeline(config: PipelineConfig, with_local_metadata: bool = True, in
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_path) if with_local_metadata else None,
-        beam_pipeline_args=beam_args)
+        beam_pipeline_args=config.beam_pipeline_args() if beam_args is None else beam_args)

@@ -11,7 +11,7 @@ from typing import Dict, List
 from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.modules import features
 from ondevice_rec.modules.features import INPUT_REPORT_FILE
-from ondevice_rec.pipeline import mlmd
+from ondevice_rec.pipeline import flink, mlmd
 from ondevice_rec.pipeline.config import PipelineConfig
 from ondevice_rec.pipeline.nodes import Nodes
 
@@ -65,12 +65,12 @@ def run_data_stages(config: PipelineConfig) -> Dict[str, str]:
     os.makedirs(config.output_dir, exist_ok=True)
     components = list(data_components(config))
     name_beam_jobs(components, config.beam_pipeline_args())
-    make_runner().run(tfx.dsl.Pipeline(
-        pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-        components=components, enable_cache=config.enable_cache,
-        beam_pipeline_args=config.beam_pipeline_args(),
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path)))
+    with flink.stage_session(config.beam_pipeline_args()) as beam_args:
+        make_runner().run(tfx.dsl.Pipeline(
+            pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
+            components=components, enable_cache=config.enable_cache, beam_pipeline_args=beam_args,
+            metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+                config.metadata_path)))
     store = mlmd.Store(config.metadata_path)
     run_id = [r for r in store.run_ids() if r not in before][-1]
     outputs = {}
@@ -154,7 +154,8 @@ def run(config: PipelineConfig, runner: str = "beam") -> RunSummary:
     before = set(mlmd.run_ids(config.metadata_path))
     os.makedirs(config.output_dir, exist_ok=True)
     start = time.time()
-    make_runner(runner).run(create_pipeline(config))
+    with flink.stage_session(config.beam_pipeline_args()) as beam_args:
+        make_runner(runner).run(create_pipeline(config, beam_args=beam_args))
     wall = time.time() - start
     new = [r for r in mlmd.run_ids(config.metadata_path) if r not in before]
     if not new:
