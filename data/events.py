@@ -32,7 +32,8 @@ import gzip
 import json
 import os
 import re
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+import zlib
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 Column = Union[str, int]
 
@@ -430,11 +431,39 @@ def read_lines(path: str, start: int = 0, end: Optional[int] = None, encoding: s
             f.seek(start - 1)
             offset = start - 1 + len(f.readline())  # the line under way at start belongs to the range before
         while end is None or offset < end:
-            raw = f.readline()
+            try:
+                raw = f.readline()
+            except GZIP_ERRORS as e:
+                raise DataFormatError(path, None, gzip_problem(e, offset)) from None
             if not raw:
                 return
             yield offset, decode_line(raw.rstrip(b"\r\n"), encoding)
             offset += len(raw)
+
+
+# What Python's gzip raises on a damaged file (a truncated one: EOFError "Compressed file ended before the
+# end-of-stream marker was reached").
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def gzip_problem(error: Exception, offset: int) -> str:
+    what = "truncated" if isinstance(error, EOFError) else "not a valid gzip file"
+    return f"the gzip file is {what} (it ends after {offset:,} bytes of text: {error}); download or copy it again"
+
+
+def check_gzip(path: str) -> None:
+    """Reads a ``.gz`` file to its end (its integrity shows only there) and raises
+    DataFormatError naming it when it is truncated or damaged."""
+    with open_binary(path) as f:
+        offset = 0
+        try:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    return
+                offset += len(chunk)
+        except GZIP_ERRORS as e:
+            raise DataFormatError(path, None, gzip_problem(e, offset)) from None
 
 
 def line_numbers(path: str, offsets: Sequence[int]) -> Dict[int, int]:
@@ -544,7 +573,15 @@ def _key(raw, what: str, column: Column) -> str:
     text = str(raw).strip()
     if not text:
         raise RowError(f"empty {what}", column)
+    control = _CONTROL_CHARACTER.search(text)
+    if control:
+        raise RowError(f"{what} {text[:40]!r} contains the control character {control.group()!r} (a corrupt "
+                       "row?)", column)
     return text
+
+
+# A NUL byte or another C0 control character is no part of a real id (a key with one would be a new item).
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Skipped(Exception):
@@ -619,16 +656,25 @@ _HEADER_WORDS = re.compile(r"(user|item|movie|product|sku|session|customer|visit
 def detect_layout(table: TableSpec, path: str, columns: Mapping[str, Optional[Column]],
                   numeric: Sequence[Column] = ()) -> Layout:
     """Header and delimiter of a delimited file, from its first lines. Raises DataFormatError when the
-    delimiter is wrong (naming the one that fits), a named column is missing (naming the columns found), or
-    the header cannot be told from data. ``columns``: the mapped columns by role; ``numeric``: those whose
-    values must be numbers (timestamp, rating), which tell a header line from a data line."""
+    delimiter is wrong (naming the one that fits), a named column is missing (naming the columns found), the
+    header cannot be told from data, or the file has no rows (empty, or a header alone). ``columns``: the mapped
+    columns by role; ``numeric``: those whose values must be numbers (timestamp, rating), which tell a header
+    line from a data line."""
     fmt = table.format_of(path)
     if fmt in (JSONL, PARQUET):
         return Layout()
-    delimiter = table.delimiter_of(path)
     lines = [text for _, text in _first_lines(path, table.encoding, 20) if text.strip()]
     if not lines:
         raise DataFormatError(path, None, "the file is empty")
+    layout = _delimited_layout(table, path, columns, numeric, lines)
+    if layout.has_header and len(lines) == 1:
+        raise DataFormatError(path, None, f"the file has a header line and no rows: {lines[0][:80]!r}")
+    return layout
+
+
+def _delimited_layout(table: TableSpec, path: str, columns: Mapping[str, Optional[Column]],
+                      numeric: Sequence[Column], lines: List[str]) -> Layout:
+    delimiter = table.delimiter_of(path)
     mapped = {role: c for role, c in columns.items() if c is not None}
     named = [c for c in mapped.values() if isinstance(c, str)]
     needed = max([c for c in mapped.values() if isinstance(c, int)] + [0]) + 1
@@ -738,11 +784,25 @@ def parquet_row_count(path: str) -> int:
         return pq.ParquetFile(f).metadata.num_rows
 
 
-def read_items(spec: ItemsSpec, base_dir: str) -> Tuple[Dict[str, ItemInfo], List[str]]:
-    """``({key: ItemInfo}, problems)``: the items file(s); unusable rows are listed in ``problems`` (file:line:
-    reason), a later row of the same key replaces an earlier one."""
+class ItemsRead(NamedTuple):
+    """What ``read_items`` read: ``{key: ItemInfo}``; the unusable rows (``file:line: reason``); the rows whose key
+    an earlier row already had (counted; the first ``DESCRIBED_DUPLICATES`` described as ``file:line: ...``)."""
+
+    items: Dict[str, ItemInfo]
+    problems: List[str]
+    duplicate_keys: int
+    duplicates: List[str]
+
+
+DESCRIBED_DUPLICATES = 20
+
+
+def read_items(spec: ItemsSpec, base_dir: str) -> ItemsRead:
+    """The items file(s). A key's first row is kept; a later row of the same key is counted as a duplicate (which
+    title or features it carried is never silently preferred)."""
     items: Dict[str, ItemInfo] = {}
     problems: List[str] = []
+    duplicate_keys, duplicates = 0, []
     columns = {"key": spec.key, "title": spec.title}
     columns.update({f"categorical {n}": c.column for n, c in spec.categorical.items()})
     for name, numeric in spec.numeric.items():
@@ -750,12 +810,24 @@ def read_items(spec: ItemsSpec, base_dir: str) -> Tuple[Dict[str, ItemInfo], Lis
             columns[f"numeric {name}" + (f" ({i + 1})" if i else "")] = column
     strip = re.compile(spec.title_strip) if spec.title_strip else None
     for path in spec.files(base_dir):
+        parquet = spec.format_of(path) == PARQUET
         layout = detect_layout(spec, path, columns)
+        first_offsets: Dict[str, int] = {}
+        described: List[Tuple[int, int, str]] = []  # (offset, offset of the kept row, key)
+
+        def where(offset: int) -> str:
+            return f"{path}: row {offset + 1}" if parquet else f"{path}:{line_numbers(path, [offset])[offset]}"
         for offset, row in iter_rows(spec, path, layout):
             try:
                 if isinstance(row, RowError):
                     raise row
                 key = _key(row.get(spec.key, "item key"), "item key", spec.key)
+                if key in items:
+                    duplicate_keys += 1
+                    if len(duplicates) + len(described) < DESCRIBED_DUPLICATES:
+                        described.append((offset, first_offsets.get(key, -1), key))
+                    continue
+                first_offsets[key] = offset
                 title = str(row.get(spec.title, "title", required=False) or "") if spec.title is not None else ""
                 if strip:
                     title = strip.sub("", title)
@@ -764,10 +836,16 @@ def read_items(spec: ItemsSpec, base_dir: str) -> Tuple[Dict[str, ItemInfo], Lis
                     {n: tuple(clean_text(v) for v in c.values(row)) for n, c in spec.categorical.items()},
                     {n: v for n, s in spec.numeric.items() if (v := s.value(row)) is not None})
             except RowError as e:
-                where = f"{path}:{line_numbers(path, [offset])[offset]}" if spec.format_of(path) != PARQUET \
-                    else f"{path}: row {offset + 1}"
-                problems.append(f"{where}: " + (f"column {e.column!r}: " if e.column is not None else "") + str(e))
-    return items, problems
+                problems.append(f"{where(offset)}: " + (f"column {e.column!r}: " if e.column is not None else "")
+                                + str(e))
+        if described:
+            offsets = [o for o, first, _ in described] + [first for _, first, _ in described if first >= 0]
+            numbers = {o: o + 1 for o in offsets} if parquet else line_numbers(path, offsets)
+            unit = "row" if parquet else "line"
+            duplicates += [f"{path}:{numbers[o]}: item key {key!r} again; the first row "
+                           + (f"({unit} {numbers[first]}) kept" if first >= 0 else "(in an earlier file) kept")
+                           for o, first, key in described]
+    return ItemsRead(items, problems, duplicate_keys, duplicates)
 
 
 def clean_text(text: str) -> str:
@@ -807,6 +885,9 @@ def preflight(spec: EventSpec, base_dir: str) -> Preflight:
     first rows parse (if none of the first ``PREFLIGHT_LINES`` does, the spec does not fit the file: the first
     error is raised). The items file: readable, and its keys meet the first events' item keys."""
     files = spec.files(base_dir)
+    for path in files + (spec.items.files(base_dir) if spec.items is not None else []):
+        if path.endswith(".gz"):
+            check_gzip(path)
     layout = event_layout(spec, files[0])
     good, errors, items_seen = 0, [], []
     fmt = spec.format_of(files[0])
@@ -830,7 +911,7 @@ def preflight(spec: EventSpec, base_dir: str) -> Preflight:
                                               "spec)", error.column)
     count = 0
     if spec.items is not None:
-        items, problems = read_items(spec.items, base_dir)
+        items, problems, _, _ = read_items(spec.items, base_dir)
         if not items:
             raise DataFormatError(spec.items.files(base_dir)[0], None, "no usable item rows" + (
                 f"; first problem: {problems[0]}" if problems else ""))

@@ -139,7 +139,7 @@ def read_ratings(data_dir: str, fmt: Optional[DatasetFormat] = None) -> Iterator
 def read_movies(data_dir: str, fmt: Optional[DatasetFormat] = None) -> Dict[int, Movie]:
     """``{movie_id: Movie}`` of ``data_dir``."""
     spec = (fmt or detect_format(data_dir)).spec(data_dir)
-    items, problems = events.read_items(spec.items, data_dir)
+    items, problems, _, _ = events.read_items(spec.items, data_dir)
     if problems:
         raise DataFormatError(spec.items.path, None, problems[0])
     return {int(key): Movie(int(key), info.title, info.categorical.get(GENRES, ()),

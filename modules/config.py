@@ -187,12 +187,16 @@ class ModelConfig(JsonFields):
                 ceiling = EMBEDDING_DIM
             dim = int(max(step, min(ceiling, per_item) // step * step))
             derived = dataclasses.replace(derived, embedding_dim=dim)
-            reasons["embedding_dim"] = (f"{dim}: the int8 model of {items:,} items within {ON_DEVICE_BYTES:,} bytes"
-                                        if dim < ceiling else f"{dim}: {ceiling}")
-            if self.max_embedding_dim > EMBEDDING_DIM:
-                reasons["embedding_dim"] += (f" ({density:.0f} training events an item, "
-                                             f"{'>=' if density >= DENSE_EVENTS_PER_ITEM else '<'} "
-                                             f"{DENSE_EVENTS_PER_ITEM} for a ceiling of {self.max_embedding_dim})")
+            if dim < ceiling:
+                why = f"the int8 model of {items:,} items within {ON_DEVICE_BYTES:,} bytes"
+            elif ceiling < self.max_embedding_dim:
+                why = (f"the ceiling of a sparse log ({density:.0f} training events an item, < "
+                       f"{DENSE_EVENTS_PER_ITEM} for max_embedding_dim {self.max_embedding_dim})")
+            else:
+                why = f"max_embedding_dim, the ceiling (the {items:,} items would fit the budget with more)"
+                if self.max_embedding_dim > EMBEDDING_DIM:
+                    why += f"; {density:.0f} training events an item, >= {DENSE_EVENTS_PER_ITEM}"
+            reasons["embedding_dim"] = f"{dim}: {why}"
         if self.softmax == "auto":
             sampled = items > SAMPLED_SOFTMAX_ABOVE_ITEMS
             derived = dataclasses.replace(derived, softmax="sampled" if sampled else "full")

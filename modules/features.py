@@ -24,6 +24,9 @@ CATEGORICAL_PREFIX = "cat_"
 NUMERIC_PREFIX = "num_"
 # Next to the events: line counts, bad-line samples (what ExampleGen read and what it skipped).
 INPUT_REPORT_FILE = "input_report.json"
+# Its counts, also recorded on ExampleGen's examples artifact (the run summary reads them there).
+INPUT_REPORT_COUNTS = ("input_lines", "events", "bad_lines", "filtered_events", "events_of_unlisted_items",
+                       "item_rows_skipped", "duplicate_item_keys")
 
 # Windowed examples (HistoryWindowing -> Transform): string keys, most recent first, padded with PADDING_KEY.
 USER_ID = "user_id"

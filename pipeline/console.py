@@ -89,7 +89,14 @@ def logging_to(handler: logging.Handler):
 def run_pipeline(config, command: str, verbose: bool, headline: str) -> Tuple[Optional[object], str]:
     """Runs one pipeline cycle with progress on the console and the rest in ``OUT/logs/COMMAND-*.log``.
 
-    Returns ``(summary, log_path)``; the summary is None when a component failed (the reason is printed)."""
+    Returns ``(summary, log_path)``; the summary is None when a component failed (the reason is printed).
+    Raises ``runner.OutputBusy`` (before printing anything) when another run holds the output folder."""
+    from ondevice_rec.pipeline import runner
+    with runner.output_lock(config.output_dir):
+        return _run_pipeline(config, command, verbose, headline)
+
+
+def _run_pipeline(config, command: str, verbose: bool, headline: str) -> Tuple[Optional[object], str]:
     from ondevice_rec.pipeline import runner
     log_path = os.path.join(config.output_dir, LOG_FOLDER, time.strftime(f"{command}-%Y%m%dT%H%M%S.log"))
     print(headline)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
+import socket
 import time
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.modules import features
@@ -37,6 +40,50 @@ class RunSummary:
         return bool(self.push.get("push_failed"))
 
 
+RUN_LOCK_FILE = ".run.lock"  # in the output folder, held by the run that uses it (``output_lock``)
+_HELD_LOCKS: Dict[str, int] = {}
+
+
+class OutputBusy(ValueError):
+    """Another run holds the output folder (the CLI's exit 2: nothing of either run was touched)."""
+
+
+@contextlib.contextmanager
+def output_lock(output_dir: str) -> Iterator[None]:
+    """Holds ``OUT/.run.lock`` (an flock, released by the system even when the process is killed) for a run, or
+    raises OutputBusy naming its holder. Two runs on one folder shared one MLMD store and serving folder: both
+    published, and the first one's summary read the other's state. Re-entrant within a process."""
+    os.makedirs(output_dir, exist_ok=True)
+    key = os.path.realpath(output_dir)
+    if _HELD_LOCKS.get(key):
+        _HELD_LOCKS[key] += 1
+        try:
+            yield
+        finally:
+            _HELD_LOCKS[key] -= 1
+        return
+    handle = open(os.path.join(output_dir, RUN_LOCK_FILE), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "a process"
+        handle.close()
+        raise OutputBusy(f"another run is using {output_dir} ({holder}); wait for it to end or choose another "
+                         "--output-dir") from None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    handle.flush()
+    _HELD_LOCKS[key] = 1
+    try:
+        yield
+    finally:
+        del _HELD_LOCKS[key]
+        handle.truncate(0)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
 def make_runner(kind: str = "beam"):
     """BeamDagRunner reporting each node's start and outcome (``progress_runner``)."""
     if kind == "beam":
@@ -59,10 +106,14 @@ def run_data_stages(config: PipelineConfig) -> Dict[str, str]:
     BeamDagRunner, with the config's cache setting; returns ``{node id: uri of its main output}`` from MLMD
     (Transform: its transformed examples; ``TRANSFORM_GRAPH``: its transform graph). The benchmarks train on
     exactly what the pipeline's Trainer would read."""
+    with output_lock(config.output_dir):
+        return _run_data_stages(config)
+
+
+def _run_data_stages(config: PipelineConfig) -> Dict[str, str]:
     from tfx import v1 as tfx
     from ondevice_rec.pipeline.pipeline import data_components, name_beam_jobs
     before = set(mlmd.run_ids(config.metadata_path))
-    os.makedirs(config.output_dir, exist_ok=True)
     components = list(data_components(config))
     name_beam_jobs(components, config.beam_pipeline_args())
     with flink.stage_session(config.beam_pipeline_args()) as beam_args:
@@ -87,18 +138,19 @@ def run_data_stages(config: PipelineConfig) -> Dict[str, str]:
 def data_counts(store: mlmd.Store, run_id: str) -> Dict[str, object]:
     """What the run read and what it set aside: ExampleGen's line counts and windowing's skips."""
     counts: Dict[str, object] = {}
-    for node_id, keys in ((Nodes.EXAMPLE_GEN, ("span", "input_lines", "events", "bad_lines", "filtered_events",
-                                               "events_of_unlisted_items")),
+    for node_id, keys in ((Nodes.EXAMPLE_GEN, ("span",) + features.INPUT_REPORT_COUNTS),
                           (Nodes.WINDOWING, ("users", "users_skipped", "duplicate_events", "training_events"))):
         artifact = store.run_artifact(run_id, "Examples", node_id)
         if artifact is None:
             continue
         properties = mlmd.artifact_properties(artifact)
         counts.update({key: properties[key] for key in keys if key in properties})
-        report = os.path.join(artifact.uri, INPUT_REPORT_FILE)
-        if os.path.exists(report):
-            with open(report) as f:
-                counts["bad_line_samples"] = [s["error"] for s in json.load(f)["bad_line_samples"]]
+        report_path = os.path.join(artifact.uri, INPUT_REPORT_FILE)
+        if os.path.exists(report_path):
+            with open(report_path) as f:
+                report = json.load(f)
+            counts["bad_line_samples"] = [s["error"] for s in report["bad_line_samples"]]
+            counts["item_samples"] = report.get("item_samples", [])
     return counts
 
 
@@ -151,12 +203,12 @@ def training_summary(store: mlmd.Store, run_id: str) -> Dict[str, object]:
 def run(config: PipelineConfig, runner: str = "beam") -> RunSummary:
     """Runs one pipeline cycle and returns its summary (raises if a component failed)."""
     from ondevice_rec.pipeline.pipeline import create_pipeline
-    before = set(mlmd.run_ids(config.metadata_path))
-    os.makedirs(config.output_dir, exist_ok=True)
-    start = time.time()
-    with flink.stage_session(config.beam_pipeline_args()) as beam_args:
-        make_runner(runner).run(create_pipeline(config, beam_args=beam_args))
-    wall = time.time() - start
+    with output_lock(config.output_dir):
+        before = set(mlmd.run_ids(config.metadata_path))
+        start = time.time()
+        with flink.stage_session(config.beam_pipeline_args()) as beam_args:
+            make_runner(runner).run(create_pipeline(config, beam_args=beam_args))
+        wall = time.time() - start
     new = [r for r in mlmd.run_ids(config.metadata_path) if r not in before]
     if not new:
         raise RuntimeError("the pipeline run left no record in MLMD")
@@ -173,6 +225,11 @@ def format_data_counts(counts: Dict[str, object]) -> List[str]:
              f"(no title or features)"]
     for sample in counts.get("bad_line_samples", [])[:3]:
         lines.append(f"  skipped {sample}")
+    if counts.get("item_rows_skipped") or counts.get("duplicate_item_keys"):
+        lines.append(f"Items file: {counts.get('item_rows_skipped', 0):,} unusable rows skipped; "
+                     f"{counts.get('duplicate_item_keys', 0):,} rows repeating an earlier row's key ignored (the "
+                     f"first row of a key is kept)")
+        lines.extend(f"  {sample}" for sample in counts.get("item_samples", [])[:3])
     if "users" in counts:
         lines.append(f"Windowing: {counts['users']:,} users; {counts.get('users_skipped', 0):,} with too few events "
                      f"skipped; {counts.get('duplicate_events', 0):,} repeated events of an item dropped; "

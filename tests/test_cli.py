@@ -57,6 +57,52 @@ def test_a_log_that_does_not_fit_its_spec_exits_2_before_any_component(tmp_path,
     assert not (tmp_path / "out" / "pipeline_root").exists()
 
 
+def _truncated_gzip(path):
+    import gzip
+    data = gzip.compress(b"".join(b"u%d,I%d,%d\n" % (i % 7, i % 13, 1000 + i) for i in range(2000)))
+    path.write_bytes(data[:len(data) // 2])
+
+
+@pytest.mark.parametrize("name, make, message", [
+    ("log.csv", lambda p: p.write_text("user,item,ts\n"), "the file has a header line and no rows: 'user,item,ts'"),
+    ("log.csv", lambda p: p.write_text(""), "the file is empty"),
+    ("log.csv.gz", _truncated_gzip, "the gzip file is truncated (it ends after"),
+])
+def test_a_log_without_rows_or_cut_short_exits_2_before_any_component(tmp_path, capsys, name, make, message):
+    """The held-out probe's cases: refused before the pipeline starts, naming the file."""
+    make(tmp_path / name)
+    args = ["run", "--events", str(tmp_path / name), "--output-dir", str(tmp_path / "out"),
+            "--event-field=user=user", "--event-field=item=item", "--event-field=timestamp=ts"]
+    assert cli.main(args) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert message in err and str(tmp_path / name) in err, err
+    assert not (tmp_path / "out" / "pipeline_root").exists()
+
+
+def test_a_second_run_on_a_busy_output_folder_is_refused_and_disturbs_nothing(tmp_path, capsys):
+    from ondevice_rec.pipeline import runner
+    out = tmp_path / "out"
+    (tmp_path / "log.csv").write_text("user,item,ts\nu1,A,1\nu1,B,2\n")
+    args = ["run", "--events", str(tmp_path / "log.csv"), "--output-dir", str(out), "--event-field=user=user",
+            "--event-field=item=item", "--event-field=timestamp=ts"]
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from ondevice_rec.pipeline import runner\n"
+                               "with runner.output_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(60)",
+                               str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = sorted(os.listdir(out))
+        assert cli.main(args) == cli.EXIT_BAD_INPUT
+        captured = capsys.readouterr()
+        assert f"another run is using {out} (pid {holder.pid} on " in captured.err, captured.err
+        assert captured.out == "" and sorted(os.listdir(out)) == before == [runner.RUN_LOCK_FILE]
+    finally:
+        holder.kill()
+        holder.wait()
+    with runner.output_lock(str(out)):  # the holder's death released it; and it is re-entrant in one process
+        with runner.output_lock(str(out)):
+            pass
+
+
 def test_help_lists_every_command_and_is_fast():
     out = subprocess.run([sys.executable, "-m", "ondevice_rec.cli", "--help"], capture_output=True, text=True,
                          check=True).stdout

@@ -224,14 +224,20 @@ def EventsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  #
     bad-line samples."""
     settings = custom_settings(exec_properties)
     good, bad, skipped, tallies, headers = [], [], [], [], {}
+    item_rows = {"item_rows_skipped": 0, "duplicate_item_keys": 0, "item_samples": []}
     for i, folder in enumerate(matched_folders(exec_properties["input_base"], split_pattern)):
         spec = folder_spec(settings.get(SPEC_KEY, ""), folder)
         events.preflight(spec, folder)
         items = {}
         if spec.items is not None:
-            items, problems = events.read_items(spec.items, folder)
+            items, problems, duplicate_keys, duplicates = events.read_items(spec.items, folder)
+            item_rows["item_rows_skipped"] += len(problems)
+            item_rows["duplicate_item_keys"] += duplicate_keys
+            item_rows["item_samples"] += (problems + duplicates)[:BAD_SAMPLES]
             for problem in problems[:BAD_SAMPLES]:
                 logging.warning("items file: skipped %s", problem)
+            for duplicate in duplicates[:BAD_SAMPLES]:
+                logging.warning("items file: %s", duplicate)
         units = read_units(spec, folder)
         headers.update({u.path: list(u.header) for u in units if u.header and u.start == 0})
         parsed = (pipeline
@@ -258,15 +264,16 @@ def EventsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  #
         }
         _ = (pipeline
              | "Report" >> beam.Create([None])
-             | "WriteReport" >> beam.Map(_write_report, report_path, headers,
+             | "WriteReport" >> beam.Map(_write_report, report_path, headers, item_rows,
                                          **{k: beam.pvalue.AsSingleton(v) for k, v in counts.items()}))
     return examples
 
 
-def _write_report(_, path: str, headers, events: int, unlisted: int, bad: int, samples, skipped) -> None:
+def _write_report(_, path: str, headers, item_rows, events: int, unlisted: int, bad: int, samples, skipped
+                  ) -> None:
     report = {"input_lines": events + bad + sum(skipped.values()), "events": events, "bad_lines": bad,
               "filtered_events": sum(skipped.values()), "filtered_by": dict(skipped),
-              "events_of_unlisted_items": unlisted, "headers": headers,
+              "events_of_unlisted_items": unlisted, "headers": headers, **item_rows,
               "bad_line_samples": [{"file": f, "offset": o, "error": e} for f, o, e in samples]}
     with tf.io.gfile.GFile(path, "w") as f:
         json.dump(report, f, indent=1)
@@ -324,9 +331,8 @@ class Executor(BaseExampleGenExecutor):
     """Reads activity logs into event tf.Examples.
 
     Malformed lines are skipped and counted; more than ``max_bad_fraction`` of them fails the component
-    with the first errors (file, line, column). Counts are recorded on the examples artifact (``input_lines``,
-    ``events``, ``bad_lines``, ``filtered_events``, ``events_of_unlisted_items``) and in
-    ``input_report.json`` next to its splits.
+    with the first errors (file, line, column). Counts (``features.INPUT_REPORT_COUNTS``) are recorded on the examples artifact and in
+    ``input_report.json`` next to its splits, with samples of the skipped lines and item rows.
     """
 
     _report_path: Optional[str] = None
@@ -346,8 +352,8 @@ class Executor(BaseExampleGenExecutor):
         locate_samples(report)
         with tf.io.gfile.GFile(self._report_path, "w") as f:
             json.dump(report, f, indent=1)
-        for key in ("input_lines", "events", "bad_lines", "filtered_events", "events_of_unlisted_items"):
-            examples.set_int_custom_property(key, int(report[key]))
+        for key in features.INPUT_REPORT_COUNTS:
+            examples.set_int_custom_property(key, int(report.get(key, 0)))
         for sample in report["bad_line_samples"]:
             logging.warning("skipped: %s", sample["error"])
         settings = custom_settings(exec_properties)

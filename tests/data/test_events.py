@@ -134,7 +134,7 @@ def test_items_file_features_and_a_catalogue_matching_no_event(tmp_path):
     items = {"path": "items.csv", "key": "sku", "title": "name",
              "categorical": {"cats": {"column": "cats", "separator": "|"}}, "numeric": {"price": "price"}}
     spec = events.EventSpec.from_dict({"events": "log.csv", "user": "user", "item": "item", "items": items})
-    table, problems = events.read_items(spec.items, str(tmp_path))
+    table, problems, _, _ = events.read_items(spec.items, str(tmp_path))
     assert not problems
     assert table["A"] == events.ItemInfo("Mug, blue", {"cats": ("home", "kitchen")}, {"price": 9.5})
     assert table["B"].numeric == {}
@@ -173,3 +173,35 @@ def test_a_spec_round_trips_through_json_and_refuses_unknown_keys(tmp_path):
     path = tmp_path / "spec.json"
     path.write_text(json.dumps({"events": "log.csv", "user": "customer"}))
     assert events.load_spec(str(path), ["item=sku", "items.path=catalog.csv"]).items.path == "catalog.csv"
+
+
+def test_an_items_file_repeating_a_key_keeps_the_first_row_and_counts_the_others(tmp_path):
+    write(tmp_path / "log.csv", "user,item\nu1,A\nu1,B\n")
+    write(tmp_path / "items.csv", "sku,name\nA,First A\nB,Only B\nA,Second A\nA,Third A\n")
+    spec = events.EventSpec.from_dict({"events": "log.csv", "user": "user", "item": "item",
+                                       "items": {"path": "items.csv", "key": "sku", "title": "name"}})
+    table, problems, duplicate_keys, duplicates = events.read_items(spec.items, str(tmp_path))
+    assert table["A"].title == "First A" and table["B"].title == "Only B" and not problems
+    assert duplicate_keys == 2
+    assert duplicates == [f"{tmp_path / 'items.csv'}:4: item key 'A' again; the first row (line 2) kept",
+                          f"{tmp_path / 'items.csv'}:5: item key 'A' again; the first row (line 2) kept"]
+
+
+def test_a_nul_byte_or_control_character_in_an_id_makes_a_bad_row(tmp_path):
+    write(tmp_path / "log.csv", "user,item,ts\nu1,A,1\nu1,B\x00X,2\nu\x012,C,3\nu2,D,4\n")
+    good, bad, _ = read(events.EventSpec(path="log.csv", user="user", item="item", timestamp="ts"), tmp_path)
+    assert [e.item for e in good] == ["A", "D"]
+    assert [(line, column) for line, column, _ in bad] == [(3, "item"), (4, "user")]
+    assert "contains the control character '\\x00'" in bad[0][2]
+
+
+def test_a_gzip_cut_short_is_named_when_read(tmp_path):
+    data = gzip.compress(b"".join(b"u%d,I%d,%d\n" % (i % 7, i % 13, i) for i in range(5000)))
+    (tmp_path / "log.csv.gz").write_bytes(data[:len(data) * 2 // 3])
+    spec = events.EventSpec(path="log.csv.gz", header="no", timestamp=2)
+    with pytest.raises(events.DataFormatError, match=r"log\.csv\.gz: the gzip file is truncated \(it ends after "):
+        read(spec, tmp_path)
+    with pytest.raises(events.DataFormatError, match="truncated"):
+        events.preflight(spec, str(tmp_path))
+    (tmp_path / "log.csv.gz").write_bytes(data)
+    assert events.preflight(spec, str(tmp_path)).bad_rows == 0

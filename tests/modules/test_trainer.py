@@ -118,9 +118,13 @@ def test_the_embedding_size_is_derived_to_keep_large_catalogues_within_the_on_de
     assert [wider.derive_from_data(items, dense * items)[0].embedding_dim
             for items in (3_416, 11_876, 20_000, 55_000)] == [48, 48, 32, 16]
     assert wider.derive_from_data(3_416, 994_083)[1]["embedding_dim"] == \
-        f"48: 48 (291 training events an item, >= {dense} for a ceiling of 48)"
+        f"48: max_embedding_dim, the ceiling (the 3,416 items would fit the budget with more); 291 training events " \
+        f"an item, >= {dense}"
     assert wider.derive_from_data(11_876, 160_000)[0].embedding_dim == 32
-    assert wider.derive_from_data(11_876, 160_000)[1]["embedding_dim"].startswith("32: 32 (13 training events")
+    assert wider.derive_from_data(11_876, 160_000)[1]["embedding_dim"] == \
+        f"32: the ceiling of a sparse log (13 training events an item, < {dense} for max_embedding_dim 48)"
+    assert ModelConfig().derive_from_data(3_416, 994_083)[1]["embedding_dim"] == \
+        "32: max_embedding_dim, the ceiling (the 3,416 items would fit the budget with more)"
     with pytest.raises(ValueError, match="max_embedding_dim must be >= 8"):
         ModelConfig(max_embedding_dim=4)
 

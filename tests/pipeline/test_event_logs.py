@@ -18,6 +18,11 @@ def shop_run(tmp_path_factory):
     data = synthetic.generate(synthetic.SyntheticConfig(users=200, items=120, mean_ratings_per_user=25, seed=4))
     folder = synthetic.write(data, str(tmp_path_factory.mktemp("shop")), synthetic.ECOMMERCE)
     spec = events.load_spec(os.path.join(folder, synthetic.SPEC_FILE))
+    catalogue = spec.items.files(folder)[0]  # one key listed twice: its first row is kept, the repeat counted
+    with open(catalogue, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    with open(catalogue, "a", encoding="utf-8") as f:
+        f.write(lines[1].replace(",", ",REPEATED ", 1) + "\n")
     config = PipelineConfig(data_dir=folder, output_dir=str(tmp_path_factory.mktemp("out")), events=spec,
                             model=ModelConfig(epochs=6, top_k=20, batch_size=64, learning_rate=0.005))
     return config, runner.run(config)
@@ -33,10 +38,14 @@ def test_a_shop_log_with_string_skus_is_published_and_beats_popularity(shop_run,
     # SKU were dropped as repeats of the same item.
     assert summary.data["filtered_events"] > 0 and summary.data["duplicate_events"] > 0
     assert summary.data["bad_lines"] == 0 and summary.data["events_of_unlisted_items"] == 0
+    assert summary.data["duplicate_item_keys"] == 1 and summary.data["item_rows_skipped"] == 0
+    assert "Items file: 0 unusable rows skipped; 1 rows repeating an earlier row's key ignored" in \
+        runner.format_summary(summary)
     latest = os.path.join(config.serving_dir, "latest")
     with open(os.path.join(latest, "vocabulary.json"), encoding="utf-8") as f:
         vocabulary = json.load(f)
     keys = [m["key"] for m in vocabulary["items"]]
+    assert not any("REPEATED" in json.dumps(m) for m in vocabulary["items"])  # the first row's title kept
     assert all(k.startswith("B0") and k.endswith("X") for k in keys)  # the SKUs themselves, as strings
     assert set(vocabulary["categories"]) == {"brand", "category"} and vocabulary["boundaries"]["price"]
     with open(os.path.join(latest, "metadata.json")) as f:
