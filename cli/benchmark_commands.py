@@ -1,4 +1,4 @@
-"""``benchmark windowing | quality | latency | beam-runners``: figures as a printed table and a JSON file."""
+"""``benchmark windowing | quality | latency | beam-runners | scale``: figures as a printed table and a JSON file."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
   ondevice-rec benchmark latency --model out/serving/latest
   ondevice-rec benchmark latency --all      # every encoder x quantisation, 3,952-movie catalogue, N=10
   ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory
-  ondevice-rec benchmark beam-runners --data-dir ../shared/data/ml-100k --taskmanagers 1,2"""
+  ondevice-rec benchmark beam-runners --data-dir ../shared/data/ml-100k --taskmanagers 1,2
+  ondevice-rec benchmark scale --sizes 1M,5M --taskmanagers 2 --work-dir /tmp/scale"""
 
 
 def register(commands) -> None:
@@ -85,6 +86,16 @@ def register(commands) -> None:
     br.add_argument("--work-dir", default="", help="where outputs go (default: a temporary folder, deleted at "
                                                    "the end)")
     br.add_argument("--out", default="benchmarks/results/beam_runners.json", help="JSON output (default: %(default)s)")
+
+    bs = sub("scale", "the data stages on synthetic MovieLens-25M-shaped logs of growing size: seconds, CPU per "
+                      "event and peak memory per stage", cmd_scale)
+    bs.add_argument("--sizes", default="1M,5M,25M", help="events per log, e.g. 500K,1M (default: %(default)s)")
+    bs.add_argument("--taskmanagers", type=int, default=0,
+                    help="also on a new local Flink cluster of this many TaskManagers (default: DirectRunner only)")
+    bs.add_argument("--seed", type=int, default=0, help="the generator's seed (default: %(default)s)")
+    bs.add_argument("--work-dir", default="", help="where the logs and outputs go (default: a temporary folder, "
+                                                   "deleted at the end; reuse one to skip generating the logs)")
+    bs.add_argument("--out", default="benchmarks/results/scale.json", help="JSON output (default: %(default)s)")
 
     bl = sub("latency", "TFLite p50/p90/p99 (1 and 4 threads) vs the SavedModel, and size", cmd_latency)
     target = bl.add_mutually_exclusive_group(required=True)
@@ -160,6 +171,16 @@ def cmd_beam_runners(args) -> int:
     result = beam_runners.run(args.data_dir, work_dir=args.work_dir,
                               taskmanagers=[int(n) for n in csv(args.taskmanagers)], out_json=args.out)
     return EXIT_OK if result["all_identical"] else EXIT_FAILED
+
+
+def cmd_scale(args) -> int:
+    from ondevice_rec.benchmarks import scale
+    sizes = [scale.parse_size(text) for text in csv(args.sizes)]
+    _quiet()
+    scale.run(sizes, work_dir=args.work_dir, taskmanagers=args.taskmanagers or None, seed=args.seed,
+              out_json=args.out)
+    print(f"written to {args.out}")
+    return EXIT_OK
 
 
 def cmd_latency(args) -> int:

@@ -340,3 +340,123 @@ def timelines(data: SyntheticData) -> Dict[int, List[int]]:
     for u, m in zip(data.user_id.tolist(), data.movie_id.tolist()):
         out.setdefault(u, []).append(m)
     return out
+
+
+# --- logs at scale, in the shape of MovieLens-25M -------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ScaleShape:
+    """MovieLens-25M's shape (25,000,095 ratings of 162,541 users on 59,047 items, 1995-2019, at least 20 ratings a
+    user, a median of 71 and a mean of 154, half stars). Users scale with the events; items with their square
+    root (a smaller log of the same service sees fewer of its titles), 59,047 at 25M events."""
+
+    users_per_million: float = 162_541 / 25.0
+    items_at_25m: int = 59_047
+    min_events: int = 20
+    median_events: float = 71.0
+    mean_events: float = 154.0
+    max_events: int = 8_000
+    popularity_exponent: float = 1.2  # Zipf-Mandelbrot (rank + offset) ** -exponent over the catalogue
+    popularity_offset: float = 20.0
+    follow: float = 0.3  # the next item is one of the current item's successors; else a popular item
+    successors: int = 3
+    neighbourhood: int = 200  # successors are drawn among the items this close in a hidden genre order
+    first: int = 789_004_800  # 1995-01-01
+    last: int = 1_574_294_400  # 2019-11-21
+
+
+SCALE = ScaleShape()
+
+
+def generate_scale(events: int, seed: int = 0, shape: ScaleShape = SCALE) -> SyntheticData:
+    """About ``events`` ratings in ``shape`` (each user's first distinct items up to the length drawn for it),
+    vectorised over users step by step (25M events in about a minute: docs/results.md; the per-event generator
+    above holds Python lists of every draw). Users' items follow a Markov chain over per-item successors mixed
+    with a long-tailed popularity; sessions of close timestamps separated by days."""
+    rng = np.random.default_rng(seed)
+    users = max(1, int(round(events / 1e6 * shape.users_per_million)))
+    items = max(shape.successors + 2, int(round(shape.items_at_25m * (events / 25e6) ** 0.5)))
+    sigma = float(np.sqrt(2 * np.log(shape.mean_events / shape.median_events)))
+    lengths = np.exp(rng.normal(np.log(shape.median_events), sigma, size=users))
+    lengths = np.clip(np.rint(lengths * events / lengths.sum()), shape.min_events,
+                      min(shape.max_events, items // 2)).astype(np.int64)
+    # Popularity by rank, ranks assigned to item ids at random; successors among neighbours in a hidden order.
+    weights = (np.arange(1, items + 1) + shape.popularity_offset) ** -shape.popularity_exponent
+    cumulative = np.cumsum(weights / weights.sum())
+    item_of_rank = rng.permutation(items) + 1
+    order = rng.permutation(items) + 1  # the hidden "genre" order
+    position_of = np.empty(items + 1, np.int64)
+    position_of[order] = np.arange(items)
+    offsets = rng.integers(1, shape.neighbourhood + 1, size=(items + 1, shape.successors)) * \
+        rng.choice((-1, 1), size=(items + 1, shape.successors))
+    successor = order[(position_of[:, None] + offsets) % items]
+    successor[0] = 0
+
+    wanted, lengths = lengths, lengths * 2 + 5  # drawn with room for the repeats dropped below
+    total = int(lengths.sum())
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    item = np.zeros(total, np.int64)
+    current = np.zeros(users, np.int64)
+    for step in range(int(lengths.max())):
+        active = np.flatnonzero(lengths > step)
+        popular = item_of_rank[np.minimum(np.searchsorted(cumulative, rng.random(active.size)), items - 1)]
+        follow = (current[active] > 0) & (rng.random(active.size) < shape.follow)
+        chosen = np.where(follow, successor[current[active], rng.integers(0, shape.successors, active.size)],
+                          popular)
+        item[starts[active] + step] = chosen
+        current[active] = chosen
+    user = np.repeat(np.arange(1, users + 1), lengths)
+    # Timestamps: a start in the first three quarters of the span, gaps of about a minute inside a session and
+    # of days between sessions (a new session one time in eight).
+    begin = rng.integers(shape.first, shape.first + (shape.last - shape.first) * 3 // 4, size=users)
+    gaps = np.where(rng.random(total) < 0.125, rng.exponential(20 * 86_400, total), rng.exponential(60, total))
+    gaps[starts] = 0
+    stamps = np.minimum(np.repeat(begin, lengths) + _cumsum_by_user(gaps, starts, lengths), shape.last)
+    keep = _first_of_each(user, item, items)
+    keep &= (np.cumsum(keep) - np.repeat(np.cumsum(keep)[starts] - keep[starts], lengths)) <= np.repeat(wanted,
+                                                                                                         lengths)
+    quality = rng.normal(3.5, 0.5, size=items + 1)
+    ratings = np.clip(np.rint((quality[item] + rng.normal(0, 0.8, total)) * 2) / 2, 0.5, 5.0).astype(np.float32)
+    movies = {}
+    for movie in range(1, items + 1):
+        genre = GENRES[int(position_of[movie]) * len(GENRES) // items]
+        movies[movie] = movielens.Movie(movie, f"{_TITLE_WORDS[movie % len(_TITLE_WORDS)]} No. {movie}", (genre,),
+                                        1950 + movie % 70)
+    return SyntheticData(user[keep], item[keep], ratings[keep], stamps[keep].astype(np.int64), movies)
+
+
+def _cumsum_by_user(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The running sum of ``values`` restarting at each user's first position."""
+    running = np.cumsum(values)
+    return running - np.repeat(running[starts] - values[starts], lengths)
+
+
+def _first_of_each(user: np.ndarray, item: np.ndarray, items: int) -> np.ndarray:
+    """A mask keeping the first event of each (user, item)."""
+    pair = user.astype(np.int64) * (items + 1) + item
+    _, first = np.unique(pair, return_index=True)
+    keep = np.zeros(len(pair), bool)
+    keep[first] = True
+    return keep
+
+
+def write_scale(events: int, out_dir: str, seed: int = 0) -> str:
+    """``generate_scale`` written in MovieLens-25M's layout (``ratings.csv`` sorted by user then time, with a
+    header; ``movies.csv``); returns ``out_dir``."""
+    data = generate_scale(events, seed)
+    os.makedirs(out_dir, exist_ok=True)
+    layout = movielens.ML_LATEST
+    order = np.lexsort((data.timestamp, data.user_id))
+    with open(layout.ratings_path(out_dir), "w", encoding="utf-8", newline="") as f:
+        f.write("userId,movieId,rating,timestamp\n")
+        for chunk in range(0, len(order), 1 << 20):
+            rows = order[chunk:chunk + (1 << 20)]
+            f.write("".join(f"{u},{m},{r:g},{t}\n" for u, m, r, t in zip(
+                data.user_id[rows].tolist(), data.movie_id[rows].tolist(), data.rating[rows].tolist(),
+                data.timestamp[rows].tolist())))
+    with open(layout.movies_path(out_dir), "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["movieId", "title", "genres"])
+        for movie in data.movies.values():
+            writer.writerow([movie.movie_id, f"{movie.title} ({movie.year})", "|".join(movie.genres)])
+    return out_dir

@@ -11,11 +11,12 @@ and never installed: it pins apache-beam<2.49). ``install`` assembles both into 
     <cache>/beam-flink-job-server-<BEAM_VERSION>/   lib/*.jar and job-server.jar, a manifest-only jar naming them
 
 The job server is Beam's own ``FlinkJobServerDriver`` (the manifest jar): ``stage_session`` starts one for a whole
-run and hands every stage its address (``--job_endpoint``); without one, Beam's ``FlinkRunner`` starts it itself from
-``--flink_job_server_jar`` (the Kubeflow steps: one stage per container). The Python stages run in SDK worker processes that each TaskManager starts itself
-(``--environment_type=PROCESS``, the command ``ondevice-rec-beam-worker``: ``pipeline/beam_worker.py``), so no
-Docker and no shared worker pool: two TaskManagers on one host handing one EXTERNAL pool the same worker ids
-killed each other's workers (measured: a job hung on "Still waiting for startup of environment").
+run and hands every stage its address (``--job_endpoint``); without one, Beam's ``FlinkRunner`` starts it itself
+from ``--flink_job_server_jar`` (the Kubeflow steps: one stage per container). The Python stages run in SDK
+worker processes that each TaskManager starts itself (``--environment_type=PROCESS``, the command
+``ondevice-rec-beam-worker``: ``pipeline/beam_worker.py``), so no Docker and no shared worker pool: two
+TaskManagers on one host handing one EXTERNAL pool the same worker ids killed each other's workers (measured: a
+job hung on "Still waiting for startup of environment").
 
 Beam's jars sit in the cluster's ``lib/beam`` (parent-first class loading) because Beam keeps a stage's SDK
 workers for the next stage of a job only when its classes come from Flink's parent class loader; with them only

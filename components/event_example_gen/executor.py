@@ -331,8 +331,9 @@ class Executor(BaseExampleGenExecutor):
     """Reads activity logs into event tf.Examples.
 
     Malformed lines are skipped and counted; more than ``max_bad_fraction`` of them fails the component
-    with the first errors (file, line, column). Counts (``features.INPUT_REPORT_COUNTS``) are recorded on the examples artifact and in
-    ``input_report.json`` next to its splits, with samples of the skipped lines and item rows.
+    with the first errors (file, line, column). Counts (``features.INPUT_REPORT_COUNTS``) are recorded on the
+    examples artifact and in ``input_report.json`` next to its splits, with samples of the skipped lines and item
+    rows.
     """
 
     _report_path: Optional[str] = None

@@ -1,6 +1,7 @@
 """The synthetic generator: deterministic, real formats, and sequential structure worth learning."""
 
 import collections
+import os
 
 import numpy as np
 import pytest
@@ -99,3 +100,23 @@ def test_a_shape_with_categories_is_a_plain_log_with_an_items_file_its_spec_read
     assert len(items) == 400 and set(items.values()) <= set(synthetic.GENRES)
     with pytest.raises(ValueError, match="unknown synthetic shape"):
         synthetic.write_shape("tiny-sessions", str(tmp_path / "x"))
+
+
+def test_the_scale_generator_has_movielens_25m_shape_and_is_deterministic(tmp_path):
+    data = synthetic.generate_scale(200_000, seed=1)
+    again = synthetic.generate_scale(200_000, seed=1)
+    assert (data.movie_id == again.movie_id).all() and (data.timestamp == again.timestamp).all()
+    per_user = np.bincount(data.user_id)[1:]
+    assert per_user.min() >= synthetic.SCALE.min_events and 190_000 <= len(data.user_id) <= 210_000
+    assert 50 <= np.median(per_user) <= 90 and per_user.mean() > 1.5 * np.median(per_user)  # a long tail of users
+    pairs = data.user_id.astype(np.int64) * (len(data.movies) + 1) + data.movie_id
+    assert len(np.unique(pairs)) == len(pairs)  # an item once per user
+    counts = np.sort(np.bincount(data.movie_id)[1:])[::-1]
+    assert counts[:len(counts) // 100].sum() > 0.1 * counts.sum()  # the top 1 % of items: over a tenth of the events
+    assert data.timestamp.min() >= synthetic.SCALE.first and data.timestamp.max() <= synthetic.SCALE.last
+    assert set(np.unique(data.rating * 2).tolist()) <= set(range(1, 11))  # half stars
+    folder = synthetic.write_scale(20_000, str(tmp_path / "log"))
+    with open(os.path.join(folder, "ratings.csv")) as f:
+        assert f.readline() == "userId,movieId,rating,timestamp\n" and len(f.readlines()) > 18_000
+    from ondevice_rec.data import movielens
+    assert movielens.detect_format(folder) is movielens.ML_LATEST

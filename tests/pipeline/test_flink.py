@@ -87,7 +87,8 @@ def test_stage_session_off_flink_and_without_the_job_server(tmp_path):
 
 def test_lost_taskmanagers_do_not_count_towards_the_parallelism(monkeypatch):
     beat = 1_700_000_000_000
-    listed = [{"slotsNumber": 2, "timeSinceLastHeartbeat": beat}, {"slotsNumber": 1, "timeSinceLastHeartbeat": beat - 8000},
+    listed = [{"slotsNumber": 2, "timeSinceLastHeartbeat": beat},
+              {"slotsNumber": 1, "timeSinceLastHeartbeat": beat - 8000},
               {"slotsNumber": 4, "timeSinceLastHeartbeat": beat - 40000}]  # the last one killed 40 s ago
     monkeypatch.setattr(flink, "rest_get", lambda master, path, timeout=5.0: {"taskmanagers": listed})
     assert flink.live_slots("h:8081") == 3
@@ -281,18 +282,19 @@ def test_whole_pipeline_on_flink_matches_the_direct_runner(tmp_path, capfd):
     assert _assets(uri("direct", "TransformGraph", Nodes.TRANSFORM)) == \
         _assets(uri("flink", "TransformGraph", Nodes.TRANSFORM))
 
-    # TFMA: the same examples counted; the models themselves differ (docs/flink.md).
+    # TFMA: the same examples counted; the models themselves differ slightly (docs/flink.md).
     from ondevice_rec.components.tflite_pusher.executor import read_evaluation
     metrics = {name: read_evaluation(uri(name, "ModelEvaluation", Nodes.TEST_EVALUATOR)) for name in stores}
     assert metrics["direct"]["example_count"] == metrics["flink"]["example_count"] > 0
     for key in metrics["direct"]:
         assert abs(metrics["direct"][key] - metrics["flink"][key]) <= 0.1, (key, metrics)
 
-    # Both published models answer the same 200 histories; how many top-10 lists agree is reported.
+    # Both published models answer the same 200 histories; their top-10 lists agree on 98-99 % of the items
+    # (docs/results.md), not all of them.
     rng = __import__("numpy").random.default_rng(0)
     items = sorted({line.split()[1] for line in open(os.path.join(data, "u.data"))})
     histories = [[str(i) for i in rng.choice(items, size=10, replace=False)] for _ in range(200)]
     direct_top, flink_top = (_top10(_published(out)[-1], histories) for out in (direct_out, flink_out))
     overlap = sum(len(set(a) & set(b)) for a, b in zip(direct_top, flink_top)) / (10.0 * len(histories))
     print(f"Flink run {flink_seconds:.0f}s; top-10 overlap of the two models {overlap:.2f}; fault: {fault}")
-    assert overlap >= 0.8
+    assert overlap >= 0.9
