@@ -29,7 +29,8 @@ from ondevice_rec.pipeline.progress_runner import progress_log
 from ondevice_rec.pipeline.runner import run_data_stages
 
 SIZES = (1_000_000, 5_000_000, 25_000_000)
-DIRECT = "direct"
+DIRECT, FLINK = "direct", "flink"
+ENGINES = (DIRECT, FLINK)
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -166,16 +167,14 @@ def measure_data_stages(config: PipelineConfig, extra_roots: Sequence[int] = ())
             "peak_rss_gb": round(whole["peak_rss_bytes"] / 1e9, 2)}
 
 
-def _cluster_pids(cluster: flink.LocalFlinkCluster) -> List[int]:
-    return [pid for path in glob.glob(os.path.join(cluster.state_dir, "flink-*.pid"))
-            for pid in flink._pids(path)]  # pylint: disable=protected-access
-
-
 @temporary_work_dir("scale-")
-def run(sizes: Sequence[int] = SIZES, work_dir: str = "", taskmanagers: Optional[int] = None, seed: int = 0,
-        out_json: str = "") -> dict:
-    """Every size on the DirectRunner and, with ``taskmanagers``, on a new local Flink cluster of that many
+def run(sizes: Sequence[int] = SIZES, work_dir: str = "", engines: Sequence[str] = (DIRECT,), taskmanagers: int = 2,
+        seed: int = 0, out_json: str = "") -> dict:
+    """Every size on each of ``engines``: the DirectRunner, a new local Flink cluster of ``taskmanagers``
     TaskManagers. A size's log is generated once into ``work_dir`` (kept when the work folder is given)."""
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown or not engines:
+        raise ValueError(f"unknown engine {', '.join(unknown) or '(none)'}; choose among {', '.join(ENGINES)}")
     result = {"sizes": {}, "stages": list(Nodes.DATA_STAGES), "shape": "MovieLens-25M (data/synthetic.ScaleShape)",
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "memory_gb": round(os.sysconf("SC_PHYS_PAGES") * _PAGE / 1e9, 1)}}
@@ -186,15 +185,16 @@ def run(sizes: Sequence[int] = SIZES, work_dir: str = "", taskmanagers: Optional
             synthetic.write_scale(size, data_dir, seed=seed)
         entry = {"generated_seconds": round(time.time() - started, 1), "engines": {}}
         print(f"{size:,} events: log ready in {entry['generated_seconds']:.0f}s ({data_dir})", flush=True)
-        config = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, f"{DIRECT}-{size}"))
-        entry["engines"][DIRECT] = measure_data_stages(config)
-        if taskmanagers:
+        if DIRECT in engines:
+            config = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, f"{DIRECT}-{size}"))
+            entry["engines"][DIRECT] = measure_data_stages(config)
+        if FLINK in engines:
             name = f"flink-{taskmanagers}tm"
             with flink.LocalFlinkCluster(os.path.join(work_dir, f"cluster-{size}"), taskmanagers=taskmanagers,
                                          rest_port=flink.free_port()) as cluster:
                 config = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, f"{name}-{size}"),
                                         beam_args=flink.beam_args(cluster.master))
-                entry["engines"][name] = measure_data_stages(config, _cluster_pids(cluster))
+                entry["engines"][name] = measure_data_stages(config, cluster.pids())
         result["sizes"][str(size)] = entry
         print(format_size(size, entry, result["stages"]), flush=True)
     if out_json:

@@ -15,7 +15,7 @@ EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
   ondevice-rec benchmark latency --all      # every encoder x quantisation, 3,952-movie catalogue, N=10
   ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory
   ondevice-rec benchmark beam-runners --data-dir ../shared/data/ml-100k --taskmanagers 1,2
-  ondevice-rec benchmark scale --sizes 1M,5M --taskmanagers 2 --work-dir /tmp/scale"""
+  ondevice-rec benchmark scale --sizes 1M,5M --engines direct,flink --work-dir /tmp/scale"""
 
 
 def register(commands) -> None:
@@ -90,8 +90,9 @@ def register(commands) -> None:
     bs = sub("scale", "the data stages on synthetic MovieLens-25M-shaped logs of growing size: seconds, CPU per "
                       "event and peak memory per stage", cmd_scale)
     bs.add_argument("--sizes", default="1M,5M,25M", help="events per log, e.g. 500K,1M (default: %(default)s)")
-    bs.add_argument("--taskmanagers", type=int, default=0,
-                    help="also on a new local Flink cluster of this many TaskManagers (default: DirectRunner only)")
+    bs.add_argument("--engines", default="direct", help="direct, flink or both (default: %(default)s)")
+    bs.add_argument("--taskmanagers", type=int, default=2,
+                    help="flink: a new local cluster of this many TaskManagers (default: %(default)s)")
     bs.add_argument("--seed", type=int, default=0, help="the generator's seed (default: %(default)s)")
     bs.add_argument("--work-dir", default="", help="where the logs and outputs go (default: a temporary folder, "
                                                    "deleted at the end; reuse one to skip generating the logs)")
@@ -177,8 +178,8 @@ def cmd_scale(args) -> int:
     from ondevice_rec.benchmarks import scale
     sizes = [scale.parse_size(text) for text in csv(args.sizes)]
     _quiet()
-    scale.run(sizes, work_dir=args.work_dir, taskmanagers=args.taskmanagers or None, seed=args.seed,
-              out_json=args.out)
+    scale.run(sizes, work_dir=args.work_dir, engines=csv(args.engines), taskmanagers=args.taskmanagers,
+              seed=args.seed, out_json=args.out)
     print(f"written to {args.out}")
     return EXIT_OK
 

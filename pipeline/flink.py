@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -73,12 +74,19 @@ PLACEMENT_ENV = {"--flink_master": "ONDEVICE_REC_FLINK_MASTER", "--parallelism":
 # killed one listed until its heartbeat times out: 50 s by default).
 _LOST_TASKMANAGER_SECONDS = 25
 JOB_NAME_PREFIX = "ondevice-rec-"
-# Cluster memory: 1 GB JobManager, 3 GB TaskManagers. The network memory is raised from Flink's 10% (measured:
+# Cluster memory: 1 GB JobManager, 4 GB TaskManagers. The network memory is raised from Flink's 10% (measured:
 # "Insufficient number of network buffers: required 512, but only 398 available" in EventExampleGen) and a
 # sort-merge shuffle partition asks for 64 buffers instead of 512 (Transform's many outputs still failed at 384 MB).
 _CLUSTER_CONF = {
     "jobmanager.memory.process.size": "1024m",
-    "taskmanager.memory.process.size": "3072m",
+    # 4 GB TaskManagers with a fifth of Flink's memory managed (sorting; Flink's default: 40 %): with 3 GB and the
+    # default, a task's heap was ~0.5 GB and a 5M-event EventExampleGen died of "OutOfMemoryError: Java heap
+    # space" in Beam's gRPC data plane (docs/results.md, the scale benchmark).
+    "taskmanager.memory.process.size": "4096m",
+    "taskmanager.memory.managed.fraction": "0.2",
+    # An error thrown outside a task (that OOM hit a gRPC thread) ends the TaskManager, so the job fails and says
+    # so; Flink's default only logs it, and the job then waited forever for the lost data.
+    "cluster.uncaught-exception-handling": "FAIL",
     # Beam's gRPC data plane buffers off the heap: with Flink's default (none for tasks) ML-1M's EventExampleGen
     # failed with "OutOfMemoryError: Direct buffer memory".
     "taskmanager.memory.task.off-heap.size": "512m",
@@ -384,11 +392,12 @@ class JobServer:
         self.port = free_port()
         log_path = os.path.join(self.folder, "job-server.log")
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # pylint: disable=subprocess-popen-preexec-fn
                 [os.path.join(java_home(), "bin", "java"), "-jar", self.jar,
                  "--flink-master", _with_scheme(self.master), "--artifacts-dir", os.path.join(self.folder, "artifacts"),
                  "--job-port", str(self.port), "--artifact-port", "0", "--expansion-port", "0"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_end_with_parent)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
@@ -414,6 +423,16 @@ class JobServer:
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = ""
+
+
+def _end_with_parent() -> None:
+    """In the job server's process before it starts: Linux sends it SIGTERM when the run's process ends, however
+    it ends (a run killed with SIGTERM or SIGKILL left its job server running)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _with_scheme(master: str) -> str:
@@ -552,6 +571,10 @@ class LocalFlinkCluster:
             return
         self._script("taskmanager.sh", "stop-all")
         self._script("jobmanager.sh", "stop-all")
+
+    def pids(self) -> List[int]:
+        """The JobManager's and the TaskManagers' process ids (Flink's pid files in ``state_dir``)."""
+        return [pid for path in glob.glob(os.path.join(self.state_dir, "flink-*.pid")) for pid in _pids(path)]
 
     def taskmanager_pids(self) -> List[int]:
         """The running TaskManagers' process ids (Flink's pid file: flink-$USER-taskexecutor.pid)."""

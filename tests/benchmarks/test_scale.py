@@ -17,6 +17,7 @@ def test_sizes_parse_and_bad_ones_are_refused():
         with pytest.raises(ValueError, match="a size"):
             scale.parse_size(bad)
     assert cli.main(["benchmark", "scale", "--sizes", "1M,lots"]) == cli.EXIT_BAD_INPUT
+    assert cli.main(["benchmark", "scale", "--sizes", "1K", "--engines", "spark"]) == cli.EXIT_BAD_INPUT
 
 
 def test_the_monitor_sees_the_cpu_and_memory_of_a_child_process():
