@@ -880,14 +880,16 @@ class Preflight:
     items: int = 0
 
 
-def preflight(spec: EventSpec, base_dir: str) -> Preflight:
+def preflight(spec: EventSpec, base_dir: str, whole_gzip: bool = True) -> Preflight:
     """Checks the input before any component runs: files exist, delimiter, header, mapped columns, and the
     first rows parse (if none of the first ``PREFLIGHT_LINES`` does, the spec does not fit the file: the first
-    error is raised). The items file: readable, and its keys meet the first events' item keys."""
+    error is raised). The items file: readable, and its keys meet the first events' item keys. ``whole_gzip``:
+    also read every ``.gz`` to its end (``check_gzip``), so a truncated one is refused before the run."""
     files = spec.files(base_dir)
-    for path in files + (spec.items.files(base_dir) if spec.items is not None else []):
-        if path.endswith(".gz"):
-            check_gzip(path)
+    if whole_gzip:
+        for path in files + (spec.items.files(base_dir) if spec.items is not None else []):
+            if path.endswith(".gz"):
+                check_gzip(path)
     layout = event_layout(spec, files[0])
     good, errors, items_seen = 0, [], []
     fmt = spec.format_of(files[0])
