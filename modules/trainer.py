@@ -8,6 +8,7 @@ the history length come from the ``transform_graph`` channel (``tft.TFTransformO
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Optional
@@ -31,6 +32,27 @@ def check_history_length(transformed_spec, config: ModelConfig) -> None:
         raise ValueError(f"the examples hold histories of {windowed} items but the model is configured for "
                          f"history_length={config.history_length}; window the events with the model's history "
                          "length (PipelineConfig sets both from ModelConfig)")
+
+
+# Examples shuffled per epoch; a split up to this size is shuffled whole, and read in a canonical order first.
+SHUFFLE_BUFFER = 200_000
+
+
+def canonical_records(files, limit: int) -> Optional[list]:
+    """The split's serialized examples sorted by a digest of their content, or None above ``limit`` records.
+
+    Which shard a record lands in and where depends on the Beam engine (DirectRunner and Flink write the same
+    records in other orders, and even encode a record's features in another order), and a seeded shuffle of
+    another order trains another model. Sorting by the digest of the deterministic encoding makes the order, and
+    so the model, a function of the records alone. Records are re-encoded deterministically (map keys sorted).
+    """
+    records = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
+        records.append(record)
+        if len(records) > limit:
+            return None
+    canonical = [tf.train.Example.FromString(r).SerializeToString(deterministic=True) for r in records]
+    return sorted(canonical, key=lambda r: hashlib.blake2b(r, digest_size=8).digest())
 
 
 def make_dataset(file_patterns, config: ModelConfig, shuffle: bool, batch_size: Optional[int] = None,
@@ -70,13 +92,16 @@ def make_dataset(file_patterns, config: ModelConfig, shuffle: bool, batch_size: 
             label = tf.boolean_mask(label, keep)
         return inputs, label
 
-    # Validation reads the files in order (deterministic) and stops after ``validation_users`` examples.
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP",
-                                      num_parallel_reads=None if validation else tf.data.AUTOTUNE)
+    records = canonical_records(files, SHUFFLE_BUFFER)
+    if records is not None:
+        dataset = tf.data.Dataset.from_tensor_slices(tf.constant(records, dtype=tf.string))
+    else:  # larger than the shuffle buffer: streamed in file order (the engine's sharding then shapes the order)
+        dataset = tf.data.TFRecordDataset(files, compression_type="GZIP",
+                                          num_parallel_reads=None if validation else tf.data.AUTOTUNE)
     if validation and config.validation_users:
         dataset = dataset.take(config.validation_users)
     if shuffle:
-        dataset = dataset.shuffle(200_000, seed=config.seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=config.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size or config.batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 

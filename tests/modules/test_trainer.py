@@ -1,5 +1,7 @@
 """Training mechanics: weight averaging (what validation, early stopping and export see)."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -326,3 +328,45 @@ def test_the_exported_successor_table_also_counts_the_held_out_examples_latest_t
     assert index[6].tolist() == [0, 0]  # only the latest transition of a held-out example is counted
     assert "exported with the held-out examples' latest transitions" in model.training_summary["derived"][
         "successor table"]
+
+
+def test_the_examples_are_read_in_one_order_whatever_the_shards_and_feature_encoding(tmp_path):
+    """Beam engines write the same transformed records into other shards, in other orders, with the features
+    encoded in another order: up to the shuffle buffer, the Trainer reads them in one canonical order (so two
+    engines train one model); above it, it streams the files."""
+    from ondevice_rec.modules import features
+    from ondevice_rec.modules.trainer import canonical_records, make_dataset
+
+    def example(i, reverse):
+        values = {features.CONTEXT_INDEX: [i % 7, i % 5, 0, 0], features.LABEL_INDEX: [i],
+                  features.CONTEXT_RATING: [0.5] * 4}
+        encoded = b""  # one feature at a time: concatenated messages merge, in the order written
+        for name in sorted(values, reverse=reverse):
+            proto = tf.train.Example()
+            feature = proto.features.feature[name]
+            (feature.float_list if name == features.CONTEXT_RATING else feature.int64_list).value.extend(values[name])
+            encoded += proto.SerializeToString()
+        return encoded
+
+    def write(folder, shards, reverse):
+        os.makedirs(folder)
+        ids = list(range(1, 41))
+        for shard in range(shards):
+            with tf.io.TFRecordWriter(str(folder / f"part-{shard}.gz"), options="GZIP") as writer:
+                for i in (ids[shard::shards][::-1] if reverse else ids[shard::shards]):
+                    writer.write(example(i, reverse))
+        return [str(folder / "*")]
+
+    direct, flink = write(tmp_path / "a", 1, False), write(tmp_path / "b", 3, True)
+    assert example(1, False) != example(1, True)  # the encodings differ byte for byte
+    config = ModelConfig(history_length=4, batch_size=8)
+    orders = []
+    for shuffle in (False, True):
+        labels = [sum((y.numpy().tolist() for _, y in make_dataset(p, config, shuffle=shuffle)), [])
+                  for p in (direct, flink)]
+        assert labels[0] == labels[1] and sorted(labels[0]) == list(range(1, 41))
+        orders.append(labels[0])
+    assert orders[0] != orders[1]  # the seeded shuffle still shuffles
+    files = lambda p: sorted(tf.io.gfile.glob(p[0]))
+    assert canonical_records(files(direct), 40) == canonical_records(files(flink), 40)
+    assert canonical_records(files(direct), 39) is None  # above the limit: streamed, not sorted
