@@ -37,7 +37,8 @@ class EventExampleGen(FileBasedExampleGen):
             input_base=input_base,
             input_config=example_gen_pb2.Input(splits=[
                 example_gen_pb2.Input.Split(name=EVENTS_SPLIT, pattern=split_pattern)]),
-            output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-                example_gen_pb2.SplitConfig.Split(name=EVENTS_SPLIT, hash_buckets=1)])),
+            # No output split config: the one input split is the output split. (A split config of one
+            # bucket made TFX hash every event to choose its only split.)
+            output_config=example_gen_pb2.Output(),
             custom_config=example_gen_pb2.CustomConfig(custom_config=packed),
             range_config=range_config)

@@ -18,20 +18,22 @@ import dataclasses
 import json
 import logging
 import os
-import struct
+import uuid
 from typing import Any, Dict, Optional, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
 from google.protobuf import json_format, struct_pb2
+from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
-from tfx.types import artifact_utils
+from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from ondevice_rec.data import events, movielens
-from ondevice_rec.modules import features
+from ondevice_rec.modules import features, wire
 
 DEFAULT_MAX_BAD_FRACTION = movielens.DEFAULT_MAX_BAD_FRACTION
 MAX_BAD_FRACTION_KEY, SPEC_KEY = "max_bad_fraction", "spec"
@@ -40,6 +42,7 @@ CHUNK_BYTES = 32 << 20  # an uncompressed file is read as ranges of this size by
 PARQUET_ROWS = 200_000
 BAD_SAMPLES = 20
 BAD, SKIPPED, TALLY = "bad", "skipped", "tally"
+SHARD_PREFIX = "data_tfrecord"  # the file names TFX's own ExampleGen writes
 
 
 def event_to_example(event: events.Event, info: Optional[events.ItemInfo]) -> tf.train.Example:
@@ -61,36 +64,6 @@ def event_to_example(event: events.Event, info: Optional[events.ItemInfo]) -> tf
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _SMALL[value]
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_SMALL = [bytes([i]) for i in range(0x80)]
-
-
-def _entry(key: str, kind: bytes, values: bytes) -> bytes:
-    """One entry of tf.train.Features' feature map (its field 1): key (field 1) and a Feature (field 2)
-    holding one list (``kind``: BytesList 0x0A, FloatList 0x12, Int64List 0x1A) of ``values`` (its field 1;
-    packed for numbers)."""
-    inner = b"\x0a" + _varint(len(values)) + values
-    feature = kind + _varint(len(inner)) + inner
-    body = _KEYS[key] + b"\x12" + _varint(len(feature)) + feature
-    return b"\x0a" + _varint(len(body)) + body
-
-
-_KEYS = {name: b"\x0a" + _varint(len(name)) + name.encode()
-         for name in (features.EVENT_USER_ID, features.EVENT_ITEM_ID, features.EVENT_TIMESTAMP, features.EVENT_MILLIS,
-                      features.EVENT_RATING)}
-_BYTES, _FLOATS, _INT64S = b"\x0a", b"\x12", b"\x1a"
-
-
 class ExampleEncoder:
     """``event_to_example(event, info).SerializeToString()``, faster (what the reader emits).
 
@@ -105,15 +78,14 @@ class ExampleEncoder:
         self._item_parts: Dict[int, bytes] = {}
 
     def __call__(self, event: events.Event, info: Optional[events.ItemInfo]) -> bytes:
-        user, item = event.user.encode(), event.item.encode()
-        body = (_entry(features.EVENT_USER_ID, _BYTES, user)
-                + _entry(features.EVENT_ITEM_ID, _BYTES, item)
-                + _entry(features.EVENT_TIMESTAMP, _INT64S, _int64(event.timestamp)))
+        body = (wire.entry(features.EVENT_USER_ID, wire.BYTES, wire.bytes_payload([event.user.encode()]))
+                + wire.entry(features.EVENT_ITEM_ID, wire.BYTES, wire.bytes_payload([event.item.encode()]))
+                + wire.entry(features.EVENT_TIMESTAMP, wire.INT64S, wire.int64_payload([event.timestamp])))
         if event.millis is not None:
-            body += _entry(features.EVENT_MILLIS, _INT64S, _int64(event.millis))
+            body += wire.entry(features.EVENT_MILLIS, wire.INT64S, wire.int64_payload([event.millis]))
         if event.rating is not None:
-            body += _entry(features.EVENT_RATING, _FLOATS, struct.pack("<f", event.rating))
-        head = b"\x0a" + _varint(len(body)) + body  # Example.features (field 1)
+            body += wire.entry(features.EVENT_RATING, wire.FLOATS, wire.float_payload([event.rating]))
+        head = wire.example(body)
         if info is None:
             return head
         part = self._item_parts.get(id(info))
@@ -123,10 +95,6 @@ class ExampleEncoder:
                 del item_only.features.feature[name]
             part = self._item_parts[id(info)] = item_only.SerializeToString()
         return head + part
-
-
-def _int64(value: int) -> bytes:
-    return _varint(value & 0xFFFFFFFFFFFFFFFF)  # two's complement, as protobuf writes a negative int64
 
 
 def _strings(values):
@@ -182,6 +150,9 @@ class _ReadEvents(beam.DoFn):
         self._encode = ExampleEncoder()
 
     def process(self, unit: ReadUnit):
+        yield from self._read(unit)
+
+    def _read(self, unit: ReadUnit):
         spec, encode, items = self._spec, self._encode, self._items
         layout = events.Layout(unit.header)
         count = unlisted = 0
@@ -204,6 +175,32 @@ class _ReadEvents(beam.DoFn):
         yield beam.pvalue.TaggedOutput(TALLY, (count, unlisted if self._has_items else 0))
 
 
+class _WriteEvents(_ReadEvents):
+    """``_ReadEvents`` that writes each unit's examples itself, in input order, to one gzipped TFRecord shard
+    of ``output_dir`` (TensorFlow's C++ writer), emitting only the bad rows, skips and tallies.
+
+    Instead of TFX's WriteSplit (Reshuffle, then Beam's per-record Python writer): every event crossed a
+    shuffle and two stages as a Beam element (docs/results.md, "The data stages on batches"). A retried unit
+    rewrites its shard under the same name (written to a temporary name, then renamed)."""
+
+    def __init__(self, spec_json: str, items: Dict[str, events.ItemInfo], has_items: bool, output_dir: str,
+                 shards: int):
+        super().__init__(spec_json, items, has_items)
+        self._output_dir, self._shards = output_dir, shards
+
+    def process(self, indexed_unit):
+        shard, unit = indexed_unit
+        path = os.path.join(self._output_dir, f"{SHARD_PREFIX}-{shard:05d}-of-{self._shards:05d}.gz")
+        temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+        with tf.io.TFRecordWriter(temporary, options="GZIP") as writer:
+            for out in self._read(unit):
+                if isinstance(out, bytes):
+                    writer.write(out)
+                else:
+                    yield out
+        tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
 def matched_folders(input_base: str, split_pattern: str):
     files = fileio.glob(os.path.join(input_base, split_pattern))
     if not files:
@@ -220,12 +217,24 @@ def folder_spec(spec_json: str, folder: str) -> events.EventSpec:
 @beam.typehints.with_output_types(bytes)
 def EventsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
                     split_pattern: str, report_path: Optional[str] = None) -> beam.pvalue.PCollection:
-    """Serialized event tf.Examples of every matched folder; with ``report_path``, also writes counts and
-    bad-line samples."""
+    """Serialized event tf.Examples of every matched folder, as a PCollection; with ``report_path``, also writes
+    counts and bad-line samples."""
+    return _read_events(pipeline, exec_properties, split_pattern, report_path)
+
+
+def write_events(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str, output_dir: str,
+                 report_path: str) -> None:
+    """Writes the serialized event tf.Examples of every matched folder as gzipped TFRecord shards of
+    ``output_dir``, one per read unit, and the counts and bad-line samples to ``report_path``."""
+    _read_events(pipeline, exec_properties, split_pattern, report_path, output_dir)
+
+
+def _read_events(pipeline, exec_properties, split_pattern, report_path, output_dir=None):
     settings = custom_settings(exec_properties)
     good, bad, skipped, tallies, headers = [], [], [], [], {}
     item_rows = {"item_rows_skipped": 0, "duplicate_item_keys": 0, "item_samples": []}
-    for i, folder in enumerate(matched_folders(exec_properties["input_base"], split_pattern)):
+    plans = []
+    for folder in matched_folders(exec_properties["input_base"], split_pattern):
         spec = folder_spec(settings.get(SPEC_KEY, ""), folder)
         # The command line checked each .gz to its end before the run; a damaged one still fails its reader here,
         # with the same message (events.read_lines), so this check does not decompress the whole log once more.
@@ -242,11 +251,20 @@ def EventsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  #
                 logging.warning("items file: %s", duplicate)
         units = read_units(spec, folder)
         headers.update({u.path: list(u.header) for u in units if u.header and u.start == 0})
+        plans.append((spec, items, units))
+    shards = sum(len(units) for _, _, units in plans)
+    first_shard = 0
+    for i, (spec, items, units) in enumerate(plans):
+        if output_dir is None:
+            reader, elements = _ReadEvents(spec.to_json(), items, spec.items is not None), units
+        else:
+            reader = _WriteEvents(spec.to_json(), items, spec.items is not None, output_dir, shards)
+            elements = list(enumerate(units, first_shard))
+        first_shard += len(units)
         parsed = (pipeline
-                  | f"Units[{i}]" >> beam.Create(units)
+                  | f"Units[{i}]" >> beam.Create(elements)
                   | f"Spread[{i}]" >> beam.Reshuffle()
-                  | f"Read[{i}]" >> beam.ParDo(_ReadEvents(spec.to_json(), items, spec.items is not None))
-                  .with_outputs(BAD, SKIPPED, TALLY, main="examples"))
+                  | f"Read[{i}]" >> beam.ParDo(reader).with_outputs(BAD, SKIPPED, TALLY, main="examples"))
         good.append(parsed.examples)
         bad.append(parsed[BAD])
         skipped.append(parsed[SKIPPED])
@@ -338,17 +356,29 @@ class Executor(BaseExampleGenExecutor):
     rows.
     """
 
-    _report_path: Optional[str] = None
-
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        report_path = self._report_path
-        return lambda exec_properties, split_pattern: EventsToExample(  # pylint: disable=no-value-for-parameter
-            exec_properties, split_pattern, report_path)
+        return EventsToExample  # what TFX's own Do would write; this executor's Do writes the shards itself
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
-        examples = artifact_utils.get_single_instance(output_dict["examples"])
+        """TFX's ExampleGen ``Do`` (split names, payload and file format on the artifact) with the events written
+        by their readers (``write_events``) instead of TFX's WriteSplit."""
+        self._log_startup(input_dict, output_dict, exec_properties)
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        if len(input_config.splits) != 1:
+            raise ValueError(f"EventExampleGen reads one input split, got {len(input_config.splits)}")
+        split = input_config.splits[0]
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        examples.split_names = artifact_utils.encode_split_names([split.name])
         self._report_path = os.path.join(examples.uri, REPORT_FILE)
-        super().Do(input_dict, output_dict, exec_properties)
+        split_dir = artifact_utils.get_split_uri([examples], split.name)
+        tf.io.gfile.makedirs(split_dir)
+        with self._make_beam_pipeline() as pipeline:
+            write_events(pipeline, exec_properties, split.pattern, split_dir, self._report_path)
+        examples_utils.set_payload_format(examples, exec_properties.get(
+            standard_component_specs.OUTPUT_DATA_FORMAT_KEY) or example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+        examples_utils.set_file_format(examples, write_split.to_file_format_str(exec_properties.get(
+            standard_component_specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FILE_FORMAT_UNSPECIFIED)))
         with tf.io.gfile.GFile(self._report_path) as f:
             report = json.load(f)
         report["input"] = os.path.join(exec_properties["input_base"], "")

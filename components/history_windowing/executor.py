@@ -12,9 +12,10 @@ import collections
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import apache_beam as beam
+import pyarrow.compute as pc
 import tensorflow as tf
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifact_utils
@@ -33,6 +34,29 @@ STATS_FILE = features.WINDOWING_STATS_FILE
 SCHEMA_FILE = "schema.pbtxt"
 
 
+# Events decoded per batch (tfx_bsl's C++ decoder into Arrow columns) instead of one proto per event. Measured on
+# ML-1M-SAS: docs/results.md, "HistoryWindowing on batches".
+EVENT_BATCH = 16_384
+FACTS, PROFILE = "facts", "profile"
+
+
+def _column(batch, name):
+    index = batch.schema.get_field_index(name)
+    return None if index < 0 else batch.column(index)
+
+
+def _single_values(column, default, convert=None) -> list:
+    """One value per row of a list column (its first; ``default`` where the row has none)."""
+    if column is None:
+        return None
+    if column.null_count == 0 and pc.min(pc.list_value_length(column)).as_py() == 1 \
+            and pc.max(pc.list_value_length(column)).as_py() == 1:
+        values = column.flatten().to_pylist()
+    else:
+        values = [v[0] if v else default for v in column.to_pylist()]
+    return [convert(v) for v in values] if convert else values
+
+
 def _first(feature, name, kind, default):
     if name not in feature:
         return default
@@ -40,27 +64,10 @@ def _first(feature, name, kind, default):
     return values[0] if values else default
 
 
-def parse_event(serialized: bytes, item_facts: Optional[Dict[str, tuple]] = None) -> windowing.Event:
-    """tf.Example bytes of one event -> Event (with its item's facts for the vocabulary).
-
-    ``item_facts``: a cache of ``(facts, numeric)`` by item key. An item's features are the same in all its
-    events (ExampleGen joins them from the items file), so they are decoded once per item: that was 60 % of
-    this function on ML-1M."""
-    feature = tf.train.Example.FromString(serialized).features.feature
-    item = feature[features.EVENT_ITEM_ID].bytes_list.value[0].decode("utf-8")
-    cached = item_facts.get(item) if item_facts is not None else None
-    facts, numeric = cached if cached is not None else _item_facts(feature)
-    if item_facts is not None and cached is None:
-        item_facts[item] = (facts, numeric)
-    return windowing.Event(
-        user_id=feature[features.EVENT_USER_ID].bytes_list.value[0].decode("utf-8"),
-        item=item,
-        timestamp=feature[features.EVENT_TIMESTAMP].int64_list.value[0],
-        rating=_first(feature, features.EVENT_RATING, "float_list", 0.0),
-        facts=facts, numeric=numeric, millis=_first(feature, features.EVENT_MILLIS, "int64_list", 0))
-
-
-def _item_facts(feature) -> Tuple[tuple, tuple]:
+def item_facts(serialized_event: bytes) -> Tuple[tuple, tuple]:
+    """``(facts, numeric)`` of the item of one serialized event: its title, categories and numbers (features
+    sorted by name) as vocabulary facts, and its numeric values."""
+    feature = tf.train.Example.FromString(serialized_event).features.feature
     facts, numeric = [], []
     title = _first(feature, features.EVENT_TITLE, "bytes_list", b"").decode("utf-8")
     if title:
@@ -77,21 +84,71 @@ def _item_facts(feature) -> Tuple[tuple, tuple]:
     return tuple(facts), tuple(numeric)
 
 
-class _ParseAndKey(beam.DoFn):
-    """Serialized event -> (user_id, plain tuple), with one item-facts cache per worker."""
+def _event_schema() -> bytes:
+    """The event features windowing reads per event (the item's features are read once per item)."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    schema = schema_pb2.Schema()
+    for name, kind in ((features.EVENT_USER_ID, schema_pb2.BYTES), (features.EVENT_ITEM_ID, schema_pb2.BYTES),
+                       (features.EVENT_TIMESTAMP, schema_pb2.INT), (features.EVENT_RATING, schema_pb2.FLOAT),
+                       (features.EVENT_MILLIS, schema_pb2.INT)):
+        schema.feature.add(name=name, type=kind)
+    return schema.SerializeToString()
+
+
+class DecodeEventBatch(beam.DoFn):
+    """A list of serialized events -> ``(user_id, (items, timestamps, ratings, millis))`` per user of the batch
+    (primitives: Beam's fast coder across the GroupByKey), each item's ``(facts, numeric)`` once per worker on
+    ``facts``, and the batch's events per day and numeric feature names on ``profile``."""
 
     def setup(self):
-        self._item_facts: Dict[str, tuple] = {}
+        from tfx_bsl.coders import example_coder
+        self._decoder = example_coder.ExamplesToRecordBatchDecoder(_event_schema())
+        self._items_seen = set()
 
-    def process(self, record: bytes):
-        yield _keyed(parse_event(record, self._item_facts))
+    def process(self, records):
+        records = list(records)
+        batch = self._decoder.DecodeBatch(records)
+        users = _single_values(_column(batch, features.EVENT_USER_ID), b"", bytes.decode)
+        items = _single_values(_column(batch, features.EVENT_ITEM_ID), b"", bytes.decode)
+        timestamps = _single_values(_column(batch, features.EVENT_TIMESTAMP), 0)
+        ratings = _single_values(_column(batch, features.EVENT_RATING), 0.0) or [0.0] * len(users)
+        millis = _single_values(_column(batch, features.EVENT_MILLIS), 0) or [0] * len(users)
+        numeric_names = set()
+        for row, item in enumerate(items):
+            if item not in self._items_seen:
+                self._items_seen.add(item)
+                facts = item_facts(records[row])
+                numeric_names.update(name for name, _ in facts[1])
+                yield beam.pvalue.TaggedOutput(FACTS, (item, facts))
+        days = collections.Counter(t // 86400 for t in timestamps)
+        yield beam.pvalue.TaggedOutput(PROFILE, {"days": days, "numeric": numeric_names})
+        rows_of = collections.defaultdict(list)
+        for row, user in enumerate(users):
+            rows_of[user].append(row)
+        for user, rows in rows_of.items():
+            yield user, ([items[r] for r in rows], [timestamps[r] for r in rows], [ratings[r] for r in rows],
+                         [millis[r] for r in rows])
+
+
+class ReadRecordBatches(beam.DoFn):
+    """A gzipped TFRecord file -> lists of its serialized records (tf.data's C++ reader, ``EVENT_BATCH`` at a
+    time), instead of one Beam element per record."""
+
+    def process(self, path: str):
+        dataset = tf.data.TFRecordDataset(path, compression_type="GZIP").batch(EVENT_BATCH)
+        for records in dataset.as_numpy_iterator():
+            yield list(records)
 
 
 _FLOAT_FEATURES = frozenset({features.CONTEXT_RATING})
 
 
 def to_tf_example(example: dict) -> bytes:
-    """Serializes a windowed example (strings, int64, float lists; scalars become one-element lists)."""
+    """Serializes a windowed example (strings, int64, float lists; scalars become one-element lists).
+
+    Built with the proto API: its ``extend`` copies a whole list in C++, where writing the wire format in
+    Python (``modules/wire.py``, as ExampleGen does for its few fields per event) was 2.5 times slower on
+    ML-1M-SAS's ~50 strings per example (docs/results.md, "The data stages on batches")."""
     proto = tf.train.Example()
     feature_map = proto.features.feature
     for name, value in example.items():
@@ -106,15 +163,15 @@ def to_tf_example(example: dict) -> bytes:
 
 
 class Profile(beam.CombineFn):
-    """Global facts gathered per user and merged: events per day (temporal cuts), numeric feature names."""
+    """Global facts gathered per batch of events and merged: events per day (temporal cuts), numeric feature
+    names."""
 
     def create_accumulator(self):
         return {"days": collections.Counter(), "numeric": set()}
 
-    def add_input(self, accumulator, timeline):
-        for event in timeline:
-            accumulator["days"][event[1] // 86400] += 1
-            accumulator["numeric"].update(name for name, _ in event[4])
+    def add_input(self, accumulator, partial):
+        accumulator["days"].update(partial["days"])
+        accumulator["numeric"].update(partial["numeric"])
         return accumulator
 
     def merge_accumulators(self, accumulators):
@@ -155,14 +212,20 @@ class Summary(beam.CombineFn):
         return accumulator
 
 
+_NO_FACTS = ((), ())
+
+
 class WindowUser(beam.DoFn):
     """One user's timeline -> serialized examples on the ``train`` / ``eval`` / ``test`` outputs, plus a
     ``summary`` output (counts for the statistics)."""
 
-    def process(self, keyed_timeline, options: windowing.WindowingOptions, profile):
-        user_id, timeline = keyed_timeline
-        events = [windowing.Event(user_id, item, timestamp, rating, facts, numeric, millis)
-                  for item, timestamp, rating, facts, numeric, millis in timeline]
+    def process(self, keyed_chunks, options: windowing.WindowingOptions, profile, item_facts):
+        user_id, chunks = keyed_chunks
+        events = []
+        for items, timestamps, ratings, millis in chunks:
+            for item, timestamp, rating, ms in zip(items, timestamps, ratings, millis):
+                facts, numeric = item_facts.get(item, _NO_FACTS)
+                events.append(windowing.Event(user_id, item, timestamp, rating, facts, numeric, ms))
         counts = collections.Counter()
         for split, example in windowing.window_timeline(events, options, profile["numeric"]):
             counts[split] += 1
@@ -196,18 +259,29 @@ def resolve_options(profile, options: windowing.WindowingOptions) -> windowing.W
 
 @beam.ptransform_fn
 def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str):  # pylint: disable=invalid-name
-    """Serialized event tf.Examples -> examples per split and ``windowing_stats.json`` under ``output_dir``.
+    """Serialized event tf.Examples, one per element -> ``WindowEventBatches``."""
+    return (events
+            | "Batch" >> beam.BatchElements(min_batch_size=EVENT_BATCH, max_batch_size=EVENT_BATCH)
+            | "WindowEventBatches" >> WindowEventBatches(options, output_dir))  # pylint: disable=no-value-for-parameter
 
-    Each event is parsed once and grouped by user; everything global (temporal cuts, feature names, counts)
-    is computed per user and merged, so a worker holds one user's timeline at a time.
+
+@beam.ptransform_fn
+def WindowEventBatches(batches, options: windowing.WindowingOptions, output_dir: str):  # pylint: disable=invalid-name
+    """Lists of serialized event tf.Examples -> examples per split and ``windowing_stats.json`` under
+    ``output_dir``.
+
+    Each batch is decoded at once and its events grouped by user; each item's facts travel once (a side input by
+    item), not with every event; everything global (temporal cuts, feature names, counts) is computed per batch
+    or per user and merged, so a worker holds one user's timeline at a time.
     """
-    timelines = (events
-                 | "ParseAndKey" >> beam.ParDo(_ParseAndKey())
-                 | "GroupByUser" >> beam.GroupByKey())
-    profile = timelines | "Profile" >> beam.Values() | "MergeProfiles" >> beam.CombineGlobally(Profile())
+    decoded = batches | "Decode" >> beam.ParDo(DecodeEventBatch()).with_outputs(FACTS, PROFILE, main="events")
+    timelines = decoded.events | "GroupByUser" >> beam.GroupByKey()
+    item_facts = decoded[FACTS] | "FirstFactsPerItem" >> beam.CombinePerKey(min)
+    profile = decoded[PROFILE] | "MergeProfiles" >> beam.CombineGlobally(Profile())
     resolved = profile | "ResolveOptions" >> beam.Map(resolve_options, options)
     windowed = timelines | "Window" >> beam.ParDo(
-        WindowUser(), beam.pvalue.AsSingleton(resolved), beam.pvalue.AsSingleton(profile)
+        WindowUser(), beam.pvalue.AsSingleton(resolved), beam.pvalue.AsSingleton(profile),
+        beam.pvalue.AsDict(item_facts)
     ).with_outputs("eval", "test", "summary", main="train")
     for split in features.SPLITS:
         _ = windowed[split] | f"Write[{split}]" >> beam.io.WriteToTFRecord(
@@ -216,11 +290,6 @@ def WindowEvents(events, options: windowing.WindowingOptions, output_dir: str): 
          | "Summarize" >> beam.CombineGlobally(Summary())
          | "WriteStats" >> beam.Map(_write_outputs, beam.pvalue.AsSingleton(profile),
                                     beam.pvalue.AsSingleton(resolved), output_dir))
-
-
-def _keyed(event: windowing.Event):
-    """(user_id, plain tuple): primitives take Beam's fast coder across the GroupByKey (no pickling)."""
-    return event.user_id, (event.item, event.timestamp, event.rating, event.facts, event.numeric, event.millis)
 
 
 def windowed_schema(history_length: int, numeric_features):
@@ -268,10 +337,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         output = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
         output.split_names = standard_artifact_utils.encode_split_names(list(features.SPLITS))
 
+        files = sorted(tf.io.gfile.glob(pattern))
+        if not files:
+            raise FileNotFoundError(f"no event files match {pattern}")
         with self._make_beam_pipeline() as pipeline:
             _ = (pipeline
-                 | "ReadEvents" >> beam.io.ReadFromTFRecord(pattern)
-                 | "WindowEvents" >> WindowEvents(options, output.uri))  # pylint: disable=no-value-for-parameter
+                 | "EventFiles" >> beam.Create(files)
+                 | "Spread" >> beam.Reshuffle()
+                 | "ReadEvents" >> beam.ParDo(ReadRecordBatches())
+                 | "WindowEventBatches" >> WindowEventBatches(options, output.uri))  # pylint: disable=no-value-for-parameter
 
         with tf.io.gfile.GFile(os.path.join(output.uri, STATS_FILE)) as f:
             stats = json.load(f)

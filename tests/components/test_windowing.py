@@ -241,12 +241,48 @@ def test_multi_worker_beam_gives_identical_output(tmp_path, small_data):
     assert outputs["in_memory"] == outputs["multi_processing"]
 
 
+def _decoded(records):
+    """DecodeEventBatch's outputs for one batch: {user: columns}, {item: facts}, [profiles]."""
+    decoder = executor.DecodeEventBatch()
+    decoder.setup()
+    users, facts, profiles = {}, {}, []
+    for out in decoder.process(records):
+        if isinstance(out, beam.pvalue.TaggedOutput):
+            if out.tag == executor.FACTS:
+                facts[out.value[0]] = out.value[1]
+            else:
+                profiles.append(out.value)
+        else:
+            users[out[0]] = out[1]
+    return users, facts, profiles
+
+
 def test_the_milliseconds_cross_from_example_gen_to_windowing():
-    for millis, expected in ((123, 123), (None, 0)):
-        example = event_to_example(event_log.Event("u1", "B01", 1700000000, None, millis), None)
-        assert (features.EVENT_MILLIS in example.features.feature) == (millis is not None)
-        event = executor.parse_event(example.SerializeToString())
-        assert (event.user_id, event.item, event.timestamp, event.millis) == ("u1", "B01", 1700000000, expected)
+    examples = [event_to_example(event_log.Event(u, "B01", 1700000000, None, millis), None)
+                for u, millis in (("u1", 123), ("u2", None))]
+    assert [features.EVENT_MILLIS in e.features.feature for e in examples] == [True, False]
+    users, _, _ = _decoded([e.SerializeToString() for e in examples])
+    assert users == {"u1": (["B01"], [1700000000], [0.0], [123]), "u2": (["B01"], [1700000000], [0.0], [0])}
+
+
+def test_a_batch_of_events_is_decoded_per_user_with_each_items_facts_once():
+    """What HistoryWindowing reads of ExampleGen's events: per user of the batch its items, timestamps, ratings
+    and milliseconds in the batch's order; each item's title, categories and numbers once (sorted by feature);
+    the batch's events per day and numeric feature names."""
+    toy = event_log.ItemInfo("Toy Story (1995)", {"genres": ["Animation", "Comedy"]}, {"year": 1995.0})
+    plain = event_log.ItemInfo("Heat", {"genres": []}, {})
+    rows = [(event_log.Event("7", "1", 86400 * 3 + 5, 4.0), toy), (event_log.Event("8", "2", 86400 * 3, 2.5), plain),
+            (event_log.Event("7", "2", 86400 * 4, 1.0), plain), (event_log.Event("8", "9", 10, 3.0), None)]
+    users, facts, profiles = _decoded([event_to_example(e, i).SerializeToString() for e, i in rows])
+    assert users == {"7": (["1", "2"], [86400 * 3 + 5, 86400 * 4], [4.0, 1.0], [0, 0]),
+                     "8": (["2", "9"], [86400 * 3, 10], [2.5, 3.0], [0, 0])}
+    sep = features.FACT_SEPARATOR
+    assert facts == {
+        "1": ((f"{features.TITLE_FACT}{sep}Toy Story (1995)", f"cat:genres{sep}Animation", f"cat:genres{sep}Comedy",
+               f"num:year{sep}1995"), (("year", 1995.0),)),
+        "2": ((f"{features.TITLE_FACT}{sep}Heat",), ()),
+        "9": ((), ())}
+    assert profiles == [{"days": {3: 2, 4: 1, 0: 1}, "numeric": {"year"}}]
 
 
 @pytest.mark.parametrize("event", [
@@ -262,3 +298,4 @@ def test_the_fast_event_encoder_writes_what_the_proto_api_writes(event):
     info = event_log.ItemInfo("Toy Story (1995)", {"genres": ("Animation", "Children's")}, {"year": 1995.0})
     for item in (info, None, info):  # the second use of the item reads the cached part
         assert tf.train.Example.FromString(encode(event, item)) == event_to_example(event, item)
+

@@ -1,0 +1,38 @@
+"""EventExampleGen's readers write the event shards themselves: one per read unit, in input order."""
+
+import glob
+import os
+
+import apache_beam as beam
+import tensorflow as tf
+
+from ondevice_rec.components.event_example_gen import executor
+from ondevice_rec.data import synthetic
+
+
+def test_each_read_unit_writes_one_shard_holding_its_events_in_input_order(tmp_path, monkeypatch):
+    data = synthetic.write(synthetic.generate(synthetic.SyntheticConfig(users=30, items=40, mean_ratings_per_user=10,
+                                                                        seed=1)), str(tmp_path / "data"), "ml-1m")
+    monkeypatch.setattr(executor, "CHUNK_BYTES", 2_000)  # several byte ranges of the one ratings file
+    properties = {"input_base": data}
+    with beam.Pipeline(argv=["--direct_running_mode=in_memory"]) as pipeline:
+        _ = (pipeline | executor.EventsToExample(properties, "*")  # pylint: disable=no-value-for-parameter
+             | beam.io.WriteToTFRecord(str(tmp_path / "streamed" / "part"), file_name_suffix=".gz"))
+    out = tmp_path / "written"
+    os.makedirs(out)
+    with beam.Pipeline(argv=["--direct_running_mode=in_memory"]) as pipeline:
+        executor.write_events(pipeline, properties, "*", str(out), str(tmp_path / "report.json"))
+
+    def records(files):
+        return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    shards = sorted(glob.glob(str(out / "*")))
+    units = executor.read_units(executor.folder_spec("", data), data)
+    assert len(units) > 2 and [os.path.basename(s) for s in shards] == [
+        f"{executor.SHARD_PREFIX}-{i:05d}-of-{len(units):05d}.gz" for i in range(len(units))]
+    written = records(shards)
+    assert sorted(written) == sorted(records(glob.glob(str(tmp_path / "streamed" / "*"))))
+    # input order: the shards in unit order hold the ratings file's lines in order
+    lines = [line.split("::")[:2] for line in open(os.path.join(data, "ratings.dat"))]
+    events = [tf.train.Example.FromString(r).features.feature for r in written]
+    assert [[e["user_id"].bytes_list.value[0].decode(), e["item_id"].bytes_list.value[0].decode()]
+            for e in events] == lines
