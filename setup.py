@@ -34,7 +34,7 @@ setuptools.setup(
     # The demo's web runtime (demo/node_modules) is installed by `npm ci` in demo/, not packaged.
     package_data={"ondevice_rec": ["components/event_example_gen/*.pbtxt", "components/tflite_pusher/*.json",
                                    "demo/static/*", "demo/package.json", "demo/package-lock.json"]},
-    # The pinned TFX stack is installed from constraints.txt first (see README); these are the direct needs.
+    # The pinned TFX stack is installed from constraints.txt first (docs/operations.md, "Why these pins"); these are the direct needs.
     install_requires=[
         "tfx>=1.16,<1.17",
         "tensorflow>=2.16,<2.17",

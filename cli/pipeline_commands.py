@@ -5,7 +5,7 @@ from __future__ import annotations
 from ondevice_rec.cli.common import EXIT_FAILED, EXIT_OK, add_command
 
 RUN_EXAMPLES = """  ondevice-rec run --data-dir ../shared/data/ml-100k --output-dir /tmp/out
-  ondevice-rec run --events shop/events.json --output-dir /tmp/shop        # any activity log (README)
+  ondevice-rec run --events shop/events.json --output-dir /tmp/shop        # any activity log (docs/event-spec.md)
   ondevice-rec run --events log.csv --event-field user=customer --event-field item=sku --output-dir /tmp/o
   ondevice-rec run --dataset ml-1m --output-dir out --history-length 20 --epochs 20
   ondevice-rec run --data-dir data --output-dir out --beam-arg=--direct_num_workers=2"""
