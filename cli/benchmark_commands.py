@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ondevice_rec.cli.common import EXIT_FAILED, EXIT_OK, add_command, csv
+from ondevice_rec.cli.common import EXIT_FAILED, EXIT_OK, add_command, add_output_dir, add_output_file, add_top_k, csv
 
 EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
   ondevice-rec benchmark quality --data-dir ../shared/data/ml-100k
@@ -36,7 +36,7 @@ def register(commands) -> None:
     bw.add_argument("--history-length", type=int, default=10, help="default: %(default)s")
     bw.add_argument("--work-dir", default="", help="where data and outputs go (default: a temporary folder, "
                                                    "deleted at the end)")
-    bw.add_argument("--out", default="benchmarks/results/windowing.json", help="JSON output (default: %(default)s)")
+    add_output_file(bw, "the JSON results", default="benchmarks/results/windowing.json")
     bw.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                     help="Beam pipeline option, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
 
@@ -73,7 +73,7 @@ def register(commands) -> None:
     bq.add_argument("--work-dir", default="", help="the data stages' pipeline root and MLMD store (default: a "
                                                    "temporary folder, deleted at the end; reuse one to skip the "
                                                    "cached stages)")
-    bq.add_argument("--out-dir", default="benchmarks/results", help="quality.json/.md/.png (default: %(default)s)")
+    add_output_dir(bq, "where quality.json/.md/.png go (default: %(default)s)", default="benchmarks/results")
     bq.add_argument("--users", default="", metavar="FILE",
                     help="also score every model on the users listed in FILE, one key a line (default: the "
                          f"dataset folder's {anchors.USERS_FILE}, when it has one)")
@@ -85,7 +85,7 @@ def register(commands) -> None:
                     help="one Flink run per count, each on a new local cluster (default: %(default)s)")
     br.add_argument("--work-dir", default="", help="where outputs go (default: a temporary folder, deleted at "
                                                    "the end)")
-    br.add_argument("--out", default="benchmarks/results/beam_runners.json", help="JSON output (default: %(default)s)")
+    add_output_file(br, "the JSON results", default="benchmarks/results/beam_runners.json")
 
     bs = sub("scale", "the data stages on synthetic MovieLens-25M-shaped logs of growing size: seconds, CPU per "
                       "event and peak memory per stage", cmd_scale)
@@ -96,7 +96,7 @@ def register(commands) -> None:
     bs.add_argument("--seed", type=int, default=0, help="the generator's seed (default: %(default)s)")
     bs.add_argument("--work-dir", default="", help="where the logs and outputs go (default: a temporary folder, "
                                                    "deleted at the end; reuse one to skip generating the logs)")
-    bs.add_argument("--out", default="benchmarks/results/scale.json", help="JSON output (default: %(default)s)")
+    add_output_file(bs, "the JSON results", default="benchmarks/results/scale.json")
 
     bl = sub("latency", "TFLite p50/p90/p99 (1 and 4 threads) vs the SavedModel, and size", cmd_latency)
     target = bl.add_mutually_exclusive_group(required=True)
@@ -109,8 +109,8 @@ def register(commands) -> None:
                                                    "folder, deleted at the end)")
     bl.add_argument("--encoders", default=",".join(ENCODERS), help="--all: default: %(default)s")
     bl.add_argument("--quantizations", default=",".join(QUANTIZATIONS), help="--all: default: %(default)s")
-    bl.add_argument("--top-k", type=int, default=100, help="--all: recommendations per call (default: %(default)s)")
-    bl.add_argument("--out", default="benchmarks/results/latency.json", help="JSON output (default: %(default)s)")
+    add_top_k(bl, 100, "--all: recommendations per call")
+    add_output_file(bl, "the JSON results", default="benchmarks/results/latency.json")
     bl.add_argument("--reference-models", default=REFERENCE_MODELS_DIR, metavar="DIR",
                     help="--model: also time every .tflite in DIR in the same run, when it exists (default: "
                          "%(default)s, the 2020 solution's two published models; '' to skip)")
@@ -125,7 +125,7 @@ def cmd_windowing(args) -> int:
     from ondevice_rec.benchmarks import windowing
     _quiet()
     result = windowing.run(ratings=args.ratings, history_length=args.history_length, work_dir=args.work_dir,
-                           beam_args=args.beam_arg, out_json=args.out)
+                           beam_args=args.beam_arg, out_json=args.output)
     return EXIT_OK if result["identical"] else EXIT_FAILED
 
 
@@ -149,7 +149,7 @@ def cmd_quality(args) -> int:
         except ValueError:
             raise ValueError(f"history length {n!r} is not a positive integer") from None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = dict(encoders=csv(encoders), history_lengths=lengths, out_dir=args.out_dir,
+    settings = dict(encoders=csv(encoders), history_lengths=lengths, out_dir=args.output_dir,
                     base=dataclasses.replace(model, embedding_dim=embedding_dim, epochs=epochs), overrides=args.hparam,
                     seeds=args.seeds, work_dir=args.work_dir, users_file=args.users, ablations=args.ablation)
     datasets = quality.expand_datasets(args.data_dir) + [quality.SYNTHETIC_PREFIX + shape for shape in args.synthetic]
@@ -159,10 +159,10 @@ def cmd_quality(args) -> int:
         from ondevice_rec.benchmarks import anchors
         settings["users_file"] = args.users or anchors.users_file(datasets[0])
         quality.run(datasets[0], events=quality.dataset_events(datasets[0]), **settings)
-        print(f"written to {args.out_dir}/quality.json, quality.md, quality.png")
+        print(f"written to {args.output_dir}/quality.json, quality.md, quality.png")
     else:
         quality.run_datasets(datasets, **settings)
-        print(f"written to {args.out_dir}/datasets.json, datasets.md and a quality.* folder per dataset")
+        print(f"written to {args.output_dir}/datasets.json, datasets.md and a quality.* folder per dataset")
     return EXIT_OK
 
 
@@ -170,7 +170,7 @@ def cmd_beam_runners(args) -> int:
     from ondevice_rec.benchmarks import beam_runners
     _quiet()
     result = beam_runners.run(args.data_dir, work_dir=args.work_dir,
-                              taskmanagers=[int(n) for n in csv(args.taskmanagers)], out_json=args.out)
+                              taskmanagers=[int(n) for n in csv(args.taskmanagers)], out_json=args.output)
     return EXIT_OK if result["all_identical"] else EXIT_FAILED
 
 
@@ -179,8 +179,8 @@ def cmd_scale(args) -> int:
     sizes = [scale.parse_size(text) for text in csv(args.sizes)]
     _quiet()
     scale.run(sizes, work_dir=args.work_dir, engines=csv(args.engines), taskmanagers=args.taskmanagers,
-              seed=args.seed, out_json=args.out)
-    print(f"written to {args.out}")
+              seed=args.seed, out_json=args.output)
+    print(f"written to {args.output}")
     return EXIT_OK
 
 
@@ -189,9 +189,9 @@ def cmd_latency(args) -> int:
     _quiet()
     if args.all:
         latency.run_all(work_dir=args.work_dir, encoders=csv(args.encoders), quantizations=csv(args.quantizations),
-                        top_k=args.top_k, iterations=args.iterations, out=args.out)
+                        top_k=args.top_k, iterations=args.iterations, out=args.output)
     else:
-        latency.run_model(args.model, args.saved_model, args.iterations, out=args.out,
+        latency.run_model(args.model, args.saved_model, args.iterations, out=args.output,
                           references=args.reference_models)
-    print(f"written to {args.out}")
+    print(f"written to {args.output}")
     return EXIT_OK

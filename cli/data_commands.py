@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ondevice_rec.cli.common import EXIT_OK, add_command
+from ondevice_rec.cli.common import EXIT_OK, add_command, add_output_dir
 
 
 def register(commands) -> None:
@@ -10,16 +10,16 @@ def register(commands) -> None:
     defaults = synthetic.SyntheticConfig()
     syn = add_command(commands, "make-synthetic", "write a synthetic activity log (MovieLens layouts, an "
                                                   "e-commerce JSONL log, or a plain user,item CSV)",
-                      "  ondevice-rec make-synthetic --format ml-1m --out /tmp/synthetic --users 500 --items 400\n"
-                      "  ondevice-rec make-synthetic --format ecommerce --out /tmp/shop    # then: run --events "
+                      "  ondevice-rec make-synthetic --format ml-1m --output-dir /tmp/synthetic --users 500 --items 400\n"
+                      "  ondevice-rec make-synthetic --format ecommerce --output-dir /tmp/shop    # then: run --events "
                       "/tmp/shop/events.json\n"
-                      "  ondevice-rec make-synthetic --shape large-catalogue --out /tmp/big   # run --events "
+                      "  ondevice-rec make-synthetic --shape large-catalogue --output-dir /tmp/big   # run --events "
                       "/tmp/big/events.json", cmd_make_synthetic)
     syn.add_argument("--format", choices=synthetic.FORMATS, help="the layout (required without --shape)")
     syn.add_argument("--shape", choices=sorted(synthetic.SHAPES),
                      help="a named kind of log with its own settings and layout: " + "; ".join(
                          f"{name}: {shape.about}" for name, shape in sorted(synthetic.SHAPES.items())))
-    syn.add_argument("--out", required=True)
+    add_output_dir(syn, "the folder the log is written to", required=True)
     syn.add_argument("--users", type=int, help=f"default: {defaults.users} (a shape's own without --shape)")
     syn.add_argument("--items", type=int, help=f"default: {defaults.items}")
     syn.add_argument("--mean-ratings-per-user", type=int, help=f"default: {defaults.mean_ratings_per_user}")
@@ -44,10 +44,10 @@ def cmd_make_synthetic(args) -> int:
     config = dataclasses.replace(shape.config, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
     fmt = args.format or shape.fmt
     data = synthetic.generate(config)
-    synthetic.write(data, args.out, fmt, seed=args.seed, sparse_ids=args.sparse_ids,
+    synthetic.write(data, args.output_dir, fmt, seed=args.seed, sparse_ids=args.sparse_ids,
                     categories=shape.categories and fmt == synthetic.PLAIN)
     print(f"wrote {len(data.user_id)} events by {config.users} users on {len(set(data.movie_id.tolist()))} "
-          f"items ({fmt} layout) to {args.out}")
+          f"items ({fmt} layout) to {args.output_dir}")
     return EXIT_OK
 
 

@@ -6,23 +6,23 @@ import os
 import sys
 import time
 
-from ondevice_rec.cli.common import EXIT_BAD_INPUT, EXIT_OK, add_command
+from ondevice_rec.cli.common import EXIT_BAD_INPUT, EXIT_OK, add_command, add_model, add_output_dir, add_output_file, add_top_k
 
 
 def register(commands) -> None:
     rec = add_command(commands, "recommend", "run a published .tflite model on a history",
-                      "  ondevice-rec recommend --model /tmp/out/serving/latest --history 50,172,181 --k 10",
+                      "  ondevice-rec recommend --model /tmp/out/serving/latest --history 50,172,181 --top-k 10",
                       cmd_recommend)
-    rec.add_argument("--model", required=True, help="a published version folder, e.g. OUT/serving/latest")
+    add_model(rec, required=True)
     rec.add_argument("--history", required=True,
                      help="item keys in the order seen, oldest first: 1,2,3 (MovieLens ids) or B00X,B00Y (SKUs)")
-    rec.add_argument("--k", type=int, default=10, help="how many to print (default: %(default)s)")
+    add_top_k(rec, 10, "how many to print")
 
     ev = add_command(commands, "evaluate", "score a published model on its run's test split, overall and on a "
                      "list of users",
-                     "  ondevice-rec evaluate /tmp/out-sas --users ../shared/data/ml-1m-sas/complete_users.txt",
+                     "  ondevice-rec evaluate --output-dir /tmp/out-sas --users ../shared/data/ml-1m-sas/complete_users.txt",
                      cmd_evaluate)
-    ev.add_argument("output_dir", metavar="OUT", help="a pipeline output folder (the --output-dir of run)")
+    add_output_dir(ev, "the run's output folder (the --output-dir of run)", required=True)
     ev.add_argument("--version", default="latest", help="published version (default: %(default)s)")
     ev.add_argument("--users", default=None, metavar="FILE", help="also score the users listed in FILE, one key a line")
     ev.add_argument("--split", default="test", choices=("eval", "test"), help="default: %(default)s")
@@ -30,16 +30,16 @@ def register(commands) -> None:
     demo = add_command(commands, "demo", "serve a page that re-ranks on every pick, the model running in the browser",
                        "  ondevice-rec demo --model /tmp/out/serving/latest            # then open "
                        "http://127.0.0.1:8000/", cmd_demo)
-    demo.add_argument("--model", required=True, help="a published version folder, e.g. OUT/serving/latest")
+    add_model(demo, required=True)
     demo.add_argument("--port", type=int, default=8000, help="default: %(default)s (0: any free port)")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
 
-    rep = add_command(commands, "report", "write one self-contained HTML page about OUT: every pipeline run, the serving model, its training",
-                      "  ondevice-rec report /tmp/out\n"
-                      "  ondevice-rec report /tmp/out --quality benchmarks/results/quality.json "
+    rep = add_command(commands, "report", "write one self-contained HTML page about a run's output folder: every pipeline run, the serving model, its training",
+                      "  ondevice-rec report --output-dir /tmp/out\n"
+                      "  ondevice-rec report --output-dir /tmp/out --quality benchmarks/results/quality.json "
                       "--latency benchmarks/results/latency.json", cmd_report)
-    rep.add_argument("output_dir", metavar="OUT", help="a pipeline output folder (the --output-dir of run)")
-    rep.add_argument("--out", default=None, help="HTML file (default: OUT/report.html)")
+    add_output_dir(rep, "the run's output folder (the --output-dir of run)", required=True)
+    add_output_file(rep, "the HTML file (default: report.html in the output folder)")
     rep.add_argument("--quality", default=None,
                      help="quality benchmark JSON (default: benchmarks/results/quality.json if present)")
     rep.add_argument("--latency", default=None,
@@ -52,8 +52,8 @@ def cmd_recommend(args) -> int:
     if not keys or any(not k for k in keys):
         print(f"--history must be comma-separated item keys with none empty, got {args.history!r}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.k < 1:
-        print("--k must be at least 1", file=sys.stderr)
+    if args.top_k < 1:
+        print("--top-k must be at least 1", file=sys.stderr)
         return EXIT_BAD_INPUT
     recommender = Recommender(args.model)
     encoded = recommender.encode(keys)
@@ -67,7 +67,7 @@ def cmd_recommend(args) -> int:
         print("no key of --history is in the vocabulary: nothing to recommend from", file=sys.stderr)
         return EXIT_BAD_INPUT
     start = time.perf_counter()
-    results = recommender.recommend_encoded(encoded, args.k)
+    results = recommender.recommend_encoded(encoded, args.top_k)
     elapsed_ms = (time.perf_counter() - start) * 1000
     titles = recommender.titles
     print("History (oldest first): " + ", ".join(f"{k} {titles.get(k) or ''}".strip() for k in encoded.keys))
@@ -105,5 +105,5 @@ def cmd_evaluate(args) -> int:
 
 def cmd_report(args) -> int:
     from ondevice_rec.pipeline import report
-    print(f"Report: {report.write(args.output_dir, args.out, args.quality, args.latency)}")
+    print(f"Report: {report.write(args.output_dir, args.output, args.quality, args.latency)}")
     return EXIT_OK

@@ -1,4 +1,4 @@
-"""``ondevice-rec report OUT``: one self-contained HTML page for whoever owns OUT's (scheduled) pipeline.
+"""``ondevice-rec report --output-dir OUT``: one self-contained HTML page for whoever owns OUT's (scheduled) pipeline.
 
 From ML Metadata: the serving model's lineage, walking back from the publish of the version ``latest`` points
 to (pusher -> blessing, test evaluation, model, windowed examples -> ExampleGen span -> statistics), its

@@ -109,7 +109,7 @@ def quality_run(tmp_path_factory):
     code, printed = _cli_output(["benchmark", "quality", "--data-dir", data_dir, "--encoders", "bow",
                                  "--history-lengths", "5", "--epochs", "3", "--embedding-dim", "16",
                                  "--hparam", "batch_size=64", "--hparam", "learning_rate=0.005",
-                                 "--work-dir", str(work), "--out-dir", str(out), "--users", str(users)])
+                                 "--work-dir", str(work), "--output-dir", str(out), "--users", str(users)])
     assert code == 0, printed
     return {"data_dir": data_dir, "work_dir": str(work), "out_dir": out, "printed": printed,
             "result": json.loads((out / "quality.json").read_text())}
@@ -125,6 +125,6 @@ def published_latency(tmp_path_factory, two_runs):
     (references / "stand_in_top100.tflite").write_bytes(seed_like_tflite())
     out = tmp_path_factory.mktemp("latency") / "latency.json"
     code, printed = _cli_output(["benchmark", "latency", "--model", os.path.join(config.serving_dir, "latest"),
-                                 "--iterations", "50", "--out", str(out), "--reference-models", str(references)])
+                                 "--iterations", "50", "--output", str(out), "--reference-models", str(references)])
     assert code == 0, printed
     return {"path": out, "printed": printed, "result": json.loads(out.read_text())}

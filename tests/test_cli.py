@@ -23,17 +23,17 @@ def test_run_on_a_folder_without_ratings_exits_2(tmp_path, capsys):
 
 def test_make_synthetic_writes_a_named_shape_and_needs_a_format_or_a_shape(tmp_path, capsys):
     from ondevice_rec.data import events
-    assert cli.main(["make-synthetic", "--shape", "short-sessions", "--users", "300", "--out",
+    assert cli.main(["make-synthetic", "--shape", "short-sessions", "--users", "300", "--output-dir",
                      str(tmp_path / "s")]) == 0
     assert "by 300 users" in capsys.readouterr().out
     spec = events.load_spec(str(tmp_path / "s" / "events.json"))
     assert spec.timestamp is None and spec.items is not None and (tmp_path / "s" / "items.csv").exists()
-    assert cli.main(["make-synthetic", "--out", str(tmp_path / "t")]) == cli.EXIT_BAD_INPUT
+    assert cli.main(["make-synthetic", "--output-dir", str(tmp_path / "t")]) == cli.EXIT_BAD_INPUT
     assert "--format or --shape" in capsys.readouterr().err
 
 
 def test_make_synthetic_writes_the_requested_layout(tmp_path, capsys):
-    assert cli.main(["make-synthetic", "--format", "ml-100k", "--out", str(tmp_path), "--users", "30",
+    assert cli.main(["make-synthetic", "--format", "ml-100k", "--output-dir", str(tmp_path), "--users", "30",
                      "--items", "60"]) == 0
     assert os.path.exists(tmp_path / "u.data") and os.path.exists(tmp_path / "u.item")
     assert "ml-100k layout" in capsys.readouterr().out
@@ -115,7 +115,7 @@ def test_help_lists_every_command_and_is_fast():
 def test_recommend_prints_titles_and_skips_history(two_runs, capsys):
     config, _, _ = two_runs
     model = os.path.join(config.serving_dir, "latest")
-    assert cli.main(["recommend", "--model", model, "--history", "1,2,3,2,99999", "--k", "5"]) == 0
+    assert cli.main(["recommend", "--model", model, "--history", "1,2,3,2,99999", "--top-k", "5"]) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     ranked = [line for line in lines if line.strip()[:2].rstrip(".").isdigit()]
@@ -157,7 +157,7 @@ def test_hparams_override_typed_model_settings():
 
 def test_bad_hparam_exits_2(tmp_path, capsys):
     data = tmp_path / "data"
-    cli.main(["make-synthetic", "--format", "ml-1m", "--out", str(data), "--users", "20", "--items", "40"])
+    cli.main(["make-synthetic", "--format", "ml-1m", "--output-dir", str(data), "--users", "20", "--items", "40"])
     code = cli.main(["run", "--data-dir", str(data), "--output-dir", str(tmp_path / "out"), "--hparam", "x=1"])
     assert code == cli.EXIT_BAD_INPUT
     assert "--hparam expects KEY=VALUE" in capsys.readouterr().err
@@ -172,7 +172,7 @@ def test_latency_all_refuses_unknown_encoders_and_modes_before_any_work(capsys):
 
 
 def test_quality_benchmark_refuses_bad_settings_before_any_work(tmp_path, capsys):
-    base = ["benchmark", "quality", "--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "out")]
+    base = ["benchmark", "quality", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]
     assert cli.main(base + ["--encoders", "lstm,gru"]) == cli.EXIT_BAD_INPUT
     assert "'gru'" in capsys.readouterr().err
     assert cli.main(base + ["--history-lengths", "10,0"]) == cli.EXIT_BAD_INPUT
@@ -206,7 +206,7 @@ def test_quality_benchmark_on_one_log_folder_reads_it_through_its_event_spec(tmp
                                str(tmp_path / "log"), "plain")
     calls = []
     monkeypatch.setattr(quality, "run", lambda data_dir, events=None, **settings: calls.append((data_dir, events)))
-    assert cli.main(["benchmark", "quality", "--data-dir", data_dir, "--out-dir", str(tmp_path / "out")]) == 0
+    assert cli.main(["benchmark", "quality", "--data-dir", data_dir, "--output-dir", str(tmp_path / "out")]) == 0
     (called_dir, spec), = calls
     assert called_dir == data_dir and spec is not None and spec.user == "user" and spec.item == "item"
 
@@ -322,11 +322,11 @@ def test_evaluate_rescores_the_published_model_overall_and_on_listed_users(two_r
     for key in ("recall@1", "recall@5", "recall@10", "ndcg@10"):
         assert result["all"][key] == pytest.approx(published[key], abs=1e-6)
     assert result["subset"]["users"] == 3 and result["subset"]["users_listed"] == 4
-    assert cli.main(["evaluate", config.output_dir, "--users", str(users)]) == 0
+    assert cli.main(["evaluate", "--output-dir", config.output_dir, "--users", str(users)]) == 0
     printed = capsys.readouterr().out
     assert f"| all | {published['num_eval_users']:,} |" in printed and "| listed in users.txt (4 listed) | 3 |" in printed
     users.write_text("no-such-user\n")
-    assert cli.main(["evaluate", config.output_dir, "--users", str(users)]) == 2
+    assert cli.main(["evaluate", "--output-dir", config.output_dir, "--users", str(users)]) == 2
 
 
 def test_beam_stages_never_make_tfx_package_itself_into_a_temporary_folder(monkeypatch, tmp_path):
@@ -344,3 +344,39 @@ def test_beam_stages_never_make_tfx_package_itself_into_a_temporary_folder(monke
         args = PipelineConfig(str(tmp_path), str(tmp_path), beam_args=beam_args).beam_pipeline_args()
         executor = Executor(BaseBeamExecutor.Context(beam_pipeline_args=args, tmp_dir=str(tmp_path)))
         assert f"--setup_file={PROJECT_SETUP_FILE}" in executor._beam_pipeline_args  # pylint: disable=protected-access
+
+
+def _commands(parser, path=()):
+    """``(command path, its parser)`` for every leaf command of the CLI."""
+    import argparse
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # pylint: disable=protected-access
+    if not subparsers:
+        yield path, parser
+        return
+    for name, sub in subparsers[0].choices.items():
+        yield from _commands(sub, path + (name,))
+
+
+def test_every_command_follows_one_grammar_documented_in_docs_cli():
+    """One spelling for a folder (--output-dir), a file written (--output), a published model (--model) and a
+    number of recommendations (--top-k); no positional output folder; every command documented in docs/cli.md."""
+    import os
+    from ondevice_rec.cli import common
+    commands = list(_commands(cli.parser()))
+    assert len(commands) > 15
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "cli.md")) as f:
+        documented = f.read()
+    for path, command in commands:
+        flags = {option: action for action in command._actions for option in action.option_strings}  # pylint: disable=protected-access
+        assert not set(flags) & set(common.RETIRED_FLAGS), (path, sorted(set(flags) & set(common.RETIRED_FLAGS)))
+        for option, action in flags.items():
+            assert option not in ("--output-file", "--outdir", "--k-top", "--output-folder"), (path, option)
+            if option == common.OUTPUT_DIR:
+                assert action.dest == "output_dir", path
+            if option == common.OUTPUT_FILE:
+                assert action.dest == "output", path
+            if action.dest in ("output_dir", "output", "top_k"):
+                assert option in (common.OUTPUT_DIR, common.OUTPUT_FILE, common.TOP_K), (path, option)
+        positional = [a.dest for a in command._actions if not a.option_strings and a.dest != "help"]  # pylint: disable=protected-access
+        assert "output_dir" not in positional, path
+        assert f"`ondevice-rec {' '.join(path)}" in documented, f"docs/cli.md does not show {' '.join(path)}"

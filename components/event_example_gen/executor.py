@@ -181,7 +181,8 @@ class _WriteEvents(_ReadEvents):
 
     Instead of TFX's WriteSplit (Reshuffle, then Beam's per-record Python writer): every event crossed a
     shuffle and two stages as a Beam element (docs/results.md, "The data stages on batches"). A retried unit
-    rewrites its shard under the same name (written to a temporary name, then renamed)."""
+    rewrites its shard under the same name: written in a temporary folder beside ``output_dir`` (which readers
+    never glob), then renamed into it."""
 
     def __init__(self, spec_json: str, items: Dict[str, events.ItemInfo], has_items: bool, output_dir: str,
                  shards: int):
@@ -190,14 +191,21 @@ class _WriteEvents(_ReadEvents):
 
     def process(self, indexed_unit):
         shard, unit = indexed_unit
-        path = os.path.join(self._output_dir, f"{SHARD_PREFIX}-{shard:05d}-of-{self._shards:05d}.gz")
-        temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-        with tf.io.TFRecordWriter(temporary, options="GZIP") as writer:
-            for out in self._read(unit):
-                if isinstance(out, bytes):
-                    writer.write(out)
-                else:
-                    yield out
+        name = f"{SHARD_PREFIX}-{shard:05d}-of-{self._shards:05d}.gz"
+        path = os.path.join(self._output_dir, name)
+        temporary = os.path.join(writing_dir(self._output_dir), f"{name}.{uuid.uuid4().hex}")
+        tf.io.gfile.makedirs(os.path.dirname(temporary))
+        try:
+            with tf.io.TFRecordWriter(temporary, options="GZIP") as writer:
+                for out in self._read(unit):
+                    if isinstance(out, bytes):
+                        writer.write(out)
+                    else:
+                        yield out
+        except BaseException:
+            if tf.io.gfile.exists(temporary):
+                tf.io.gfile.remove(temporary)
+            raise
         tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
@@ -220,6 +228,11 @@ def EventsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  #
     """Serialized event tf.Examples of every matched folder, as a PCollection; with ``report_path``, also writes
     counts and bad-line samples."""
     return _read_events(pipeline, exec_properties, split_pattern, report_path)
+
+
+def writing_dir(output_dir: str) -> str:
+    """Where ``_WriteEvents`` writes shards before renaming them into ``output_dir`` (removed after the run)."""
+    return os.path.join(os.path.dirname(output_dir.rstrip("/")), ".writing-" + os.path.basename(output_dir.rstrip("/")))
 
 
 def write_events(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str, output_dir: str,
@@ -375,6 +388,8 @@ class Executor(BaseExampleGenExecutor):
         tf.io.gfile.makedirs(split_dir)
         with self._make_beam_pipeline() as pipeline:
             write_events(pipeline, exec_properties, split.pattern, split_dir, self._report_path)
+        if tf.io.gfile.exists(writing_dir(split_dir)):
+            tf.io.gfile.rmtree(writing_dir(split_dir))
         examples_utils.set_payload_format(examples, exec_properties.get(
             standard_component_specs.OUTPUT_DATA_FORMAT_KEY) or example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples, write_split.to_file_format_str(exec_properties.get(

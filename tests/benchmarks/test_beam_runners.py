@@ -19,7 +19,7 @@ def test_data_stages_are_identical_on_a_one_taskmanager_flink_cluster(tmp_path, 
                                                                         seed=3)), str(tmp_path / "data"), "ml-100k")
     out = tmp_path / "beam_runners.json"
     code = cli.main(["benchmark", "beam-runners", "--data-dir", data, "--work-dir", str(tmp_path / "work"),
-                     "--taskmanagers", "1", "--out", str(out)])
+                     "--taskmanagers", "1", "--output", str(out)])
     result = json.loads(out.read_text())
     assert code == 0 and result["all_identical"], result["identical"]
     assert set(result["identical"]["flink-1tm"]) == {Nodes.EXAMPLE_GEN, Nodes.STATISTICS_GEN, Nodes.EXAMPLE_VALIDATOR,

@@ -35,7 +35,7 @@ def test_the_monitor_sees_the_cpu_and_memory_of_a_child_process():
 def test_scale_benchmark_measures_every_data_stage(tmp_path, capfd):
     out = str(tmp_path / "scale.json")
     assert cli.main(["benchmark", "scale", "--sizes", "20K", "--work-dir", str(tmp_path / "work"),
-                     "--out", out]) == cli.EXIT_OK
+                     "--output", out]) == cli.EXIT_OK
     with open(out) as f:
         result = json.load(f)
     direct = result["sizes"]["20000"]["engines"]["direct"]

@@ -26,6 +26,7 @@ def test_each_read_unit_writes_one_shard_holding_its_events_in_input_order(tmp_p
     def records(files):
         return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
     shards = sorted(glob.glob(str(out / "*")))
+    assert os.listdir(executor.writing_dir(str(out))) == []  # every shard renamed out of the temporary folder
     units = executor.read_units(executor.folder_spec("", data), data)
     assert len(units) > 2 and [os.path.basename(s) for s in shards] == [
         f"{executor.SHARD_PREFIX}-{i:05d}-of-{len(units):05d}.gz" for i in range(len(units))]

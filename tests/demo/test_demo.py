@@ -64,7 +64,7 @@ def test_every_pick_reranks_in_the_browser_like_the_cli(demo_server, capsys):
         assert len(browser) == 10 and not set(i for i, _ in browser) & set(step["history"])
         # The same ranking as `ondevice-rec recommend` (the Python TFLite interpreter) for this history.
         assert cli.main(["recommend", "--model", model_dir, "--history", ",".join(map(str, step["history"])),
-                         "--k", "10"]) == 0
+                         "--top-k", "10"]) == 0
         printed = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line[:3].strip().isdigit()]
         assert [i for i, _ in browser] == printed
         expected = recommender.recommend(step["history"], 10)

@@ -14,7 +14,7 @@ def test_report_shows_data_quality_latency_and_lineage(two_runs, published_laten
     latency, quality_dir = published_latency["path"], quality_run["out_dir"]
     out = tmp_path / "report.html"
     capsys.readouterr()
-    assert cli.main(["report", config.output_dir, "--out", str(out), "--quality", str(quality_dir / "quality.json"),
+    assert cli.main(["report", "--output-dir", config.output_dir, "--output", str(out), "--quality", str(quality_dir / "quality.json"),
                      "--latency", str(latency)]) == 0
     page = out.read_text(encoding="utf-8")
     # Self-contained: the plot is inlined, nothing is fetched.
@@ -32,5 +32,5 @@ def test_report_shows_data_quality_latency_and_lineage(two_runs, published_laten
 
 
 def test_report_on_a_folder_without_a_published_model_exits_2(tmp_path, capsys):
-    assert cli.main(["report", str(tmp_path)]) == cli.EXIT_BAD_INPUT
+    assert cli.main(["report", "--output-dir", str(tmp_path)]) == cli.EXIT_BAD_INPUT
     assert "nothing is published" in capsys.readouterr().err

@@ -135,7 +135,7 @@ def test_the_operators_report_shows_every_cycle_as_mlmd_recorded_it(cycles, tmp_
     from ondevice_rec.pipeline import report
     config, (first, _), (second, _), third = cycles
     out = str(tmp_path / "report.html")
-    assert cli.main(["report", config.output_dir, "--out", out]) == 0
+    assert cli.main(["report", "--output-dir", config.output_dir, "--output", out]) == 0
     collected = report.collect(config.output_dir)
     history = collected["history"]
     store, _ = _executions(config, first.run_id)
