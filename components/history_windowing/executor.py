@@ -35,7 +35,7 @@ SCHEMA_FILE = "schema.pbtxt"
 
 
 # Events decoded per batch (tfx_bsl's C++ decoder into Arrow columns) instead of one proto per event. Measured on
-# ML-1M-SAS: docs/results.md, "HistoryWindowing on batches".
+# ML-1M-SAS: docs/results.md, "The data stages on batches".
 EVENT_BATCH = 16_384
 FACTS, PROFILE = "facts", "profile"
 
