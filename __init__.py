@@ -1,4 +1,4 @@
-"""ondevice-rec: a TFX pipeline that trains a next-movie recommender and ships it as TFLite.
+"""ondevice-rec: a TFX pipeline that learns a next-item recommender from activity logs and ships it as an on-device TFLite model.
 
 The repository root is the ``ondevice_rec`` package (see ``setup.py``): ``pipeline/``, ``components/``,
 ``modules/``, ``data/`` and ``kubeflow/`` are its sub-packages.

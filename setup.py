@@ -27,7 +27,7 @@ def _packages():
 setuptools.setup(
     name="ondevice-rec",
     version="0.1.0",
-    description="TFX pipeline that trains a next-movie recommender and publishes it as an on-device TFLite model",
+    description="TFX pipeline that learns a next-item recommender from activity logs and publishes it as an on-device TFLite model",
     python_requires=">=3.9",
     package_dir={"ondevice_rec": "."},
     packages=_packages(),

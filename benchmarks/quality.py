@@ -4,8 +4,8 @@ The data is the pipeline's own: ExampleGen and HistoryWindowing (leave-last-out,
 encoder's loss wants) run on BeamDagRunner (``benchmarks/data.py``), and the models train on the Trainer's
 input pipeline and training loop. Full ranking over the catalogue with padding, movies absent from training and
 every already-rated movie excluded. Models are scored through the exported ``serving_default`` function (the
-code TFMA runs) with the shared ``RecallAtK`` / ``NdcgAtK`` metrics; baselines are scored with the same metrics
-on score matrices built with the same exclusions.
+code TFMA runs) with the registered ranking metrics (``modules/ranking_metrics.METRICS``); baselines are scored
+with the same metrics on score matrices built with the same exclusions.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from ondevice_rec.benchmarks.data import WindowedSplit, temporary_work_dir
 from ondevice_rec.modules import encoders as encoder_registry
 from ondevice_rec.modules.config import ENCODERS, ModelConfig
 from ondevice_rec.modules.features import SEEN_INDEX
+from ondevice_rec.modules.ranking_metrics import GATE, METRICS, NAMES, table_cells, table_header
 
-SPREAD_METRICS = ("recall@10", "ndcg@10", "listed_recall@10", "listed_ndcg@10")  # with a std over seeds
+LISTED = "listed_"  # the prefix of the metrics on the listed users only (``users_file``)
+SPREAD_METRICS = NAMES + tuple(LISTED + name for name in NAMES)  # with a std over seeds
 SYNTHETIC_PREFIX = "synthetic:"  # a dataset named synthetic:SHAPE is generated (data/synthetic.SHAPES)
 # What the benchmark trains unless told (``--run-defaults``: what ``ondevice-rec run`` trains).
 HISTORY_LENGTHS = (10, 50, 100)
@@ -47,7 +49,7 @@ def evaluate_model(model, data: WindowedSplit, config: ModelConfig, which: str =
     result = {k: v for k, v in scored["all"].items() if k != "users"}
     if users is not None:
         listed = dict(scored["subset"])
-        result.update({f"listed_{k}": v for k, v in listed.items() if k != "users"}, listed_users=listed["users"])
+        result.update({LISTED + k: v for k, v in listed.items() if k != "users"}, listed_users=listed["users"])
     return result
 
 
@@ -136,7 +138,7 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
             results["num_events"] = int(sum(len(e[SEEN_INDEX]) for e in data.examples("eval")) + 2 * len(targets))
             results["baselines"] = data.baselines("test")
             for name, values in results["baselines"].items():
-                report(f"  {name:<22} recall@10 {values['recall@10']:.4f}")
+                report(f"  {name:<22} {GATE.name} {values[GATE.name]:.4f}")
         runs, epochs_run, stopped_by, t = [], [], [], time.perf_counter()
         for seed in range(config.seed, config.seed + seeds):
             seeded = dataclasses.replace(config, seed=seed)
@@ -145,7 +147,7 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
             epochs_run.append(len(model.history.history.get("loss", [])) if model.history else None)
             stopped_by.append(model.training_summary.get("stopped_by"))
             if seeds > 1:
-                report(f"  {encoder:<12} N={n:<4} {variant} seed {seed}: recall@10 {runs[-1]['recall@10']:.4f}")
+                report(f"  {encoder:<12} N={n:<4} {variant} seed {seed}: {GATE.name} {runs[-1][GATE.name]:.4f}")
         train_seconds = (time.perf_counter() - t) / seeds
         values = {name: float(np.mean([r[name] for r in runs])) for name in runs[0]}
         entry = {"encoder": encoder, "history_length": config.history_length, "variant": variant,
@@ -162,11 +164,12 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
                     entry[f"{metric}_per_seed"] = [r[metric] for r in runs]
                     entry[f"{metric}_std"] = float(np.std(entry[f"{metric}_per_seed"], ddof=1))
         results["models"].append(entry)
-        spread = f" ± {entry['recall@10_std']:.4f} (mean of {seeds})" if seeds > 1 else ""
-        listed = f"  listed users {values['listed_recall@10']:.4f}" if "listed_recall@10" in values else ""
+        spread = f" ± {entry[GATE.name + '_std']:.4f} (mean of {seeds})" if seeds > 1 else ""
+        listed = f"  listed users {values[LISTED + GATE.name]:.4f}" if LISTED + GATE.name in values else ""
         label = f"{encoder:<12} N={n:<4}" + (f" {variant}" if len(changes) > 1 else "")
-        report(f"  {label} recall@10 {values['recall@10']:.4f}{spread}  "
-               f"ndcg@10 {values['ndcg@10']:.4f}{listed}  ({train_seconds:.0f}s per model)")
+        others = "".join(f"  {m.name} {values[m.name]:.4f}" for m in METRICS if m is not GATE)
+        report(f"  {label} {GATE.name} {values[GATE.name]:.4f}{spread}{others}{listed}  "
+               f"({train_seconds:.0f}s per model)")
         _write(results, out_dir)
     results["total_seconds"] = round(time.perf_counter() - start, 1)
     _write(results, out_dir)
@@ -176,23 +179,22 @@ def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequ
 def _write(results: dict, out_dir: str) -> None:
     with open(os.path.join(out_dir, "quality.json"), "w") as f:
         json.dump(results, f, indent=2)
-    listed = any("listed_recall@10" in m for m in results["models"])
-    extra = " recall@10, listed users |" if listed else ""
-    lines = ["| model | N | recall@1 | recall@5 | recall@10 | NDCG@10 | epochs | train s |" + extra,
-             "|---|---|---|---|---|---|---|---|" + ("---|" if listed else "")]
+    listed = any(LISTED + GATE.name in m for m in results["models"])
+    extra = f" {GATE.title}, listed users |" if listed else ""
+    lines = ["| model | N |" + table_header() + " epochs | train s |" + extra,
+             "|---|---|" + "---|" * (len(METRICS) + 2) + ("---|" if listed else "")]
     for name, v in results["baselines"].items():
-        lines.append(f"| {name} | – | {v['recall@1']:.4f} | {v['recall@5']:.4f} | {v['recall@10']:.4f} | "
-                     f"{v['ndcg@10']:.4f} | – | – |" + (" – |" if listed else ""))
+        lines.append(f"| {name} | – |{table_cells(v)} – | – |" + (" – |" if listed else ""))
     for m in results["models"]:
-        spread = f" ± {m['recall@10_std']:.4f}" if "recall@10_std" in m else ""
+        cells = "".join(f" {m[metric.name]:.4f}" + (f" ± {m[metric.name + '_std']:.4f}" if metric is GATE and
+                                                      metric.name + "_std" in m else "") + " |"
+                        if metric.name in m else " – |" for metric in METRICS)
         name = m["encoder"] + ("" if m["variant"] == DEFAULT_VARIANT else f", {m['variant']}")
-        lines.append(f"| {name} | {m['history_length']} | {m['recall@1']:.4f} | {m['recall@5']:.4f} | "
-                     f"{m['recall@10']:.4f}{spread} | {m['ndcg@10']:.4f} | {m['epochs_run']} | "
-                     f"{m['train_seconds']:.0f} |" + (f" {m.get('listed_recall@10', float('nan')):.4f} |" if listed
-                                                     else ""))
+        lines.append(f"| {name} | {m['history_length']} |{cells} {m['epochs_run']} | {m['train_seconds']:.0f} |"
+                     + (f" {m.get(LISTED + GATE.name, float('nan')):.4f} |" if listed else ""))
     if any("seeds" in m for m in results["models"]):
         lines.append("")
-        lines.append("Models: mean over seeds, ± the standard deviation of recall@10 between them.")
+        lines.append(f"Models: mean over seeds, ± the standard deviation of {GATE.title} between them.")
     with open(os.path.join(out_dir, "quality.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     import matplotlib

@@ -95,11 +95,11 @@ def cmd_demo(args) -> int:
 def cmd_evaluate(args) -> int:
     from ondevice_rec.pipeline import evaluation
     result = evaluation.evaluate_published(args.output_dir, args.version, args.users, args.split)
-    print(f"| users | count | recall@1 | recall@5 | recall@10 | NDCG@10 |\n|---|---|---|---|---|---|")
+    from ondevice_rec.modules import ranking_metrics
+    print(f"| users | count |{ranking_metrics.table_header()}\n|---|---|" + "---|" * len(ranking_metrics.METRICS))
     for name, m in result.items():
         label = "all" if name == "all" else f"listed in {os.path.basename(args.users)} ({m['users_listed']} listed)"
-        print(f"| {label} | {m['users']:,} | {m['recall@1']:.4f} | {m['recall@5']:.4f} | {m['recall@10']:.4f} | "
-              f"{m['ndcg@10']:.4f} |")
+        print(f"| {label} | {m['users']:,} |{ranking_metrics.table_cells(m)}")
     return EXIT_OK
 
 

@@ -93,12 +93,7 @@ def read_split(artifact_uri: str, split: str) -> list:
     return read_files(split_files(artifact_uri, split))
 
 
-# Ranking metrics reported everywhere (Trainer validation, TFMA, eval.json, benchmarks): recall@K for these K
-# and NDCG at NDCG_K; the blessing gate and early stopping watch GATE_METRIC.
-RECALL_KS = (1, 5, 10)
-NDCG_K = 10
-GATE_K = 10
-GATE_METRIC = f"recall@{GATE_K}"
+# The ranking metrics reported everywhere, and the one the blessing watches: modules/ranking_metrics.py.
 
 # The exported model's signatures and the on-device model's output tensors.
 SERVING_SIGNATURE = "serving_default"  # serialized examples -> scores over ids (TFMA)

@@ -53,15 +53,6 @@ class ConstantLookup(keras.layers.Layer):
         return self.lookup(index)
 
 
-class IdToIndex(ConstantLookup):
-    """Maps raw movie ids to vocabulary indices; unknown, negative and padding ids map to 0."""
-
-    def call(self, ids):
-        ids = tf.cast(ids, tf.int32)
-        in_range = tf.logical_and(ids >= 0, ids < self._shape[0])
-        return self.lookup(tf.where(in_range, ids, tf.zeros_like(ids)))
-
-
 class PrefixMean(keras.layers.Layer):
     """Mean of the unmasked entries up to and including each position (0 where there are none)."""
 

@@ -14,7 +14,8 @@ import tf_keras as keras
 from . import features, successors, warm_start
 from .config import ModelConfig
 from .model import SEEN_INDEX, Recommender, build_recommender, exclude_seen, successor_layer
-from .ranking_metrics import NdcgAtK, RecallAtK
+from . import ranking_metrics
+from .ranking_metrics import GATE
 from .vocabulary import Vocabulary
 
 
@@ -138,7 +139,7 @@ def compile_model(model: keras.Model, config: ModelConfig) -> keras.Model:
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[RecallAtK(features.GATE_K), NdcgAtK(features.NDCG_K)])
+        metrics=[m.keras() for m in ranking_metrics.METRICS])
     return model
 
 
@@ -153,7 +154,7 @@ class StopRule(keras.callbacks.Callback):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self._monitor = f"val_{features.GATE_METRIC}"
+        self._monitor = f"val_{GATE.name}"
         self._patience, self._epochs = config.early_stopping_patience, config.epochs
         self._budget = config.max_train_minutes * 60.0
         self.summary: dict = {}
@@ -188,7 +189,7 @@ class StopRule(keras.callbacks.Callback):
         left = self._epochs - epoch - 1
         if self._wait >= self._patience:
             self.model.stop_training = True
-            self._reason = f"no better eval recall@10 in {self._patience} epochs (patience)"
+            self._reason = f"no better eval {GATE.name} in {self._patience} epochs (patience)"
         elif self._budget and left and elapsed + per_epoch > self._budget and not self.model.stop_training:
             self.model.stop_training = True
             self._reason = f"the time budget ({self._budget / 60:g} min: another epoch would pass it)"
@@ -197,8 +198,9 @@ class StopRule(keras.callbacks.Callback):
         elif self._budget:
             left = min(left, int((self._budget - elapsed) // per_epoch))
         logging.getLogger("ondevice_rec.trainer").info(
-            "epoch %d/%d  loss %.4f  val recall@10 %.4f  (best %.4f, epoch %d)  %.0f s  eta <= %s", epoch + 1,
-            self._epochs, logs.get("loss", np.nan), value, self._best, self._best_epoch, self._epoch_seconds[-1],
+            "epoch %d/%d  loss %.4f  val %s %.4f  (best %.4f, epoch %d)  %.0f s  eta <= %s", epoch + 1,
+            self._epochs, logs.get("loss", np.nan), GATE.name, value, self._best, self._best_epoch,
+            self._epoch_seconds[-1],
             _minutes(left * per_epoch))
 
     def on_train_end(self, logs=None):
@@ -209,8 +211,8 @@ class StopRule(keras.callbacks.Callback):
                         "train_seconds": round(time.monotonic() - self._start, 1),
                         "epoch_seconds": [round(s, 1) for s in self._epoch_seconds]}
         logging.getLogger("ondevice_rec.trainer").info(
-            "stopped after %d epochs by %s; kept epoch %d (val recall@10 %.4f)", len(self._epoch_seconds),
-            self._reason, self._best_epoch, self._best)
+            "stopped after %d epochs by %s; kept epoch %d (val %s %.4f)", len(self._epoch_seconds),
+            self._reason, self._best_epoch, GATE.name, self._best)
 
 
 def _minutes(seconds: float) -> str:
@@ -352,8 +354,8 @@ def choose_successor_strength(fitted: keras.Model, eval_data: tf.data.Dataset, t
     recall = {}
     for strength in successors.STRENGTHS:
         layer.set_strength(strength)
-        recall[strength] = float(fitted.evaluate(eval_data, verbose=0, return_dict=True)[features.GATE_METRIC])
+        recall[strength] = float(fitted.evaluate(eval_data, verbose=0, return_dict=True)[GATE.name])
     best = max(recall, key=lambda s: (recall[s], -s))  # ties: the weaker table
     layer.set_strength(best)
     return (f"{int(np.count_nonzero(table[:, 0])):,} items with up to {table.shape[1]} successors; strength "
-            f"{best:g} (eval recall@{features.GATE_K} " + ", ".join(f"{s:g}: {r:.4f}" for s, r in recall.items()) + ")")
+            f"{best:g} (eval {GATE.name} " + ", ".join(f"{s:g}: {r:.4f}" for s, r in recall.items()) + ")")

@@ -63,7 +63,7 @@ class PipelineConfig:
     # Files under data_dir that ExampleGen reads. With "{SPAN}" in it (SPAN_PATTERN: span-1/, span-2/, ...,
     # each a complete MovieLens folder) every run reads the latest span, so a scheduled run picks up new data.
     input_pattern: str = "*"
-    # The Trainer starts from the latest blessed model's weights (rows of movies it knew, by movie id).
+    # The Trainer starts from the latest blessed model's weights (the rows of the items it knew, matched by item key).
     warm_start: bool = False
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     # None: the defaults, with the model's N and the train stride its loss wants (default_train_stride).

@@ -34,7 +34,7 @@ def score_records(serve, records: List[bytes], users: Optional[set] = None,
                   batch_size: int = 1024) -> Dict[str, Dict[str, float]]:
     """Scores windowed examples with a ``serving_default`` function (serialized examples -> ``SCORES``, the
     label's score in column 0: what TFMA runs): ``{"all": metrics}``, plus ``"subset"`` on the examples of
-    ``users`` (user keys; empty when none of them has an example). Metrics: recall@1/5/10, NDCG@10, users."""
+    ``users`` (user keys; empty when none of them has an example). Metrics: every registered one (``ranking_metrics.METRICS``) and users."""
     import tensorflow as tf
     from ondevice_rec.modules.ranking_metrics import evaluate_ranks, target_rank
 
@@ -55,7 +55,7 @@ def score_records(serve, records: List[bytes], users: Optional[set] = None,
 
 def evaluate_published(output_dir: str, version: str = publish.LATEST, users_file: Optional[str] = None,
                        split: str = "test", batch_size: int = 1024) -> Dict[str, Dict[str, float]]:
-    """``{"all": metrics, "subset": metrics}`` (the subset only with ``users_file``): recall@1/5/10, NDCG@10
+    """``{"all": metrics, "subset": metrics}`` (the subset only with ``users_file``): every registered metric
     and the number of users, on ``split`` of the run that trained ``version`` in ``output_dir``."""
     import tensorflow as tf
     version_dir = os.path.join(output_dir, SERVING_FOLDER, version)

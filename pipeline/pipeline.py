@@ -11,6 +11,7 @@ EventExampleGen -> StatisticsGen -> ExampleValidator (vs ImportSchemaGen's curat
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
@@ -21,31 +22,30 @@ from ondevice_rec.components.event_example_gen.component import EventExampleGen
 from ondevice_rec.components.event_example_gen.schema import schema_file_for
 from ondevice_rec.components.history_windowing.component import HistoryWindowing
 from ondevice_rec.components.tflite_pusher.component import TFLitePusher
-from ondevice_rec.modules import features
+from ondevice_rec.modules import features, ranking_metrics
 from ondevice_rec.pipeline import flink
 from ondevice_rec.pipeline.config import PipelineConfig
 from ondevice_rec.pipeline.nodes import Nodes
 
 TRAINER_RUN_FN = "ondevice_rec.modules.trainer.run_fn"
 PREPROCESSING_FN = "ondevice_rec.modules.preprocessing.preprocessing_fn"
-METRICS_MODULE = "ondevice_rec.modules.ranking_metrics"
+METRICS_MODULE = ranking_metrics.__name__
 
 
-def recall_metrics() -> List[tfma.MetricConfig]:
-    """recall@K and NDCG@10 over the whole catalogue, from the same Keras metrics the Trainer reports."""
-    # Explicit names: TFMA would otherwise name every RecallAtK "recall_at_k" and keep only one.
-    return [tfma.MetricConfig(class_name="RecallAtK", module=METRICS_MODULE,
-                              config=f'{{"k": {k}, "name": "recall@{k}"}}') for k in features.RECALL_KS] + [
-        tfma.MetricConfig(class_name="NdcgAtK", module=METRICS_MODULE,
-                          config=f'{{"k": {features.NDCG_K}, "name": "ndcg@{features.NDCG_K}"}}'),
-        tfma.MetricConfig(class_name="ExampleCount")]
+def ranking_metric_configs() -> List[tfma.MetricConfig]:
+    """Every registered ranking metric over the whole catalogue (the same Keras metric the Trainer reports),
+    and the example count."""
+    # Explicit names: TFMA would otherwise name every RankMetric "rank_metric" and keep only one.
+    return [tfma.MetricConfig(class_name=ranking_metrics.KERAS_CLASS, module=METRICS_MODULE,
+                              config=json.dumps({"kind": m.kind, "k": m.k, "name": m.name}))
+            for m in ranking_metrics.METRICS] + [tfma.MetricConfig(class_name="ExampleCount")]
 
 
 def eval_config(config: PipelineConfig, with_thresholds: bool) -> tfma.EvalConfig:
-    metrics = recall_metrics()
+    metrics = ranking_metric_configs()
     if with_thresholds:
-        recall10 = next(m for m in metrics if f'"{features.GATE_METRIC}"' in m.config)
-        recall10.threshold.CopyFrom(tfma.MetricThreshold(
+        gate = next(m for m in metrics if json.loads(m.config or "{}").get("name") == ranking_metrics.GATE.name)
+        gate.threshold.CopyFrom(tfma.MetricThreshold(
             value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_recall_at_10}),
             change_threshold=tfma.GenericChangeThreshold(
                 direction=tfma.MetricDirection.HIGHER_IS_BETTER,

@@ -21,17 +21,28 @@ from typing import Dict, List, Optional
 
 from ondevice_rec.components.event_example_gen.component import EVENTS_SPLIT
 from ondevice_rec.components.tflite_pusher import publish
-from ondevice_rec.modules import features
+from ondevice_rec.modules import features, ranking_metrics
+from ondevice_rec.modules.ranking_metrics import GATE, METRICS
 from ondevice_rec.pipeline import config, mlmd
 from ondevice_rec.pipeline.nodes import Nodes
 
 DEFAULT_RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results")
 
 
-# Numeric event features whose value 0 marks "missing" (an item without a year, a log without times): the
-# report's statistics leave those zeros out.
-ZERO_IS_MISSING = ("year", "timestamp")
-TIME_FEATURE = "timestamp"  # seconds since the epoch: shown as dates
+TIME_FEATURE = features.EVENT_TIMESTAMP  # seconds since the epoch: shown as dates
+# Event features whose value 0 marks "missing" (a log without times): the report's statistics leave those zeros
+# out. An item without a value of a numeric item feature has none (the feature is absent), not a 0.
+ZERO_IS_MISSING = (TIME_FEATURE,)
+
+
+def summarised_feature(name: str) -> Optional[str]:
+    """The report's label for an event feature it summarises (rating, time, every numeric item feature such as
+    the year of a MovieLens title), None for the others."""
+    if name in (features.EVENT_RATING, TIME_FEATURE):
+        return name
+    if name.startswith(features.NUMERIC_PREFIX):
+        return f"item {name[len(features.NUMERIC_PREFIX):]}"
+    return None
 
 
 def _numeric_summary(name: str, feature) -> Dict[str, object]:
@@ -64,7 +75,7 @@ def _statistics(lineage: mlmd.Store, events_artifact) -> Dict[str, object]:
         numeric = {}
         for feature in dataset.features:
             name = feature.path.step[0]
-            if feature.HasField("num_stats") and name in ("rating", "timestamp", "year"):
+            if feature.HasField("num_stats") and summarised_feature(name):
                 numeric[name] = _numeric_summary(name, feature)
         return {"events": dataset.num_examples, "numeric": numeric}
     return {}
@@ -91,7 +102,7 @@ def _metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
     return found
 
 
-def _threshold(evaluator_execution, metric: str = "recall@10") -> Dict[str, float]:
+def _threshold(evaluator_execution, metric: str = GATE.name) -> Dict[str, float]:
     """The blessing rule the Evaluator ran with: the metric's value lower bound and change threshold."""
     text = evaluator_execution.custom_properties["eval_config"].string_value if evaluator_execution is not None \
         and "eval_config" in evaluator_execution.custom_properties else ""
@@ -107,8 +118,8 @@ def _threshold(evaluator_execution, metric: str = "recall@10") -> Dict[str, floa
 
 
 def run_history(lineage: mlmd.Store) -> List[Dict[str, object]]:
-    """One row per pipeline run in the store, oldest first: when, data, eval / test recall@10, blessing and its
-    reason, what was published."""
+    """One row per pipeline run in the store, oldest first: when, data, every eval / test metric (``eval``,
+    ``test``; the serving model's eval metrics: ``baseline``), blessing and its reason, what was published."""
     rows = []
     for run_id in lineage.run_ids():
         row: Dict[str, object] = {"run_id": run_id, "started": lineage.run_started(run_id)}
@@ -122,9 +133,9 @@ def run_history(lineage: mlmd.Store) -> List[Dict[str, object]]:
             evaluation = lineage.run_output(run_id, node, "evaluation")
             if evaluation is not None and os.path.isdir(evaluation.uri):
                 metrics = _metrics(evaluation.uri)
-                row[f"{key}_recall@10"] = metrics.get("candidate", {}).get("recall@10")
+                row[key] = {name: metrics.get("candidate", {}).get(name) for name in ranking_metrics.NAMES}
                 if key == "eval" and "baseline" in metrics:
-                    row["baseline_recall@10"] = metrics["baseline"].get("recall@10")
+                    row["baseline"] = {name: metrics["baseline"].get(name) for name in ranking_metrics.NAMES}
         blessing = lineage.run_output(run_id, Nodes.EVALUATOR, "blessing")
         evaluator = lineage.run_execution(run_id, Nodes.EVALUATOR)
         if blessing is not None:
@@ -142,16 +153,21 @@ def run_history(lineage: mlmd.Store) -> List[Dict[str, object]]:
     return rows
 
 
+def _gate(row: Dict[str, object], key: str) -> Optional[float]:
+    """The blessing metric of a history row's ``eval``, ``test`` or ``baseline`` metrics."""
+    return (row.get(key) or {}).get(GATE.name)
+
+
 def _blessing_reason(row: Dict[str, object]) -> str:
     if "blessed" not in row:
         return "no Evaluator ran"
-    value, threshold = row.get("eval_recall@10"), row.get("threshold") or {}
+    value, threshold = _gate(row, "eval"), row.get("threshold") or {}
     bound, change = threshold.get("lower_bound"), threshold.get("change")
     parts = []
     if value is not None and bound is not None:
-        parts.append(f"recall@10 {value:.4f} {'>=' if value >= bound else '<'} floor {bound:g}")
+        parts.append(f"{GATE.title} {value:.4f} {'>=' if value >= bound else '<'} floor {bound:g}")
     if row.get("baseline_run"):
-        base = row.get("baseline_recall@10")
+        base = _gate(row, "baseline")
         if base is not None and change is not None:
             allowed = base + change
             parts.append(f"{'>=' if value is not None and value >= allowed else '<'} the serving model's "
@@ -254,21 +270,21 @@ def _image(png: str, alt: str) -> str:
 
 
 def _history_plot(history: List[dict]) -> str:
-    """eval and test recall@10 of every run over time, published runs marked."""
+    """eval and test values of the blessing metric of every run over time, published runs marked."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7.5, 3.2))
     when = [datetime.datetime.fromtimestamp(r["started"], datetime.timezone.utc) for r in history]
-    for key, label in (("eval_recall@10", "eval recall@10"), ("test_recall@10", "test recall@10")):
-        points = [(w, r[key]) for w, r in zip(when, history) if r.get(key) is not None]
+    for key in ("eval", "test"):
+        points = [(w, _gate(r, key)) for w, r in zip(when, history) if _gate(r, key) is not None]
         if points:
-            ax.plot(*zip(*points), marker="o", label=label)
-    published = [(w, r["test_recall@10"]) for w, r in zip(when, history)
-                 if r.get("published") and r.get("test_recall@10") is not None]
+            ax.plot(*zip(*points), marker="o", label=f"{key} {GATE.title}")
+    published = [(w, _gate(r, "test")) for w, r in zip(when, history)
+                 if r.get("published") and _gate(r, "test") is not None]
     if published:
         ax.scatter(*zip(*published), s=140, facecolors="none", edgecolors="green", label="published")
-    ax.set_ylabel("recall@10")
+    ax.set_ylabel(GATE.title)
     ax.set_title("Every run of this pipeline")
     ax.legend(loc="best", fontsize=8)
     fig.autofmt_xdate()
@@ -287,11 +303,11 @@ def _history_section(report: dict) -> str:
     for r in history:
         data = (f"{_date(r['data_from'])} → {_date(r['data_to'])}" if "data_from" in r else "–")
         rows.append([_date(r["started"], with_time=True), r["run_id"], r.get("span", "–"), data,
-                     number(r.get("eval_recall@10")), number(r.get("test_recall@10")),
+                     number(_gate(r, "eval")), number(_gate(r, "test")),
                      {1: "yes", 0: "no"}.get(r.get("blessed"), "–"), r["blessing_reason"],
                      r.get("published") or "–", f"{r['model_bytes']:,}" if r.get("model_bytes") else "–"])
-    return _table(["started", "run", "span", "data (event times)", "eval recall@10", "test recall@10", "blessed",
-                   "why", "published", "model bytes"], rows) + _image(_history_plot(history), "recall over time")
+    return _table(["started", "run", "span", "data (event times)", f"eval {GATE.title}", f"test {GATE.title}",
+                   "blessed", "why", "published", "model bytes"], rows) + _image(_history_plot(history), "recall over time")
 
 
 def _training_plot(curve: Dict[str, List[float]]) -> str:
@@ -306,9 +322,9 @@ def _training_plot(curve: Dict[str, List[float]]) -> str:
     loss_axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     loss_axis.set_ylabel("training loss")
     recall_axis = loss_axis.twinx()
-    recall_axis.plot(epochs[:len(curve.get("val_recall@10", []))], curve.get("val_recall@10", []),
-                     color="tab:blue", marker="o", label="eval recall@10")
-    recall_axis.set_ylabel("eval recall@10")
+    validation = curve.get(f"val_{GATE.name}", [])
+    recall_axis.plot(epochs[:len(validation)], validation, color="tab:blue", marker="o", label=f"eval {GATE.title}")
+    recall_axis.set_ylabel(f"eval {GATE.title}")
     fig.legend(loc="lower right", fontsize=8)
     loss_axis.set_title("Training of the serving model")
     return _png(fig)
@@ -321,13 +337,13 @@ def _training_section(report: dict) -> str:
         return "<p>The serving model's run recorded no training curve.</p>"
     lines = [f"<p>{training.get('epochs_run')} epochs in {training.get('train_seconds', 0):.0f}s, stopped by "
              f"{html.escape(str(training.get('stopped_by')))}; kept epoch {training.get('best_epoch')} (eval "
-             f"recall@10 {training.get('best_val_recall_at_10', 0):.4f}).</p>"]
+             f"{GATE.title} {training.get('best_val_recall_at_10', 0):.4f}).</p>"]
     if training.get("derived"):
         lines.append("<p>Derived from the data: " + html.escape("; ".join(
             f"{k} {v}" for k, v in training["derived"].items())) + ".</p>")
-    rows = [[i + 1, curve["loss"][i], (curve.get("val_recall@10") or [None] * (i + 1))[i]]
+    rows = [[i + 1, curve["loss"][i]] + [(curve.get(f"val_{m.name}") or [None] * (i + 1))[i] for m in METRICS]
             for i in range(len(curve["loss"]))]
-    return "\n".join(lines) + _table(["epoch", "training loss", "eval recall@10"], rows) + \
+    return "\n".join(lines) + _table(["epoch", "training loss"] + [f"eval {m.title}" for m in METRICS], rows) + \
         _image(_training_plot(curve), "training curve")
 
 
@@ -335,11 +351,10 @@ def _baselines_section(report: dict) -> str:
     baselines = report.get("baselines")
     if not baselines:
         return "<p>No test split of the serving run was found for the baselines.</p>"
-    keys = tuple(f"recall@{k}" for k in features.RECALL_KS) + (f"ndcg@{features.NDCG_K}",)
-    rows = [["the serving model"] + [report["test_metrics"].get(k) for k in keys]]
-    rows += [[name] + [values.get(k) for k in keys] for name, values in baselines.items()]
+    rows = [["the serving model"] + [report["test_metrics"].get(k) for k in ranking_metrics.NAMES]]
+    rows += [[name] + [values.get(k) for k in ranking_metrics.NAMES] for name, values in baselines.items()]
     return ("<p>The same test split, the same exclusions; the chains count transitions in the training "
-            "events.</p>" + _table(["ranking"] + list(keys), rows))
+            "events.</p>" + _table(["ranking"] + [m.title for m in METRICS], rows))
 
 
 def _quality_section(report: dict) -> str:
@@ -348,15 +363,15 @@ def _quality_section(report: dict) -> str:
         return ("<p>No quality benchmark given. <code>ondevice-rec benchmark quality --data-dir DIR</code> "
                 "writes <code>benchmarks/results/quality.json</code>, which this page then shows "
                 "(or pass <code>--quality FILE</code>).</p>")
-    keys = tuple(f"recall@{k}" for k in features.RECALL_KS) + (f"ndcg@{features.NDCG_K}",)
+    keys = ranking_metrics.NAMES
     rows = [[name, "–"] + [metrics.get(k) for k in keys] for name, metrics in quality.get("baselines", {}).items()]
     rows += [[m["encoder"], m["history_length"]] + [m.get(k) for k in keys] for m in quality.get("models", [])]
     parts = [f"<p>From {html.escape(report['quality_source'])}: {html.escape(str(quality.get('dataset')))}, "
              f"{html.escape(str(quality.get('split')))}, {quality.get('num_test_users')} test users; excluded: "
              f"{html.escape(str(quality.get('exclusions')))}.</p>",
-             _table(["model", "N"] + list(keys), rows)]
+             _table(["model", "N"] + [m.title for m in METRICS], rows)]
     if report.get("quality_png"):
-        parts.append(f'<img alt="recall@10 against history length" src="data:image/png;base64,'
+        parts.append(f'<img alt="{GATE.title} against history length" src="data:image/png;base64,'
                      f'{report["quality_png"]}">')
     return "\n".join(parts)
 
@@ -400,7 +415,7 @@ def render(report: dict) -> str:
             value = f"{_date(stats['min'])} / {_date(stats['mean'])} / {_date(stats['max'])}"
         else:
             value = f"{stats['min']:g} / {stats['mean']:.4g} / {stats['max']:g}"
-        data_rows.append([f"{name} min / mean / max{zeros}", value])
+        data_rows.append([f"{summarised_feature(name) or name} min / mean / max{zeros}", value])
     lineage_rows = [["published version", report["version"]], ["pipeline run", report.get("run_id", "?")],
                     ["trained model", report.get("model_uri", "?")],
                     ["blessed", {1: "yes", 0: "no"}.get(blessing.get("blessed"), "?")],

@@ -12,7 +12,8 @@ import time
 from typing import Dict, Iterator, List
 
 from ondevice_rec.components.tflite_pusher import publish
-from ondevice_rec.modules import features
+from ondevice_rec.modules import features, ranking_metrics
+from ondevice_rec.modules.ranking_metrics import GATE
 from ondevice_rec.modules.features import INPUT_REPORT_FILE
 from ondevice_rec.pipeline import flink, mlmd
 from ondevice_rec.pipeline.config import PipelineConfig
@@ -247,7 +248,7 @@ def format_summary(summary: RunSummary) -> str:
     if summary.training:
         t = summary.training
         lines.append(f"Training: {t['epochs_run']} epochs in {t['train_seconds']:.0f}s, stopped by {t['stopped_by']}; "
-                     f"kept epoch {t['best_epoch']} (eval recall@10 {t['best_val_recall_at_10']:.4f})")
+                     f"kept epoch {t['best_epoch']} (eval {GATE.title} {t['best_val_recall_at_10']:.4f})")
         if t.get("derived"):
             lines.append("  derived from the data: " + "; ".join(f"{k} {v}" for k, v in t["derived"].items()))
     outcome = summary.push.get("push_outcome", "the pusher did not run")
@@ -257,8 +258,8 @@ def format_summary(summary: RunSummary) -> str:
     if summary.failed:
         lines.append("  the release failed: see the log for the traceback")
     if summary.test_metrics:
-        metrics = "  ".join(f"{k}={v:.4f}" for k, v in summary.test_metrics.items()
-                            if k.startswith(("recall", "ndcg")) and v is not None)
+        metrics = "  ".join(f"{k}={summary.test_metrics[k]:.4f}" for k in ranking_metrics.NAMES
+                            if summary.test_metrics.get(k) is not None)
         lines.append(f"Test split ({summary.test_metrics.get('num_eval_users')} users): {metrics}")
     if summary.popularity:
         metrics = "  ".join(f"{k}={v:.4f}" for k, v in summary.popularity.items())

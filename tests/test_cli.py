@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from ondevice_rec import cli
+from ondevice_rec.modules import ranking_metrics
 
 
 def test_run_on_a_missing_folder_exits_2_with_a_clear_message(tmp_path, capsys):
@@ -319,11 +320,12 @@ def test_evaluate_rescores_the_published_model_overall_and_on_listed_users(two_r
     users.write_text("1\n2\n3\nno-such-user\n")
     result = evaluation.evaluate_published(config.output_dir, users_file=str(users))
     assert result["all"]["users"] == published["num_eval_users"]
-    for key in ("recall@1", "recall@5", "recall@10", "ndcg@10"):
+    for key in ranking_metrics.NAMES:  # every registered metric, in eval.json and from evaluate
         assert result["all"][key] == pytest.approx(published[key], abs=1e-6)
     assert result["subset"]["users"] == 3 and result["subset"]["users_listed"] == 4
     assert cli.main(["evaluate", "--output-dir", config.output_dir, "--users", str(users)]) == 0
     printed = capsys.readouterr().out
+    assert ranking_metrics.table_header() in printed
     assert f"| all | {published['num_eval_users']:,} |" in printed and "| listed in users.txt (4 listed) | 3 |" in printed
     users.write_text("no-such-user\n")
     assert cli.main(["evaluate", "--output-dir", config.output_dir, "--users", str(users)]) == 2

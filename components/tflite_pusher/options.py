@@ -21,7 +21,7 @@ class PublishOptions(JsonFields):
     quantization: str = setting(quantization.AUTO, "published model: " + "; ".join(
         f"{m.name}: {m.description}" for m in quantization.MODES.values()) + " (a quantized model must keep "
         f"recall@10 within {checks.MAX_QUANTIZED_RECALL_DROP:.0%} of float); auto: {quantization.AUTO_QUANTIZED} above "
-        f"{quantization.INT8_ABOVE_ITEMS:,} items (float32 if it loses more recall), float32 below",
+        f"{quantization.QUANTIZED_ABOVE_ITEMS:,} items (float32 if it loses more recall), float32 below",
         quantization.CHOICES)
     keep_versions: int = setting(5, "published versions kept")
     # Held-out test histories the float TFLite model is compared with the SavedModel on (and a quantized one

@@ -40,7 +40,7 @@ MODES: Dict[str, Mode] = {mode.name: mode for mode in (
 )}
 QUANTIZATIONS = tuple(MODES)
 FLOAT = "float32"
-# The pusher's default: int8 weights with float activations ("dynamic") for catalogues above INT8_ABOVE_ITEMS
+# The pusher's default: int8 weights with float activations ("dynamic") for catalogues above QUANTIZED_ABOVE_ITEMS
 # items, float32 below. At dimension 32 the float model passes 2 MB at 16K items (16K x 32 x 4 bytes of item
 # table); int8 stores it in a quarter. Below, float costs little: on ML-1M-SAS (3.4K items) int8 was no faster
 # (136 vs 132 us p50) and the float model is 0.53 MB. Not full int8: with the successor table's scores added
@@ -50,7 +50,7 @@ FLOAT = "float32"
 # published in float32, saying why.
 AUTO_QUANTIZED = "dynamic"
 AUTO = "auto"
-INT8_ABOVE_ITEMS = 16_000
+QUANTIZED_ABOVE_ITEMS = 16_000
 CHOICES = QUANTIZATIONS + (AUTO,)
 
 
@@ -69,6 +69,6 @@ def choose(name: str, items: int) -> tuple:
     """``(mode name, why)``: ``name`` itself, or for ``auto`` the mode for a catalogue of ``items`` items."""
     if name != AUTO:
         return get(name).name, f"{name} (asked for)"
-    if items > INT8_ABOVE_ITEMS:
-        return AUTO_QUANTIZED, f"{AUTO_QUANTIZED}: auto, {items:,} items > {INT8_ABOVE_ITEMS:,}"
-    return FLOAT, f"float32: auto, {items:,} items <= {INT8_ABOVE_ITEMS:,}"
+    if items > QUANTIZED_ABOVE_ITEMS:
+        return AUTO_QUANTIZED, f"{AUTO_QUANTIZED}: auto, {items:,} items > {QUANTIZED_ABOVE_ITEMS:,}"
+    return FLOAT, f"float32: auto, {items:,} items <= {QUANTIZED_ABOVE_ITEMS:,}"

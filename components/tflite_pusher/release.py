@@ -13,9 +13,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ondevice_rec.components.tflite_pusher import checks, conversion, metadata, publish, quantization
 from ondevice_rec.components.tflite_pusher.options import PublishOptions
-from ondevice_rec.modules import features
+from ondevice_rec.modules import features, ranking_metrics
 
-RECALL_KS = features.RECALL_KS
 CALIBRATION_HISTORIES = 200  # held-out histories a calibrated (int8) conversion is fed
 SERVING_FORMAT = "Format-Serving"  # the TFX Trainer's folder of the SavedModel inside a Model artifact
 
@@ -39,8 +38,7 @@ class Release:
 
 def eval_report(metrics: Dict[str, float]) -> Dict[str, float]:
     """The published ``eval.json`` from a TFMA evaluation's overall metrics (``{name: value}``)."""
-    report: Dict[str, float] = {f"recall@{k}": metrics.get(f"recall@{k}") for k in RECALL_KS}
-    report[f"ndcg@{features.NDCG_K}"] = metrics.get(f"ndcg@{features.NDCG_K}")
+    report: Dict[str, float] = {name: metrics.get(name) for name in ranking_metrics.NAMES}
     missing = [name for name, value in report.items() if value is None]
     if missing:
         raise ValueError(f"the test evaluation has no {', '.join(missing)} (metrics found: {sorted(metrics)})")

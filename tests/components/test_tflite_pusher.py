@@ -109,7 +109,7 @@ def test_auto_quantization_is_int8_weights_above_the_catalogue_size_and_float_be
     small = published("small")
     assert small["quantization"] == "float32" and "auto" in small["quantization_reason"]
     items = small["num_recommendable_items"]
-    monkeypatch.setattr(quantization, "INT8_ABOVE_ITEMS", items - 1)
+    monkeypatch.setattr(quantization, "QUANTIZED_ABOVE_ITEMS", items - 1)
     large = published("large")
     assert large["quantization"] == "dynamic" and large["quantization_reason"].startswith(
         f"dynamic: auto, {items:,} items > {items - 1:,}; kept: recall@10 ") and large["tflite_bytes"] < small["tflite_bytes"]

@@ -1,5 +1,5 @@
-"""The compiled Kubeflow spec executed, task by task, as KFP's launcher runs it (kubeflow/local_launcher.py), in a
-stand-in for the image (kubeflow/image.py: the project installed non-editable in a fresh virtualenv, the
+"""The compiled Kubeflow spec executed, task by task, as KFP's launcher runs it (tests/support/kubeflow_stand_in/local_launcher.py), in a
+stand-in for the image (tests/support/kubeflow_stand_in/image.py: the project installed non-editable in a fresh virtualenv, the
 Dockerfile's environment); its published model against the local BeamDagRunner run's on the same data."""
 
 import importlib.metadata
@@ -13,7 +13,7 @@ import yaml
 from ondevice_rec import cli
 from ondevice_rec.components.tflite_pusher import checks
 from ondevice_rec.data import synthetic
-from ondevice_rec.kubeflow import image, local_launcher
+from kubeflow_stand_in import image, local_launcher
 from ondevice_rec.serving import TFLiteRecommender
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

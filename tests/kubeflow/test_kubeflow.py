@@ -4,6 +4,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -222,10 +223,24 @@ def test_dockerfile_installs_the_pinned_stack_and_the_project():
     assert kubeflow_runner.IMAGE_SOURCE_DIR == "/opt/ondevice-rec/src"
 
 
+def setup_subpackages():
+    """setup.py's SUBPACKAGES, read without running setup()."""
+    import ast
+    with open(os.path.join(REPO_ROOT, "setup.py")) as f:
+        tree = ast.parse(f.read())
+    return next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                and getattr(node.targets[0], "id", "") == "SUBPACKAGES")
+
+
 def test_the_package_built_for_the_image_and_for_beam_workers_holds_every_module(tmp_path):
     """The image installs the project as a wheel; Beam's --setup_file runs ``setup.py sdist``."""
+    # Built from what the image's build context holds (.dockerignore leaves out build/, whose stale copies of
+    # removed modules setuptools would otherwise pack).
+    context = tmp_path / "context"
+    shutil.copytree(REPO_ROOT, context, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "__pycache__", "*.egg-info", "build", "dist", "out", "tests", "node_modules", "results"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "wheel"), REPO_ROOT], check=True, capture_output=True)
+                    str(tmp_path / "wheel"), str(context)], check=True, capture_output=True)
     wheel, = os.listdir(tmp_path / "wheel")
     names = set(zipfile.ZipFile(tmp_path / "wheel" / wheel).namelist())
     subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path / "sdist")],
@@ -239,3 +254,13 @@ def test_the_package_built_for_the_image_and_for_beam_workers_holds_every_module
         assert module in names, module
     for source in ("setup.py", "modules/trainer.py", "components/history_windowing/windowing.py"):
         assert source in in_sdist, source
+    # Only the product is shipped: every module of the wheel comes from a product folder of this checkout, and
+    # no test or test harness (the Kubeflow image stand-in and local launcher live under tests/support/).
+    modules = {n for n in names if n.endswith(".py")}
+    product = {"ondevice_rec/" + os.path.relpath(os.path.join(root, f), REPO_ROOT).replace(os.sep, "/")
+               for top in setup_subpackages() for root, _, files in os.walk(os.path.join(REPO_ROOT, top))
+               if "node_modules" not in root for f in files if f.endswith(".py")}
+    top_level = {"ondevice_rec/" + f for f in os.listdir(REPO_ROOT) if f.endswith(".py")}
+    assert modules <= product | top_level, sorted(modules - product - top_level)
+    assert not [n for n in names if "/tests/" in n or "test_" in n.rsplit("/", 1)[-1]
+                or n.rsplit("/", 1)[-1] in ("local_launcher.py", "image.py", "conftest.py")]

@@ -459,7 +459,7 @@ def test_validation_recall_excludes_seen_items_as_the_evaluator_does(tmp_path):
     recommender.model.get_layer("scores").label_bias.assign([0.0, 4.0, 3.0, 2.0, 1.0])  # 1 first, then 2
     fitted = training.RecommenderTrainer(recommender, config)
     fitted.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                   metrics=[ranking_metrics.RecallAtK(1)])
+                   metrics=[ranking_metrics.RankingMetric("recall", 1, "recall@1").keras()])
     # Example 1: index 1 is seen; example 2: it is in the history; example 3: it outranks the target.
     assert fitted.evaluate(data, verbose=0, return_dict=True)["recall@1"] == pytest.approx(2 / 3)
 

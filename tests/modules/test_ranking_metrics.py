@@ -10,13 +10,18 @@ from ondevice_rec.modules import baselines, ranking_metrics
 MASKED = baselines.MASKED_SCORE
 
 
+def _metrics(*names):
+    """Registry entries for ``kind@k`` names (any cut-off)."""
+    return [ranking_metrics.RankingMetric(*name.split("@")[:1], int(name.split("@")[1]), name) for name in names]
+
+
 def test_recall_and_ndcg_follow_the_rank_of_the_target():
     scores = np.array([
         [MASKED, 0.9, 0.1, 0.5, 0.3],  # target 3 has one item above it: rank 1
         [MASKED, 0.9, 0.1, 0.5, 0.3],  # target 1 is first: rank 0
         [MASKED, 0.9, 0.1, 0.5, 0.3],  # target 2 is last of four: rank 3
     ], np.float32)
-    result = ranking_metrics.evaluate(scores, [3, 1, 2], recall_ks=(1, 2, 4), ndcg_k=2)
+    result = ranking_metrics.evaluate(scores, [3, 1, 2], metrics=_metrics("recall@1", "recall@2", "recall@4", "ndcg@2"))
     assert result["recall@1"] == pytest.approx(1 / 3)
     assert result["recall@2"] == pytest.approx(2 / 3)
     assert result["recall@4"] == pytest.approx(1.0)
@@ -25,9 +30,9 @@ def test_recall_and_ndcg_follow_the_rank_of_the_target():
 
 def test_a_masked_target_is_a_miss_even_at_large_k():
     scores = np.array([[MASKED, 0.2, MASKED, 0.1]], np.float32)  # target 2 masked (e.g. already seen)
-    result = ranking_metrics.evaluate(scores, [2], recall_ks=(1, 4))
-    assert result == {"recall@1": 0.0, "recall@4": 0.0, "ndcg@10": 0.0}
-    assert ranking_metrics.evaluate(scores, [0], recall_ks=(4,))["recall@4"] == 0.0  # the padding id
+    result = ranking_metrics.evaluate(scores, [2])
+    assert result == {name: 0.0 for name in ranking_metrics.NAMES}
+    assert ranking_metrics.evaluate(scores, [0], metrics=_metrics("recall@4")) == {"recall@4": 0.0}  # padding
 
 
 def test_popularity_baseline_skips_seen_and_unrated_items():

@@ -26,6 +26,10 @@ def test_report_shows_data_quality_latency_and_lineage(two_runs, published_laten
     assert "/Evaluator/blessing/" in page and "<td>blessed</td><td>yes</td>" in page
     assert "<td>data span</td><td>0</td>" in page  # a plain folder: ExampleGen's span 0
     assert "<td>users</td><td>150</td>" in page
+    # Every numeric item feature is summarised: the synthetic titles carry years.
+    year = re.search(r"<td>item year min / mean / max</td><td>(\d+) / ([\d.]+) / (\d+)</td>", page)
+    assert year, "the year of the titles is not summarised"
+    assert 1900 <= int(year.group(1)) <= float(year.group(2)) <= int(year.group(3)) <= 2025
     # Recall table rows (baselines and the benchmark's model) and latency rows.
     assert "<td>popularity</td>" in page and "<td>markov (last item)</td>" in page and "<td>bow</td><td>5</td>" in page
     assert "<td>float16</td>" in page  # the two_runs model is published as float16

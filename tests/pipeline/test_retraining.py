@@ -12,6 +12,7 @@ from ondevice_rec.components.tflite_pusher.options import PublishOptions
 from ondevice_rec.data import synthetic
 from ondevice_rec.pipeline import mlmd, runner
 from ondevice_rec.pipeline.config import SPAN_PATTERN, PipelineConfig
+from ondevice_rec.modules import ranking_metrics
 from ondevice_rec.modules.config import ModelConfig
 
 SPAN_1 = synthetic.SyntheticConfig(users=150, items=120, mean_ratings_per_user=30, seed=7)
@@ -155,14 +156,15 @@ def test_the_operators_report_shows_every_cycle_as_mlmd_recorded_it(cycles, tmp_
         assert row["started"] == run.create_time_since_epoch / 1000.0
         assert row["span"] == (1 if summary is first else 2)
         if summary.test_metrics:  # the published ones: the test evaluation is what was published with it
-            assert row["test_recall@10"] == pytest.approx(summary.test_metrics["recall@10"], abs=1e-6)
-        assert 0 < row["eval_recall@10"] <= 1 and 0 <= row["test_recall@10"] <= 1
+            assert row["test"] == pytest.approx({k: summary.test_metrics[k] for k in ranking_metrics.NAMES}, abs=1e-6)
+        assert set(row["eval"]) == set(row["test"]) == set(ranking_metrics.NAMES)
+        assert 0 < row["eval"]["recall@10"] <= 1 and 0 <= row["test"]["recall@10"] <= 1
     assert [r["blessed"] for r in history] == [1, 0, 1]
     assert history[0]["baseline_run"] is None and "first" in history[0]["blessing_reason"]
     # cycles 2 and 3 were compared with the model serving then: cycle 1's
     assert history[1]["baseline_run"] == history[2]["baseline_run"] == first.run_id
-    assert f"< the serving model's {history[1]['baseline_recall@10']:.4f}" in history[1]["blessing_reason"]
-    assert f">= the serving model's {history[2]['baseline_recall@10']:.4f}" in history[2]["blessing_reason"]
+    assert f"< the serving model's {history[1]['baseline']['recall@10']:.4f}" in history[1]["blessing_reason"]
+    assert f">= the serving model's {history[2]['baseline']['recall@10']:.4f}" in history[2]["blessing_reason"]
     # the serving model's training curve and its baselines on the same split
     curve = collected["training"]["history"]
     assert len(curve["loss"]) == len(curve["val_recall@10"]) == collected["training"]["epochs_run"]

@@ -1,5 +1,5 @@
 """Runs a compiled Kubeflow pipeline spec (KFP v2 IR, from ``kubeflow compile``) on this machine, task by task,
-the way KFP's driver and launcher run it on a cluster, inside an image stand-in (``kubeflow/image.py``).
+the way KFP's driver and launcher run it on a cluster, inside an image stand-in (``image.py`` beside it).
 
 What is emulated, and on what authority:
 
@@ -41,7 +41,7 @@ import subprocess
 import time
 from typing import Dict, List, Optional
 
-from ondevice_rec.kubeflow.image import ImageStandIn
+from kubeflow_stand_in.image import ImageStandIn
 
 ARTIFACTS_FILE = "local-kfp-artifacts.jsonl"  # under the pipeline root: every output artifact of every run
 EXECUTOR_OUTPUT_FILE = "executor_output.json"  # KFP's name (kfp.local.executor_input_utils)

@@ -26,8 +26,9 @@ import sys
 import sysconfig
 from typing import Dict, List, Sequence, Tuple
 
-DOCKERFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Dockerfile")
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository (the build context)
+# the repository (the build context): tests/support/kubeflow_stand_in/ -> three folders up
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+DOCKERFILE = os.path.join(PROJECT_DIR, "kubeflow", "Dockerfile")
 STACK_PTH = "ondevice-rec-stack.pth"
 
 
