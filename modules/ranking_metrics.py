@@ -8,8 +8,8 @@ kind). ``GATE`` is the one the blessing and early stopping watch.
 Every metric is a mean over examples of a value of the target's rank: the number of classes scoring strictly
 higher. Entries masked to a very low score (padding, items unseen in training, already-seen items) never
 outrank it; a target that is itself masked counts as a miss. With one target per example recall@K equals hit
-rate@K; NDCG@K is ``1 / log2(rank + 2)`` inside the top K. Integer targets ``y_true`` ([B] or [B, 1]),
-scores ``y_pred`` ([B, C]).
+rate@K; NDCG@K is ``1 / log2(rank + 2)`` inside the top K, MRR@K ``1 / (rank + 1)`` there. Integer targets
+``y_true`` ([B] or [B, 1]), scores ``y_pred`` ([B, C]).
 
 TensorFlow is imported only when a metric is computed: the registry is read by the report and the command line.
 """
@@ -33,8 +33,13 @@ def _ndcg(rank, k: int):
     return tf.where(rank < k, gain, 0.0)
 
 
+def _mrr(rank, k: int):
+    import tensorflow as tf
+    return tf.where(rank < k, 1.0 / (tf.cast(rank, tf.float32) + 1.0), 0.0)
+
+
 # kind -> the value of one example from its target's rank [B] and the cut-off K
-VALUES: Dict[str, Callable] = {"recall": _recall, "ndcg": _ndcg}
+VALUES: Dict[str, Callable] = {"recall": _recall, "ndcg": _ndcg, "mrr": _mrr}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +66,7 @@ METRICS: Tuple[RankingMetric, ...] = (
     RankingMetric("recall", 5, "recall@5"),
     RankingMetric("recall", 10, "recall@10"),
     RankingMetric("ndcg", 10, "NDCG@10"),
+    RankingMetric("mrr", 10, "MRR@10"),
 )
 NAMES: Tuple[str, ...] = tuple(m.name for m in METRICS)
 BY_NAME: Dict[str, RankingMetric] = {m.name: m for m in METRICS}

@@ -28,6 +28,15 @@ def test_recall_and_ndcg_follow_the_rank_of_the_target():
     assert result["ndcg@2"] == pytest.approx((1 / math.log2(3) + 1.0 + 0.0) / 3)
 
 
+def test_mrr_is_the_reciprocal_rank_inside_the_cut_off():
+    scores = np.array([[MASKED, 0.9, 0.1, 0.5, 0.3]] * 3, np.float32)  # ranks of targets 3, 1, 2: 1, 0, 3
+    assert ranking_metrics.evaluate(scores, [3, 1, 2], metrics=_metrics("mrr@10"))["mrr@10"] == \
+        pytest.approx((1 / 2 + 1 + 1 / 4) / 3)
+    assert ranking_metrics.evaluate(scores, [3, 1, 2], metrics=_metrics("mrr@2"))["mrr@2"] == \
+        pytest.approx((1 / 2 + 1) / 3)  # rank 3 is past the cut-off
+    assert ranking_metrics.BY_NAME["mrr@10"].title == "MRR@10"  # reported everywhere
+
+
 def test_a_masked_target_is_a_miss_even_at_large_k():
     scores = np.array([[MASKED, 0.2, MASKED, 0.1]], np.float32)  # target 2 masked (e.g. already seen)
     result = ranking_metrics.evaluate(scores, [2])
