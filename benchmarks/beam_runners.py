@@ -88,8 +88,10 @@ def engine_name(taskmanagers: int) -> str:
 
 @temporary_work_dir("beam-runners-")
 def run(data_dir: str, work_dir: str = "", taskmanagers: Sequence[int] = (1, 2), out_json: str = "",
-        rest_port: int = 0) -> dict:
-    base = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, DIRECT))
+        rest_port: int = 0, events=None) -> dict:
+    """The data stages of ``data_dir`` (``events``: its EventSpec; None: a MovieLens folder) on DirectRunner and
+    on a local Flink cluster of each TaskManager count; every output compared record for record."""
+    base = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, DIRECT), events=events)
     runs = {DIRECT: _timed_data_stages(base)}
     jobs: Dict[str, List[Dict]] = {}
     for count in taskmanagers:
@@ -97,7 +99,7 @@ def run(data_dir: str, work_dir: str = "", taskmanagers: Sequence[int] = (1, 2),
         port = rest_port or flink.free_port()
         with flink.LocalFlinkCluster(os.path.join(work_dir, f"cluster-{count}tm"), taskmanagers=count,
                                      rest_port=port) as cluster:
-            config = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, name),
+            config = PipelineConfig(data_dir=data_dir, output_dir=os.path.join(work_dir, name), events=events,
                                     beam_args=flink.beam_args(cluster.master))
             runs[name] = _timed_data_stages(config)
             jobs[name] = flink.jobs(cluster.master)

@@ -171,8 +171,8 @@ def measure(model: bytes, saved_model_dir: Optional[str], feeds, iterations: int
     """Latency of ``model`` per thread count and, when given, of the SavedModel on the same inputs."""
     result = {"tflite_bytes": len(model), "tflite": {}}
     for n in threads:
-        # More threads than cores make the interpreter's spinning workers wait on each other (88 ms p50 for
-        # 4 threads on a 2-core machine): still measured, with 20 calls, and flagged.
+        # More threads than cores make the interpreter's spinning workers wait on each other (docs/results.md, "Figures behind code comments"):
+        # still measured, with 20 calls, and flagged.
         oversubscribed = n > (os.cpu_count() or 1)
         result["tflite"][f"{n}_thread"] = tflite_latency(model, feeds, n, min(iterations, 20) if oversubscribed
                                                          else iterations, min(warmup, 2) if oversubscribed

@@ -29,9 +29,9 @@ from ondevice_rec.modules.ranking_metrics import GATE, METRICS, NAMES, table_cel
 LISTED = "listed_"  # the prefix of the metrics on the listed users only (``users_file``)
 SPREAD_METRICS = NAMES + tuple(LISTED + name for name in NAMES)  # with a std over seeds
 SYNTHETIC_PREFIX = "synthetic:"  # a dataset named synthetic:SHAPE is generated (data/synthetic.SHAPES)
-# What the benchmark trains unless told (``--run-defaults``: what ``ondevice-rec run`` trains).
+# The history lengths trained unless told (``--run-defaults``: only the N ``ondevice-rec run`` trains); every
+# other setting is ``run``'s (the same flags, from the same config fields).
 HISTORY_LENGTHS = (10, 50, 100)
-BENCHMARK_MODEL = ModelConfig(embedding_dim=64, epochs=20)
 DEFAULT_VARIANT = "default"  # an ablation's unchanged model
 
 
@@ -95,7 +95,7 @@ def variants(ablations: Sequence[str]) -> List[tuple]:
 
 @temporary_work_dir("ondevice-rec-quality-")
 def run(data_dir: str, encoders: Sequence[str] = ENCODERS, history_lengths: Sequence[int] = HISTORY_LENGTHS,
-        out_dir: str = "benchmarks/results", base: ModelConfig = BENCHMARK_MODEL,
+        out_dir: str = "benchmarks/results", base: ModelConfig = ModelConfig(),
         overrides: Sequence[str] = (), seeds: int = 1, work_dir: str = "", users_file: str = "",
         report=print, events=None, ablations: Sequence[str] = ()) -> dict:
     """Trains every encoder x history length on one split and writes quality.json/.md/.png to ``out_dir``.
@@ -223,18 +223,10 @@ def dataset_name(dataset: str) -> str:
         os.path.basename(os.path.normpath(dataset))
 
 
-def dataset_events(data_dir: str):
-    """The event spec of a log folder that holds one (``events.json``, as ``make-synthetic`` writes), else None
-    (a MovieLens folder)."""
-    from ondevice_rec.data import events as event_specs, synthetic
-    spec_file = os.path.join(data_dir, synthetic.SPEC_FILE)
-    return event_specs.load_spec(spec_file) if os.path.isfile(spec_file) else None
-
-
 def is_dataset(folder: str) -> bool:
     """A folder the benchmark reads: a log with its event spec, or a MovieLens layout."""
-    from ondevice_rec.data import movielens, synthetic
-    return os.path.isfile(os.path.join(folder, synthetic.SPEC_FILE)) or any(
+    from ondevice_rec.data import event_spec, movielens
+    return os.path.isfile(os.path.join(folder, event_spec.SPEC_FILE)) or any(
         os.path.exists(f.ratings_path(folder)) for f in movielens.FORMATS.values())
 
 
@@ -279,7 +271,7 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
     (``OUT/<name>/quality.*``), then the cross-dataset table ``OUT/datasets.json`` / ``.md``: per dataset its
     size, popularity, the last-3 Markov chain and the best model, with the model's ratio to that chain."""
     from ondevice_rec.benchmarks import anchors
-    from ondevice_rec.data import synthetic
+    from ondevice_rec.data import event_spec, synthetic
     datasets = expand_datasets(datasets)
     check_datasets(datasets)
     check_settings(None, settings.get("encoders", ENCODERS), settings.get("history_lengths", HISTORY_LENGTHS),
@@ -289,7 +281,7 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
                          f"dataset folder's own {anchors.USERS_FILE} is read by itself)")
     os.makedirs(out_dir, exist_ok=True)
     table = {"datasets": [], "settings": {k: v for k, v in settings.items() if k != "base"},
-             "model_defaults": dataclasses.asdict(settings.get("base", BENCHMARK_MODEL))}
+             "model_defaults": dataclasses.asdict(settings.get("base", ModelConfig()))}
     start = time.perf_counter()
     for dataset in datasets:
         name = dataset_name(dataset)
@@ -302,9 +294,9 @@ def run_datasets(datasets: Sequence[str], out_dir: str = "benchmarks/results", w
                 shutil.rmtree(partial, ignore_errors=True)
                 synthetic.write_shape(name, partial)
                 os.replace(partial, data_dir)
-        spec = dataset_events(data_dir)
-        report(f"{name}: {os.path.abspath(data_dir)}" + (f" (event spec {os.path.join(data_dir, synthetic.SPEC_FILE)})"
-                                                            if spec else ""))
+        spec = event_spec.folder_spec(data_dir)
+        report(f"{name}: {os.path.abspath(data_dir)}" + (
+            f" (event spec {os.path.join(data_dir, event_spec.SPEC_FILE)})" if spec else ""))
         t = time.perf_counter()
         users_file = anchors.users_file(data_dir)
         result = run(data_dir, out_dir=os.path.join(out_dir, name), work_dir=os.path.join(work_dir, name, "work"),

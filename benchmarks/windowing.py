@@ -146,7 +146,7 @@ def run(ratings: int = 1_000_000, history_length: int = 10, work_dir: str = "", 
     data_dir = synthetic.write(data, os.path.join(work_dir, "ml-1m"), "ml-1m", seed=seed)
     generate_seconds = time.perf_counter() - start
     options = windowing.WindowingOptions(history_length=history_length)
-    # Default: one worker process per core (measured faster than in-memory from ~200k ratings up).
+    # Default: one worker process per core (measured faster than in-memory on large logs: docs/results.md, "Figures behind code comments").
     beam_argv = list(beam_args) or ["--direct_running_mode=multi_processing",
                                     f"--direct_num_workers={os.cpu_count() or 1}"]
 

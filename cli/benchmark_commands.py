@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from ondevice_rec.cli.common import EXIT_FAILED, EXIT_OK, add_command, add_output_dir, add_output_file, add_top_k, csv
+from ondevice_rec.cli.data_source import add_data_source
 
 EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
   ondevice-rec benchmark quality --data-dir ../shared/data/ml-100k
@@ -23,8 +24,8 @@ def register(commands) -> None:
     from ondevice_rec.benchmarks.latency import REFERENCE_MODELS_DIR
     from ondevice_rec.benchmarks import anchors, quality
     from ondevice_rec.modules.encoders import ENCODERS
-    from ondevice_rec.modules.config import PRESETS
     from ondevice_rec.data import synthetic
+    from ondevice_rec.pipeline.options import add_model_flags
     bench = add_command(commands, "benchmark", "measure speed figures (prints a table, writes JSON)", EXAMPLES)
     which = bench.add_subparsers(dest="benchmark", required=True)
 
@@ -41,29 +42,23 @@ def register(commands) -> None:
                     help="Beam pipeline option, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
 
     bq = sub("quality", "every encoder x history length vs popularity and Markov baselines", cmd_quality)
-    bq.add_argument("--data-dir", action="append", default=[],
-                    help="a MovieLens folder (e.g. ../shared/data/ml-100k), a log's folder with its event spec "
-                         "events.json, or a folder of such folders (e.g. ../shared/data: every dataset in it); "
-                         "repeat it (or add --synthetic) for the cross-dataset table, which sets each dataset "
-                         "beside its published results")
+    add_data_source(bq, "a MovieLens folder (e.g. ../shared/data/ml-100k), a log's folder with its event spec "
+                        "events.json, or a folder of such folders (e.g. ../shared/data: every dataset in it); "
+                        "repeat it (or add --synthetic) for the cross-dataset table, which sets each dataset "
+                        "beside its published results", repeat=True)
     bq.add_argument("--synthetic", action="append", default=[], choices=sorted(synthetic.SHAPES), metavar="SHAPE",
                     help="also a generated log of this shape: " + ", ".join(sorted(synthetic.SHAPES)) +
                          " (repeatable)")
-    bq.add_argument("--encoders", default=None, help=f"default: {','.join(ENCODERS)}")
+    bq.add_argument("--encoders", default=None, help=f"the encoders trained (default: {','.join(ENCODERS)})")
     bq.add_argument("--history-lengths", default=None,
-                    help=f"default: {','.join(map(str, quality.HISTORY_LENGTHS))}")
-    bq.add_argument("--epochs", type=int, default=None,
-                    help=f"maximum epochs (early stopping) (default: {quality.BENCHMARK_MODEL.epochs})")
-    bq.add_argument("--embedding-dim", type=int, default=None,
-                    help=f"default: {quality.BENCHMARK_MODEL.embedding_dim}")
+                    help=f"the history lengths N trained (default: {','.join(map(str, quality.HISTORY_LENGTHS))})")
     bq.add_argument("--run-defaults", action="store_true",
-                    help="train the model `ondevice-rec run` trains (its encoder, N, dimension and epoch cap, "
-                         "unless given): is the default better than the baselines on this data?")
-    bq.add_argument("--preset", choices=list(PRESETS), default=None,
-                    help="with --run-defaults: the model `ondevice-rec run --preset PRESET` trains")
-    bq.add_argument("--hparam", action="append", default=[], metavar="[ENCODER:]KEY=VALUE",
-                    help="model setting for every encoder, or for one with a prefix, e.g. "
-                         "--hparam transformer:dropout=0.2 (repeatable)")
+                    help="train only the encoder and N `ondevice-rec run` trains (with the same settings as "
+                         "always): is the default better than the baselines on this data?")
+    # The model settings are `run`'s flags, generated from the same config fields with the same defaults.
+    add_model_flags(bq, skip=("encoder", "history_length"),
+                    hparam_help="a model setting for every encoder, or for one with a prefix, e.g. "
+                                "--hparam transformer:dropout=0.2 (repeatable)")
     bq.add_argument("--ablation", action="append", default=[], metavar="KEY=VALUE",
                     help="also train the model with this one setting changed (repeatable: one change at a "
                          "time); the table gives each change's recall beside the unchanged model's")
@@ -80,7 +75,7 @@ def register(commands) -> None:
 
     br = sub("beam-runners", "the Beam data stages on DirectRunner vs a local Flink cluster of 1 and 2 "
                              "TaskManagers", cmd_beam_runners)
-    br.add_argument("--data-dir", required=True, help="a MovieLens folder")
+    add_data_source(br, "a MovieLens folder, or a log's folder with its event spec events.json")
     br.add_argument("--taskmanagers", default="1,2",
                     help="one Flink run per count, each on a new local cluster (default: %(default)s)")
     br.add_argument("--work-dir", default="", help="where outputs go (default: a temporary folder, deleted at "
@@ -130,18 +125,15 @@ def cmd_windowing(args) -> int:
 
 
 def cmd_quality(args) -> int:
-    import dataclasses
     from ondevice_rec.benchmarks import quality
-    from ondevice_rec.modules.config import DEFAULT_PRESET, ENCODERS, ModelConfig
+    from ondevice_rec.cli import data_source
+    from ondevice_rec.modules.config import ENCODERS
+    from ondevice_rec.pipeline.options import model_from_args
     _quiet()
-    if args.preset and not args.run_defaults:
-        raise ValueError("--preset names what `ondevice-rec run` trains: give it with --run-defaults")
-    model = ModelConfig.preset(args.preset or DEFAULT_PRESET) if args.run_defaults else quality.BENCHMARK_MODEL
-    defaults = (model.encoder, str(model.history_length)) if args.run_defaults else (
-        ",".join(ENCODERS), ",".join(map(str, quality.HISTORY_LENGTHS)))
-    given = (args.encoders, args.history_lengths, args.epochs, args.embedding_dim)
-    encoders, history_lengths, epochs, embedding_dim = (g if g is not None else d for g, d in zip(
-        given, defaults + (model.epochs, model.embedding_dim)))
+    model = model_from_args(args)
+    encoders = args.encoders or (model.encoder if args.run_defaults else ",".join(ENCODERS))
+    history_lengths = args.history_lengths or (str(model.history_length) if args.run_defaults else
+                                               ",".join(map(str, quality.HISTORY_LENGTHS)))
     lengths = []
     for n in csv(history_lengths):
         try:
@@ -149,16 +141,26 @@ def cmd_quality(args) -> int:
         except ValueError:
             raise ValueError(f"history length {n!r} is not a positive integer") from None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = dict(encoders=csv(encoders), history_lengths=lengths, out_dir=args.output_dir,
-                    base=dataclasses.replace(model, embedding_dim=embedding_dim, epochs=epochs), overrides=args.hparam,
-                    seeds=args.seeds, work_dir=args.work_dir, users_file=args.users, ablations=args.ablation)
-    datasets = quality.expand_datasets(args.data_dir) + [quality.SYNTHETIC_PREFIX + shape for shape in args.synthetic]
+    settings = dict(encoders=csv(encoders), history_lengths=lengths, out_dir=args.output_dir, base=model,
+                    overrides=[h for h in args.hparam if ":" in h.partition("=")[0]], seeds=args.seeds,
+                    work_dir=args.work_dir, users_file=args.users, ablations=args.ablation)
+    if args.events or args.event_field:  # one log, described by the spec options
+        if len(args.data_dir) > 1 or args.synthetic:
+            raise ValueError(f"{data_source.EVENTS} and {data_source.EVENT_FIELD} describe one log: give at most "
+                             f"one {data_source.DATA_DIR} and no --synthetic with them")
+        source = data_source.resolve(args, args.data_dir[0] if args.data_dir else None)
+        datasets, events = [source.data_dir], source.spec
+    else:
+        datasets = quality.expand_datasets(args.data_dir) + [quality.SYNTHETIC_PREFIX + s for s in args.synthetic]
+        events = None
     if not datasets:
-        raise ValueError("benchmark quality needs a --data-dir or a --synthetic shape")
-    if len(datasets) == 1 and args.data_dir:
+        raise ValueError(f"benchmark quality needs a {data_source.DATA_DIR}, {data_source.EVENTS} or a --synthetic "
+                         "shape")
+    if len(datasets) == 1 and not args.synthetic:
         from ondevice_rec.benchmarks import anchors
+        from ondevice_rec.data import event_spec
         settings["users_file"] = args.users or anchors.users_file(datasets[0])
-        quality.run(datasets[0], events=quality.dataset_events(datasets[0]), **settings)
+        quality.run(datasets[0], events=events or event_spec.folder_spec(datasets[0]), **settings)
         print(f"written to {args.output_dir}/quality.json, quality.md, quality.png")
     else:
         quality.run_datasets(datasets, **settings)
@@ -168,8 +170,10 @@ def cmd_quality(args) -> int:
 
 def cmd_beam_runners(args) -> int:
     from ondevice_rec.benchmarks import beam_runners
+    from ondevice_rec.cli import data_source
     _quiet()
-    result = beam_runners.run(args.data_dir, work_dir=args.work_dir,
+    source = data_source.resolve(args)
+    result = beam_runners.run(source.data_dir, work_dir=args.work_dir, events=source.spec,
                               taskmanagers=[int(n) for n in csv(args.taskmanagers)], out_json=args.output)
     return EXIT_OK if result["all_identical"] else EXIT_FAILED
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ondevice_rec.cli.common import EXIT_OK, add_command
+from ondevice_rec.cli.data_source import add_data_source
 
 EXAMPLES = """  ondevice-rec kubeflow compile --image gcr.io/my-project/ondevice-rec:1 --pipeline-root gs://my-bucket/root \\
       --data-dir gs://my-bucket/movielens --serving-dir /gcs/my-bucket/serving --output pipeline.yaml \\
@@ -24,18 +25,14 @@ def register(commands) -> None:
     kc.add_argument("--image", required=True,
                     help="the image built from kubeflow/Dockerfile, e.g. gcr.io/p/ondevice-rec:1")
     kc.add_argument("--pipeline-root", required=True, help="artifact root URI, e.g. gs://bucket/ondevice-rec")
-    kc.add_argument("--data-dir", required=True,
-                    help="data as the containers see it (the run parameter data_root defaults to it); with "
-                         "span-N/ subfolders the latest span is read")
+    add_data_source(kc, "the data folder as the containers see it (the run parameter data_root defaults to it; "
+                        "with --spans a folder of span-N/ folders, the latest read); an --events spec is read "
+                        "here, its paths relative to this folder (or to each span)", data_dir_required=True)
     kc.add_argument("--serving-dir", required=True,
                     help="where versions are published, a POSIX path in the containers (volume or /gcs/<bucket>)")
     kc.add_argument("--output", required=True, help="pipeline.yaml (PipelineSpec) or pipeline.json (PipelineJob)")
     kc.add_argument("--spans", action="store_true",
                     help="the data folder holds span-1/, span-2/, ...: every run reads the latest")
-    kc.add_argument("--events", default=None,
-                    help="an event spec (JSON / YAML, read here) for a log other than MovieLens; its paths are "
-                         "relative to the data folder (or each span folder) as the containers see it; the "
-                         "curated schema derived from it is written under --pipeline-root")
     kc.add_argument("--warm-start", action="store_true", help="start training from the latest blessed model")
     kc.add_argument("--no-cache", action="store_true", help="disable KFP caching for every step")
     add_flags(kc)
@@ -58,8 +55,9 @@ def cmd_compile(args) -> int:
     from ondevice_rec.kubeflow import runner as kubeflow_runner
     from ondevice_rec.pipeline.config import SPAN_PATTERN
     from ondevice_rec.pipeline.options import config_from_args
-    from ondevice_rec.data import events
-    spec = events.load_spec(args.events) if args.events else None
+    from ondevice_rec.cli import data_source
+    # The data lives in the containers: a spec file is read here, an events file only named.
+    spec = data_source.resolve(args, local=False).spec
     flink_master, args.flink_master = args.flink_master, None  # the steps reach it, not this machine
     config = config_from_args(args, args.data_dir, args.pipeline_root, pipeline_root_uri=args.pipeline_root,
                               serving_path=args.serving_dir, warm_start=args.warm_start,

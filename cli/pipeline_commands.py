@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ondevice_rec.cli.common import EXIT_FAILED, EXIT_OK, add_command
+from ondevice_rec.cli.data_source import add_data_source
 
 RUN_EXAMPLES = """  ondevice-rec run --data-dir ../shared/data/ml-100k --output-dir /tmp/out
   ondevice-rec run --events shop/events.json --output-dir /tmp/shop        # any activity log (docs/event-spec.md)
@@ -14,57 +15,26 @@ RETRAIN_EXAMPLES = """  ondevice-rec retrain --data-dir /data/movielens-spans --
 
 
 def register(commands) -> None:
-    from ondevice_rec.data import download
     from ondevice_rec.pipeline.options import add_flags
     run = add_command(commands, "run", "run the whole pipeline once", RUN_EXAMPLES, cmd_run)
-    source = run.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data-dir", help="an unpacked MovieLens folder (ml-1m, ml-100k or ml-latest layout)")
-    source.add_argument("--events", help="an event spec (JSON / YAML: what the log's files and columns are) or "
-                                         "an events file itself, described by --event-field")
-    source.add_argument("--dataset", dest="download", choices=sorted(download.ARCHIVES),
-                        help="download this MovieLens archive from GroupLens (checksum-verified, cached)")
+    add_data_source(run, "a data folder: a MovieLens layout (ml-1m, ml-100k or ml-latest), a log folder holding "
+                         "its event spec events.json, or the folder an --events spec's paths are relative to",
+                    dataset=True)
     run.add_argument("--output-dir", required=True, help="pipeline_root, metadata.sqlite and serving/ go here")
-    _add_event_fields(run)
     add_flags(run)
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     run.add_argument("--verbose", action="store_true", help="show TensorFlow / Beam logs instead of a log file")
 
     retrain = add_command(commands, "retrain", "one scheduled-retraining cycle: latest data span, warm start, "
                                                "publish only if not worse", RETRAIN_EXAMPLES, cmd_retrain)
-    retrain.add_argument("--data-dir", required=True,
-                         help="a folder of data spans span-1/, span-2/, ... (each a complete MovieLens folder); "
-                              "the latest span is read")
-    retrain.add_argument("--events", default=None,
-                         help="an event spec whose paths are relative to each span folder (default: MovieLens)")
+    add_data_source(retrain, "a folder of data spans span-1/, span-2/, ... (each a data folder as for run: "
+                             "MovieLens, or a log whose --events spec paths are relative to each span); the "
+                             "latest span is read", data_dir_required=True)
     retrain.add_argument("--output-dir", required=True, help="the same output folder on every cycle")
-    _add_event_fields(retrain)
     add_flags(retrain)
     retrain.add_argument("--no-warm-start", action="store_true",
                          help="train from scratch instead of from the latest blessed model")
     retrain.add_argument("--verbose", action="store_true", help="show TensorFlow / Beam logs instead of a log file")
-
-
-def _add_event_fields(parser) -> None:
-    parser.add_argument("--event-field", action="append", default=[], metavar="KEY=VALUE",
-                        help="set or override one event spec field (user=, item=, timestamp=, timestamp_format=, "
-                             "rating=, event_type=, keep_events=, header=, delimiter=, format=, items.path=, ...); "
-                             "repeatable")
-
-
-def event_spec(path: str, fields, base_dir: str = ""):
-    """``(spec, data folder)`` from ``--events`` and ``--event-field``: a spec file (its folder holds the
-    data), or an events file described by the fields alone."""
-    import os
-    from ondevice_rec.data import events
-    if path.endswith((".json", ".yaml", ".yml")) and not path.endswith(".jsonl"):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no event spec {path!r}")
-        return events.load_spec(path, fields), base_dir or os.path.dirname(os.path.abspath(path))
-    if not events.glob_files(path):
-        raise FileNotFoundError(f"--events {path!r}: no such spec or events file")
-    folder = base_dir or os.path.dirname(os.path.abspath(path))
-    relative = os.path.relpath(os.path.abspath(path), folder)
-    return events.spec_with_overrides({"events": relative}, fields), folder
 
 
 def _finish(summary) -> int:
@@ -72,23 +42,23 @@ def _finish(summary) -> int:
 
 
 def cmd_run(args) -> int:
+    from ondevice_rec.cli import data_source
     from ondevice_rec.data import download, events, movielens
     from ondevice_rec.pipeline import console
     from ondevice_rec.pipeline.options import config_from_args
 
-    data_dir, spec = args.data_dir, None
+    if args.download and args.data_dir:
+        raise ValueError(f"{data_source.DATASET} downloads a data folder: give it or {data_source.DATA_DIR}, not both")
+    folder = None
     if args.download:
         print(f"Fetching {args.download} ...", flush=True)
-        data_dir = download.download(args.download, progress=download.print_progress)
-    if args.events:
-        spec, data_dir = event_spec(args.events, args.event_field)
-    elif args.event_field:
-        spec = movielens.preset_spec(data_dir)
-        spec = events.spec_with_overrides(spec.to_dict(), args.event_field)
+        folder = download.download(args.download, progress=download.print_progress)
+    source = data_source.resolve(args, folder)
     # Fail fast, before TFX starts: a wrong folder, delimiter, header, column or timestamp format.
-    checked_spec = spec or movielens.preset_spec(data_dir)
-    checked = events.preflight(checked_spec, data_dir)
-    config = config_from_args(args, data_dir, args.output_dir, enable_cache=not args.no_cache, events=spec)
+    checked_spec = source.spec or movielens.preset_spec(source.data_dir)
+    checked = events.preflight(checked_spec, source.data_dir)
+    config = config_from_args(args, source.data_dir, args.output_dir, enable_cache=not args.no_cache,
+                              events=source.spec)
     header = f"header {list(checked.header)}" if checked.header else "no header"
     summary, _ = console.run_pipeline(config, args.command, args.verbose,
                                       f"ondevice-rec: {checked_spec.name or 'events'} in {config.data_dir} "
@@ -98,13 +68,14 @@ def cmd_run(args) -> int:
 
 
 def cmd_retrain(args) -> int:
+    from ondevice_rec.cli import data_source
     from ondevice_rec.data import events, movielens
     from ondevice_rec.pipeline import console
     from ondevice_rec.pipeline.config import SPAN_PATTERN, latest_span
     from ondevice_rec.pipeline.options import config_from_args
 
     span, span_dir = latest_span(args.data_dir)  # fail fast: no span folders, or a wrong layout
-    spec = event_spec(args.events, args.event_field, span_dir)[0] if args.events else None
+    spec = data_source.resolve(args, span_dir).spec  # relative to each span: checked on the latest
     checked_spec = spec or movielens.preset_spec(span_dir)
     events.preflight(checked_spec, span_dir)
     config = config_from_args(args, args.data_dir, args.output_dir, input_pattern=SPAN_PATTERN,

@@ -1,4 +1,4 @@
-"""MovieLens layouts as presets of the generic event reader (``data/events.py``), detected from the files
+"""MovieLens layouts as presets of the generic event reader (``data/event_spec.py``), detected from the files
 in a folder:
 
 * ``ml-1m``: ``ratings.dat`` (``user::movie::rating::timestamp``) and ``movies.dat``
@@ -19,8 +19,10 @@ import dataclasses
 import os
 from typing import Dict, Iterator, Optional, Tuple
 
-from . import events
-from .events import DataFormatError, EventSpec  # noqa: F401  (re-exported: the readers' error)
+from . import event_spec, events, file_io
+from .formats.delimited import CSV
+from .event_spec import EventSpec
+from .read_errors import DataFormatError  # noqa: F401  (re-exported: the readers' error)
 
 # Genre names of ML-100K's u.genre (its order defines the 19 flags).
 ML100K_GENRES = (
@@ -59,18 +61,18 @@ class DatasetFormat:
         """The EventSpec of this layout (paths relative to the MovieLens folder)."""
         ratings = os.path.basename(self.ratings_path(data_dir)) if data_dir else self.ratings_file
         if self.name == "ml-100k":
-            genres = events.CategoricalSpec(flags=(5, 23), names=ML100K_GENRES, missing=NO_GENRE_MARKERS)
-            year = events.NumericSpec(sources=((1, YEAR_AT_END), (2, r"(\d{4})\s*$")))
+            genres = event_spec.CategoricalSpec(flags=(5, 23), names=ML100K_GENRES, missing=NO_GENRE_MARKERS)
+            year = event_spec.NumericSpec(sources=((1, YEAR_AT_END), (2, r"(\d{4})\s*$")))
         else:
-            genres = events.CategoricalSpec(column=2, separator="|", missing=NO_GENRE_MARKERS)
-            year = events.NumericSpec(column=1, pattern=YEAR_AT_END)
-        items = events.ItemsSpec(path=self.movies_file, format=events.CSV, delimiter=self.movies_separator,
+            genres = event_spec.CategoricalSpec(column=2, separator="|", missing=NO_GENRE_MARKERS)
+            year = event_spec.NumericSpec(column=1, pattern=YEAR_AT_END)
+        items = event_spec.ItemsSpec(path=self.movies_file, format=CSV.name, delimiter=self.movies_separator,
                                  header="yes" if self.name == "ml-latest" else "no", encoding=self.encoding,
                                  key=0, title=1, title_strip=YEAR_AT_END, categorical={GENRES: genres},
                                  numeric={YEAR: year})
-        return EventSpec(path=ratings, name=self.name, format=events.CSV, delimiter=self.separator,
+        return EventSpec(path=ratings, name=self.name, format=CSV.name, delimiter=self.separator,
                          header=self.header, encoding=self.encoding, user=0, item=1, rating=2, timestamp=3,
-                         timestamp_format=events.UNIX_SECONDS, fields=4, rating_range=(MIN_RATING, MAX_RATING),
+                         timestamp_format=event_spec.UNIX_SECONDS, fields=4, rating_range=(MIN_RATING, MAX_RATING),
                          numeric_ids=True, items=items)
 
 
@@ -131,7 +133,7 @@ def read_ratings(data_dir: str, fmt: Optional[DatasetFormat] = None) -> Iterator
     spec = (fmt or detect_format(data_dir)).spec(data_dir)
     for path, offset, event in events.read_events(spec, data_dir):
         if isinstance(event, Exception):
-            line = events.line_numbers(path, [offset])[offset]
+            line = file_io.line_numbers(path, [offset])[offset]
             raise DataFormatError(path, line, str(event), getattr(event, "column", None))
         yield Rating(int(event.user), int(event.item), float(event.rating), event.timestamp)
 

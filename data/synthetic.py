@@ -31,6 +31,7 @@ from typing import Dict, List
 import numpy as np
 
 from . import movielens
+from .event_spec import SPEC_FILE
 
 GENRES = ML1M_GENRES = (
     "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
@@ -167,7 +168,6 @@ def generate(config: SyntheticConfig) -> SyntheticData:
 ECOMMERCE, PLAIN = "ecommerce", "plain"
 # make-synthetic --format: the MovieLens layouts and the two generic logs.
 FORMATS = tuple(sorted(movielens.FORMATS)) + (ECOMMERCE, PLAIN)
-SPEC_FILE = "events.json"  # the event spec written next to a generic log
 EVENT_TYPES = ("view", "cart", "purchase")
 _BRANDS = ("Acme", "Borealis", "Cobalt", "Dunmore", "Elara", "Fjord")
 
@@ -254,7 +254,7 @@ def _write_plain(data: SyntheticData, out_dir: str, categories: bool = False) ->
 
 
 # Logs shaped like short-session e-commerce data, their successor structure weaker than the movie default's
-# (a last-3-items Markov chain reaches recall@10 ~0.35 and ~0.23, popularity ~0.07 and ~0.03).
+# (what the baselines reach on them: docs/results.md, "Figures behind code comments").
 # large-catalogue: ~355K events of 44K users on ~61K of 80K items, ~55K of them in the training events (the
 # top 1 % of items a quarter of the events, the median item 2 events), the size of the held-out shop log of
 # issue 22 (40K users, 55K items, 350K events, 9 events a user, order only).

@@ -15,10 +15,9 @@ from ondevice_rec.modules import encoders
 
 ENCODERS = encoders.ENCODERS
 SOFTMAX_MODES = ("full", "sampled", "auto")
-# softmax="auto" (ModelConfig.derive_from_data): sampled above this many items, full below. Measured on the
-# large-catalogue synthetic log (47,911 items): a full-softmax epoch 247 s (eval recall@10 0.080 after it),
-# sampled epochs 54-111 s (0.158 after 4, 0.216 after 8); below ~20K items every run measured so far (ML-1M-SAS
-# 3.4K, short-sessions 7.5K) trained in full at 5-50 s an epoch.
+# softmax="auto" (ModelConfig.derive_from_data): sampled above this many items, full below: on a 48K-item log a
+# full-softmax epoch took several times a sampled one and learned less per minute; every log below ~20K items
+# measured trained in full in under a minute an epoch (docs/results.md, "Figures behind code comments").
 SAMPLED_SOFTMAX_ABOVE_ITEMS = 20_000
 # embedding_dim=0 (derive_from_data): max_embedding_dim (EMBEDDING_DIM unless set), or for a catalogue whose int8
 # model would pass
@@ -91,8 +90,8 @@ class ModelConfig(JsonFields):
     use_item_numbers: bool = True
     use_ratings: bool = False
     label_categories: bool = False  # label tower: item embedding plus its first categorical feature's embedding
-    # The label tower reuses the history item embedding table (as SASRec does): half the size, and on ML-100K
-    # (N=10, dim 64) recall@10 0.179 vs 0.169 untied for the LSTM, 0.165 vs 0.161 for the Transformer.
+    # The label tower reuses the history item embedding table (as SASRec does): half the size, and better recall
+    # on ML-100K for the LSTM and the Transformer (docs/results.md, "Figures behind the model's defaults").
     tie_embeddings: bool = True
     # The successor table (modules/successors.py): each item's top `successors` next items counted in the
     # training events, scored for the `successor_recent` most recent history items next to the embedding dot
@@ -122,8 +121,7 @@ class ModelConfig(JsonFields):
     # windows, with more history in the earlier one. True: a window's loss skips the positions an earlier
     # window holds (all but its last s; a user's first window, left-padded, keeps all), so each target is
     # trained on once per epoch with its longest history, at half the softmax cost.
-    # Measured: ML-1M-SAS LSTM N=10 37 vs 51 ms per step of 64 windows; ML-100K test recall@10 0.2121 vs 0.2163
-    # (one seed each, within the seed spread).
+    # Measured faster per step with recall within the seed spread (docs/results.md, "Figures behind code comments").
     loss_once_per_target: bool = True
     num_sampled: int = 500
     # A train target weighs 1 / u^user_balance in the loss, u being its user's train examples (the weights
@@ -134,28 +132,27 @@ class ModelConfig(JsonFields):
     # Each history item of a training window is deleted with this probability and the rest close up (the
     # target stays): the model also learns to predict when events are missing from the log.
     history_dropout: float = setting(0.0, "share of history items deleted at random from training windows")
-    # Batches of 256 windows at lr 0.01 (from 64 at 0.005): 98 vs 4 x 37 ms per 256 windows on ML-1M-SAS (the
-    # input parsing and per-step overhead amortised); ML-100K test recall@10 0.2078 vs 0.2121, one seed each.
+    # Batches of 256 windows at lr 0.01 (from 64 at 0.005): the input parsing and per-step overhead amortised,
+    # recall within one seed's spread (docs/results.md, "Figures behind code comments").
     learning_rate: float = setting(0.01, "Adam learning rate")
     # Training stops at the first of: `early_stopping_patience` epochs without a better eval recall@10, the
     # epoch cap, the time budget; the best epoch's weights are kept (training.StopRule).
-    # A cap that plateaus reach first (ML-100K stopped by patience after 8-11 epochs; at 10 epochs ML-1M-SAS was
-    # still improving).
+    # A cap that plateaus reach first (docs/results.md, "Figures behind code comments").
     epochs: int = setting(30, "epoch cap (training stops earlier when eval recall@10 stops improving)")
     early_stopping_patience: int = setting(3, "epochs without a better eval recall@10 before training stops")
     max_train_minutes: float = setting(0.0, "training time budget in minutes, 0 = none (the best epoch so far "
                                             "is kept)")
     steps_per_epoch: int = 0  # 0: one pass over the training windows per epoch
     # The Trainer's per-epoch validation (early stopping, the kept epoch) ranks the whole catalogue for each
-    # eval user: at 44K users x 47,911 items it took 12.8 s of an 18 s epoch (training 5.4 s). It scores the
-    # first this-many eval examples (one per user; 0 = all): recall@10 on 10,000 users has a standard error
-    # of at most 0.005. The Evaluator still scores every user.
+    # eval user: on a 44K-user, 48K-item log it took most of an epoch's time. It scores the first this-many eval
+    # examples (one per user; 0 = all): recall@10 on 10,000 users has a standard error of at most 0.005
+    # (docs/results.md, "Figures behind code comments"). The Evaluator still scores every user.
     validation_users: int = 10_000
     # Training windows per batch (each holds up to N targets with loss_positions=all).
     batch_size: int = setting(256, "training windows per batch")
     # Polyak averaging: validate, early-stop on and export a moving average of the weights, with per-step decay
-    # min(decay, (1 + t) / (10 + t)) (short memory early on); 0 = the raw weights. ML-100K, LSTM N=10, dim 128,
-    # 4 seeds: test recall@10 0.193 vs 0.184 without, eval 0.233 vs 0.220.
+    # min(decay, (1 + t) / (10 + t)) (short memory early on); 0 = the raw weights. Better test and eval recall on
+    # ML-100K over four seeds (docs/results.md, "Figures behind the model's defaults").
     weight_average_decay: float = 0.999
     top_k: int = setting(100, "recommendations the TFLite model returns (capped at the catalogue size minus N)")
     seed: int = 0
@@ -280,6 +277,6 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     DEFAULT_PRESET: {},
     # For those who can wait: embeddings up to 48 wide instead of 32 on a dense log (DENSE_EVENTS_PER_ITEM; still
     # within the on-device budget), and training until 6 epochs bring no better eval recall@10, within 30 minutes.
-    # About 1.2x the default's latency on the device (results page), so not the default.
+    # Slower on the device than the default (docs/results.md, "Presets"), so not the default.
     "quality": dict(max_embedding_dim=48, early_stopping_patience=6, epochs=100, max_train_minutes=30.0),
 }

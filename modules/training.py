@@ -183,7 +183,8 @@ class StopRule(keras.callbacks.Callback):
             self._weights = self.model.get_weights()
         else:
             self._wait += 1
-        # The first epoch also traces the step functions (42 of its 48 s on ML-100K): later epochs' mean, once known.
+        # The first epoch also traces the step functions (most of its time on a small log: docs/results.md, "Figures behind code comments"): later
+        # epochs' mean, once known.
         elapsed = time.monotonic() - self._start
         per_epoch = float(np.mean(self._epoch_seconds[1:] or self._epoch_seconds))
         left = self._epochs - epoch - 1

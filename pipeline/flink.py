@@ -71,7 +71,7 @@ _MARKER = "ondevice-rec-engine.json"
 PLACEMENT_ENV = {"--flink_master": "ONDEVICE_REC_FLINK_MASTER", "--parallelism": "ONDEVICE_REC_FLINK_PARALLELISM",
                  "--job_endpoint": "ONDEVICE_REC_JOB_ENDPOINT"}
 # A TaskManager whose last heartbeat is this much older than the freshest one's is taken for lost (Flink keeps a
-# killed one listed until its heartbeat times out: 50 s by default).
+# killed one listed until its heartbeat times out: heartbeat.timeout, 50 s by default).
 _LOST_TASKMANAGER_SECONDS = 25
 JOB_NAME_PREFIX = "ondevice-rec-"
 # Cluster memory: 1 GB JobManager, 4 GB TaskManagers. The network memory is raised from Flink's 10% (measured:

@@ -36,27 +36,51 @@ def flag_name(field: dataclasses.Field) -> str:
     return "--" + field.name.replace("_", "-")
 
 
-def add_flags(parser: argparse.ArgumentParser, kinds: Iterable[type] = PIPELINE_OPTION_CLASSES) -> None:
-    """Adds one flag per knob of ``kinds``, plus ``--hparam`` (any ModelConfig field) and ``--beam-arg``."""
+def _add_field_flags(parser: argparse.ArgumentParser, kinds: Iterable[type], skip: Iterable[str] = ()) -> None:
     for field in flag_fields(kinds):
+        if field.name in skip:
+            continue
         help_text = field.metadata["help"].replace("%", "%%")
         if field.default is not None:
             help_text += f" (default: {field.default})"
         parser.add_argument(flag_name(field), dest=field.name, type=_type(field), default=None,
                             choices=list(field.metadata["choices"]) if field.metadata.get("choices") else None,
                             help=help_text)
+
+
+def add_model_flags(parser: argparse.ArgumentParser, skip: Iterable[str] = (),
+                    hparam_help: str = "") -> None:
+    """One flag per ModelConfig knob (those in ``skip`` left out), ``--preset`` and ``--hparam``: what ``run``
+    trains, and what a benchmark that trains models takes."""
+    _add_field_flags(parser, (ModelConfig,), skip)
     parser.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
                         help="named model settings (modules/config.py PRESETS; flags given beside it win): "
                              + "; ".join(f"{name}: {', '.join(f'{k}={v}' for k, v in values.items()) or 'as listed here'}"
                                          for name, values in PRESETS.items()))
     parser.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
-                        help="any model setting of modules/config.py:ModelConfig, e.g. --hparam tie_embeddings=true "
-                             "--hparam transformer_blocks=3 (repeatable)")
+                        help=hparam_help or "any model setting of modules/config.py:ModelConfig, e.g. --hparam "
+                                            "tie_embeddings=true --hparam transformer_blocks=3 (repeatable)")
+
+
+def add_flags(parser: argparse.ArgumentParser, kinds: Iterable[type] = PIPELINE_OPTION_CLASSES) -> None:
+    """Adds one flag per knob of ``kinds`` (``add_model_flags`` for the model's), plus ``--beam-arg`` and
+    ``--flink-master``."""
+    add_model_flags(parser)
+    _add_field_flags(parser, [kind for kind in kinds if kind is not ModelConfig])
     parser.add_argument("--beam-arg", dest="beam_args", action="append", default=[], metavar="ARG",
                         help="passed to every Beam stage, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
     parser.add_argument("--flink-master", default=None, metavar="HOST:PORT",
                         help="run every Beam stage on the Flink cluster whose JobManager REST API is HOST:PORT "
                              "(e.g. localhost:8081 after 'ondevice-rec flink up'), one task per slot")
+
+
+def model_from_args(args: argparse.Namespace, **given) -> ModelConfig:
+    """The ModelConfig ``add_model_flags``' flags describe: the preset, the flags given, ``given``, then the
+    ``--hparam``s (those without an ``ENCODER:`` prefix)."""
+    flags = {f.name: getattr(args, f.name) for f in flag_fields((ModelConfig,)) if getattr(args, f.name, None)
+             is not None}
+    plain = [h for h in args.hparam if ":" not in h.partition("=")[0]]
+    return ModelConfig.preset(args.preset, **{**flags, **given}).with_overrides(plain)
 
 
 def options_of(args: argparse.Namespace) -> dict:

@@ -23,11 +23,11 @@ def test_run_on_a_folder_without_ratings_exits_2(tmp_path, capsys):
 
 
 def test_make_synthetic_writes_a_named_shape_and_needs_a_format_or_a_shape(tmp_path, capsys):
-    from ondevice_rec.data import events
+    from ondevice_rec.data import event_spec
     assert cli.main(["make-synthetic", "--shape", "short-sessions", "--users", "300", "--output-dir",
                      str(tmp_path / "s")]) == 0
     assert "by 300 users" in capsys.readouterr().out
-    spec = events.load_spec(str(tmp_path / "s" / "events.json"))
+    spec = event_spec.load_spec(str(tmp_path / "s" / "events.json"))
     assert spec.timestamp is None and spec.items is not None and (tmp_path / "s" / "items.csv").exists()
     assert cli.main(["make-synthetic", "--output-dir", str(tmp_path / "t")]) == cli.EXIT_BAD_INPUT
     assert "--format or --shape" in capsys.readouterr().err
@@ -382,3 +382,52 @@ def test_every_command_follows_one_grammar_documented_in_docs_cli():
         positional = [a.dest for a in command._actions if not a.option_strings and a.dest != "help"]  # pylint: disable=protected-access
         assert "output_dir" not in positional, path
         assert f"`ondevice-rec {' '.join(path)}" in documented, f"docs/cli.md does not show {' '.join(path)}"
+
+
+def test_every_command_that_reads_a_log_takes_the_same_data_source_and_model_options():
+    """run, retrain, kubeflow compile and the benchmarks that read a log share the data-source options (one
+    helper, the same help and destinations); benchmark quality's model settings are run's flags, from the same
+    config fields, with the same defaults."""
+    from ondevice_rec.cli import data_source
+    from ondevice_rec.pipeline.options import flag_fields, flag_name
+    from ondevice_rec.modules.config import ModelConfig
+    commands = dict(_commands(cli.parser()))
+    readers = [("run",), ("retrain",), ("kubeflow", "compile"), ("benchmark", "quality"), ("benchmark", "beam-runners")]
+
+    def options(path):
+        return {o: a for a in commands[path]._actions for o in a.option_strings}  # pylint: disable=protected-access
+    reference = options(("run",))
+    for path in readers:
+        found = options(path)
+        for flag in (data_source.DATA_DIR, data_source.EVENTS, data_source.EVENT_FIELD):
+            assert flag in found, (path, flag)
+            assert found[flag].dest == reference[flag].dest and found[flag].metavar == reference[flag].metavar
+        assert found[data_source.EVENTS].help == reference[data_source.EVENTS].help, path
+        assert found[data_source.EVENT_FIELD].help == reference[data_source.EVENT_FIELD].help, path
+    quality = options(("benchmark", "quality"))
+    for field in flag_fields((ModelConfig,)):
+        if field.name in ("encoder", "history_length"):  # the benchmark's grid: --encoders, --history-lengths
+            continue
+        flag = flag_name(field)
+        assert quality[flag].help == reference[flag].help and quality[flag].default is None, flag
+    assert quality["--preset"].default == reference["--preset"].default
+
+
+def test_events_with_a_data_dir_are_read_relative_to_it_and_event_fields_refine_a_folder_preset(tmp_path):
+    from ondevice_rec.cli import data_source
+    from ondevice_rec.data import synthetic
+    folder = synthetic.write(synthetic.generate(synthetic.SyntheticConfig(users=20, items=40, seed=1)),
+                             str(tmp_path / "ml"), "ml-1m")
+    parser = cli.parser()
+    args = parser.parse_args(["run", "--data-dir", folder, "--output-dir", "o", "--event-field", "min_rating=4"])
+    source = data_source.resolve(args)
+    assert source.data_dir == folder and source.spec.min_rating == 4 and source.spec.name == "ml-1m"
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "log.csv").write_text("u,i,t\n1,2,3\n")
+    args = parser.parse_args(["run", "--data-dir", str(tmp_path / "logs"), "--events", str(tmp_path / "logs" /
+                              "log.csv"), "--event-field", "user=u", "--event-field", "item=i", "--output-dir", "o"])
+    source = data_source.resolve(args)
+    assert (source.data_dir, source.spec.path, source.spec.user) == (str(tmp_path / "logs"), "log.csv", "u")
+    with pytest.raises(ValueError, match="give --data-dir or --events or --dataset"):
+        data_source.resolve(parser.parse_args(["run", "--output-dir", "o"]))
+    assert cli.main(["run", "--output-dir", str(tmp_path / "o")]) == cli.EXIT_BAD_INPUT

@@ -32,7 +32,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from ondevice_rec.data import events, movielens
+from ondevice_rec.data import event_spec, events, formats, movielens, read_errors
 from ondevice_rec.modules import features, wire
 
 DEFAULT_MAX_BAD_FRACTION = movielens.DEFAULT_MAX_BAD_FRACTION
@@ -116,22 +116,14 @@ class ReadUnit:
     header: Optional[Tuple[str, ...]]
 
 
-def read_units(spec: events.EventSpec, folder: str):
-    """The pieces of every events file of ``folder`` (layout checked per file on the driver)."""
+def read_units(spec: event_spec.EventSpec, folder: str):
+    """The pieces of every events file of ``folder`` (layout checked per file on the driver; each format cuts
+    its files: byte ranges of text, a gzipped file whole, row ranges of Parquet)."""
     units = []
     for file_index, path in enumerate(spec.files(folder)):
         layout = events.event_layout(spec, path)
-        fmt = spec.format_of(path)
-        if fmt == events.PARQUET:
-            rows = events.parquet_row_count(path)
-            units += [ReadUnit(file_index, path, s, min(s + PARQUET_ROWS, rows), None)
-                      for s in range(0, max(rows, 1), PARQUET_ROWS)]
-        elif path.endswith(".gz"):
-            units.append(ReadUnit(file_index, path, 0, None, layout.header))
-        else:
-            size = events.file_size(path)
-            units += [ReadUnit(file_index, path, s, min(s + CHUNK_BYTES, size), layout.header)
-                      for s in range(0, max(size, 1), CHUNK_BYTES)]
+        units += [ReadUnit(file_index, path, start, end, layout.header)
+                  for start, end in spec.format_of(path).ranges(path, CHUNK_BYTES, PARQUET_ROWS)]
     return units
 
 
@@ -146,7 +138,7 @@ class _ReadEvents(beam.DoFn):
         self._spec = None
 
     def setup(self):
-        self._spec = events.EventSpec.from_json(self._spec_json)
+        self._spec = event_spec.EventSpec.from_json(self._spec_json)
         self._encode = ExampleEncoder()
 
     def process(self, unit: ReadUnit):
@@ -154,17 +146,17 @@ class _ReadEvents(beam.DoFn):
 
     def _read(self, unit: ReadUnit):
         spec, encode, items = self._spec, self._encode, self._items
-        layout = events.Layout(unit.header)
+        layout = formats.Layout(unit.header)
         count = unlisted = 0
-        for offset, row in events.iter_rows(spec, unit.path, layout, unit.start, unit.end):
+        for offset, row in spec.rows(unit.path, layout, unit.start, unit.end):
             try:
-                if isinstance(row, events.RowError):
+                if isinstance(row, read_errors.RowError):
                     raise row
                 event = events.parse_event(spec, row, events.order_of(unit.file_index, offset))
-            except events.Skipped as e:
+            except read_errors.Skipped as e:
                 yield beam.pvalue.TaggedOutput(SKIPPED, e.reason)
                 continue
-            except events.RowError as e:
+            except read_errors.RowError as e:
                 column = f"column {e.column!r}: " if e.column is not None else ""
                 yield beam.pvalue.TaggedOutput(BAD, (unit.path, offset, column + str(e)))
                 continue
@@ -216,8 +208,8 @@ def matched_folders(input_base: str, split_pattern: str):
     return sorted({os.path.dirname(f) for f in files})
 
 
-def folder_spec(spec_json: str, folder: str) -> events.EventSpec:
-    return events.EventSpec.from_json(spec_json) if spec_json else movielens.preset_spec(folder)
+def folder_spec(spec_json: str, folder: str) -> event_spec.EventSpec:
+    return event_spec.EventSpec.from_json(spec_json) if spec_json else movielens.preset_spec(folder)
 
 
 @beam.ptransform_fn
@@ -244,13 +236,13 @@ def write_events(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split
 
 def _read_events(pipeline, exec_properties, split_pattern, report_path, output_dir=None):
     settings = custom_settings(exec_properties)
-    good, bad, skipped, tallies, headers = [], [], [], [], {}
+    good, bad, skipped, tallies, headers, file_formats = [], [], [], [], {}, {}
     item_rows = {"item_rows_skipped": 0, "duplicate_item_keys": 0, "item_samples": []}
     plans = []
     for folder in matched_folders(exec_properties["input_base"], split_pattern):
         spec = folder_spec(settings.get(SPEC_KEY, ""), folder)
         # The command line checked each .gz to its end before the run; a damaged one still fails its reader here,
-        # with the same message (events.read_lines), so this check does not decompress the whole log once more.
+        # with the same message (file_io.read_lines), so this check does not decompress the whole log once more.
         events.preflight(spec, folder, whole_gzip=False)
         items = {}
         if spec.items is not None:
@@ -264,6 +256,7 @@ def _read_events(pipeline, exec_properties, split_pattern, report_path, output_d
                 logging.warning("items file: %s", duplicate)
         units = read_units(spec, folder)
         headers.update({u.path: list(u.header) for u in units if u.header and u.start == 0})
+        file_formats.update({u.path: spec.format_of(u.path).name for u in units})
         plans.append((spec, items, units))
     shards = sum(len(units) for _, _, units in plans)
     first_shard = 0
@@ -297,28 +290,30 @@ def _read_events(pipeline, exec_properties, split_pattern, report_path, output_d
         }
         _ = (pipeline
              | "Report" >> beam.Create([None])
-             | "WriteReport" >> beam.Map(_write_report, report_path, headers, item_rows,
+             | "WriteReport" >> beam.Map(_write_report, report_path, headers, file_formats, item_rows,
                                          **{k: beam.pvalue.AsSingleton(v) for k, v in counts.items()}))
     return examples
 
 
-def _write_report(_, path: str, headers, item_rows, events: int, unlisted: int, bad: int, samples, skipped
-                  ) -> None:
+def _write_report(_, path: str, headers, file_formats, item_rows, events: int, unlisted: int, bad: int, samples,
+                  skipped) -> None:
     report = {"input_lines": events + bad + sum(skipped.values()), "events": events, "bad_lines": bad,
               "filtered_events": sum(skipped.values()), "filtered_by": dict(skipped),
-              "events_of_unlisted_items": unlisted, "headers": headers, **item_rows,
+              "events_of_unlisted_items": unlisted, "headers": headers, "formats": file_formats, **item_rows,
               "bad_line_samples": [{"file": f, "offset": o, "error": e} for f, o, e in samples]}
     with tf.io.gfile.GFile(path, "w") as f:
         json.dump(report, f, indent=1)
 
 
 def locate_samples(report: dict) -> None:
-    """Adds ``line`` to each bad-line sample and ``file:line: `` to its error (one pass per file)."""
+    """Adds ``line`` (a line or row number, as the file's format counts) to each bad-line sample and
+    ``file:line: `` to its error (one pass per file)."""
     by_file = collections.defaultdict(list)
     for sample in report["bad_line_samples"]:
         by_file[sample["file"]].append(sample["offset"])
-    numbers = {path: events.line_numbers(path, offsets) if not path.endswith((".parquet", ".pq"))
-               else {o: o + 1 for o in offsets} for path, offsets in by_file.items()}
+    file_formats = report.get("formats", {})
+    numbers = {path: (formats.get(file_formats[path]) if path in file_formats else formats.for_path(path)
+                      ).positions(path, offsets) for path, offsets in by_file.items()}
     for sample in report["bad_line_samples"]:
         sample["line"] = numbers[sample["file"]][sample["offset"]]
         sample["error"] = f"{sample['file']}:{sample['line']}: {sample['error']}"
@@ -333,16 +328,16 @@ def check_report(report: dict, max_bad_fraction: float, has_items: bool) -> None
         detail = f"; first error: {samples[0]['error']}" if samples else ""
         filtered = f"; {report['filtered_events']} filtered out by the spec ({report['filtered_by']})" \
             if report.get("filtered_events") else ""
-        raise events.DataFormatError(where, None, f"no valid events{detail}{filtered}")
+        raise read_errors.DataFormatError(where, None, f"no valid events{detail}{filtered}")
     fraction = report["bad_lines"] / max(1, report["input_lines"])
     if fraction > max_bad_fraction:
         first = "\n  ".join(s["error"] for s in samples[:5])
-        raise events.DataFormatError(
+        raise read_errors.DataFormatError(
             where, None,
             f"{report['bad_lines']} of {report['input_lines']} lines ({fraction:.2%}) are malformed, more "
             f"than --max-bad-fraction {max_bad_fraction:g} allows; the first:\n  {first}")
     if has_items and report["events_of_unlisted_items"] == report["events"]:
-        raise events.DataFormatError(where, None, "the items file lists none of the events' items (wrong key "
+        raise read_errors.DataFormatError(where, None, "the items file lists none of the events' items (wrong key "
                                                   "column, or another catalogue?)")
 
 
@@ -406,5 +401,5 @@ class Executor(BaseExampleGenExecutor):
             logging.warning("skipped: %s", sample["error"])
         settings = custom_settings(exec_properties)
         spec_json = settings.get(SPEC_KEY, "")
-        has_items = bool(events.EventSpec.from_json(spec_json).items) if spec_json else True
+        has_items = bool(event_spec.EventSpec.from_json(spec_json).items) if spec_json else True
         check_report(report, float(settings.get(MAX_BAD_FRACTION_KEY, DEFAULT_MAX_BAD_FRACTION)), has_items)

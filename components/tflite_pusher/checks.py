@@ -14,9 +14,8 @@ from ondevice_rec.serving import TFLiteRecommender
 MIN_TOP10_OVERLAP = 0.99  # float32 TFLite vs SavedModel, mean over the held-out histories
 MAX_QUANTIZED_RECALL_DROP = 0.02  # relative, quantized vs float TFLite recall@10
 # A quantized model is refused only when its loss is also significant: a one-sided exact sign test on the
-# histories where exactly one of the two models hits (McNemar's test) gives p below this. On a 22K-item log
-# `auto` had fallen back to a 3x larger float model for dynamic int8's 0.0820 against 0.0840 on 500
-# histories: one hit, p = 0.5.
+# histories where exactly one of the two models hits (McNemar's test) gives p below this. Without it, `auto` had
+# fallen back to a 3x larger float model over a single hit (docs/results.md, "Figures behind code comments").
 QUANTIZED_LOSS_SIGNIFICANCE = 0.05
 
 

@@ -109,7 +109,7 @@ def _share_tied_tables(flat, graph, schema) -> None:
             continue
         step = _per_tensor_params(graph.tensors[table])[0]
         # The lookup copy takes the range its output was calibrated on: entries outside it are clipped to
-        # -128 / 127 (measured on ML-1M-SAS: rows of rarely seen items off by up to 0.62). Those are compared
+        # -128 / 127 (rows of rarely seen items, measured: docs/results.md, "Figures behind code comments"). Those are compared
         # by bound only; the label copy holds their real values, so sharing it also undoes the clipping.
         codes = raw(table)
         inside = (codes > -128) & (codes < 127)

@@ -28,8 +28,8 @@ class PublishOptions(JsonFields):
     # with the float one).
     parity_samples: int = setting(500, "held-out test histories the float TFLite model must rank like the "
                                        "SavedModel on")
-    # A quantized model's recall@10 is compared with float's on this many (a paired test, checks.py): at a
-    # recall near 0.08, 500 histories hold about 40 hits, and a hit or two decided the 3x larger model.
+    # A quantized model's recall@10 is compared with float's on this many (a paired test, checks.py): on 500, a
+    # hit or two had decided for a 3x larger model (docs/results.md, "Figures behind code comments").
     quantized_samples: int = setting(5000, "held-out test histories a quantized model's recall@10 is compared "
                                            "with float's on")
     min_top10_overlap: float = checks.MIN_TOP10_OVERLAP

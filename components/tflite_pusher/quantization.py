@@ -42,12 +42,10 @@ QUANTIZATIONS = tuple(MODES)
 FLOAT = "float32"
 # The pusher's default: int8 weights with float activations ("dynamic") for catalogues above QUANTIZED_ABOVE_ITEMS
 # items, float32 below. At dimension 32 the float model passes 2 MB at 16K items (16K x 32 x 4 bytes of item
-# table); int8 stores it in a quarter. Below, float costs little: on ML-1M-SAS (3.4K items) int8 was no faster
-# (136 vs 132 us p50) and the float model is 0.53 MB. Not full int8: with the successor table's scores added
-# to the dot product, one int8 scale over the score vector was too coarse (large-catalogue log, 54,712 items,
-# 2,000 test histories: float 4,629,840 bytes recall@10 0.2195; dynamic 1,997,848 bytes 0.2195; full int8
-# 2,005,216 bytes 0.1530). A model whose quantized recall@10 falls more than the allowed drop below float's is
-# published in float32, saying why.
+# table); int8 stores it in a quarter. Below, float costs little: int8 was no faster on ML-1M-SAS. Not full int8:
+# with the successor table's scores added to the dot product, one int8 scale over the score vector was too
+# coarse and lost a third of the recall (docs/results.md, "Figures behind the model's defaults"). A model whose quantized recall@10 falls more than the allowed
+# drop below float's is published in float32, saying why.
 AUTO_QUANTIZED = "dynamic"
 AUTO = "auto"
 QUANTIZED_ABOVE_ITEMS = 16_000

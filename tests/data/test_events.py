@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ondevice_rec.data import events, movielens
+from ondevice_rec.data import event_spec, events, file_io, movielens, read_errors
 
 
 def write(path, text, encoding="utf-8"):
@@ -17,9 +17,9 @@ def write(path, text, encoding="utf-8"):
 def read(spec, folder):
     good, bad, skipped = [], [], []
     for path, offset, event in events.read_events(spec, str(folder)):
-        if isinstance(event, events.RowError):
-            bad.append((events.line_numbers(path, [offset])[offset], event.column, str(event)))
-        elif isinstance(event, events.Skipped):
+        if isinstance(event, read_errors.RowError):
+            bad.append((file_io.line_numbers(path, [offset])[offset], event.column, str(event)))
+        elif isinstance(event, read_errors.Skipped):
             skipped.append(event.reason)
         else:
             good.append(event)
@@ -58,38 +58,38 @@ def test_a_gzipped_ratings_csv_is_read(tmp_path):
 ])
 def test_the_preflight_check_refuses_a_spec_that_does_not_fit_the_file(tmp_path, text, user, message):
     write(tmp_path / "log.csv", text)
-    spec = events.EventSpec(path="log.csv", user=user, item="item" if "item" in text else "sku", timestamp="ts")
-    with pytest.raises(events.DataFormatError, match=message):
+    spec = event_spec.EventSpec(path="log.csv", user=user, item="item" if "item" in text else "sku", timestamp="ts")
+    with pytest.raises(read_errors.DataFormatError, match=message):
         events.preflight(spec, str(tmp_path))
 
 
 def test_the_named_delimiter_reads_the_file(tmp_path):
     write(tmp_path / "log.csv", "user;item;ts\nu1;A;100\nu1;B;200\n")
-    fixed = events.EventSpec(path="log.csv", delimiter=";", user="user", item="item", timestamp="ts")
+    fixed = event_spec.EventSpec(path="log.csv", delimiter=";", user="user", item="item", timestamp="ts")
     assert events.preflight(fixed, str(tmp_path)).rows_checked == 2
 
 
 def test_unparseable_timestamps_and_empty_ids_are_bad_rows_naming_line_and_column(tmp_path):
     write(tmp_path / "log.csv", "user,item,ts\nu1,A,2024-01-01T10:00:00Z\nu1,B,yesterday\n,C,2024-01-02\n"
                                 "u2,,2024-01-03\nu2,D,2024-01-04T00:00:00+02:00\n")
-    spec = events.EventSpec(path="log.csv", user="user", item="item", timestamp="ts", timestamp_format="iso8601")
+    spec = event_spec.EventSpec(path="log.csv", user="user", item="item", timestamp="ts", timestamp_format="iso8601")
     good, bad, _ = read(spec, tmp_path)
     assert [e.item for e in good] == ["A", "D"]
     assert good[0].timestamp == 1704103200 and good[1].timestamp == 1704319200
     assert [(line, column) for line, column, _ in bad] == [(3, "ts"), (4, "user"), (5, "item")]
     assert "is not ISO-8601" in bad[0][2] and "empty user id" in bad[1][2] and "empty item id" in bad[2][2]
     # Every row of a file failing the same way is a spec that does not fit: refused up front.
-    unix = events.EventSpec(path="log.csv", user="user", item="item", timestamp="ts")
-    with pytest.raises(events.DataFormatError, match=r"log\.csv:2: column 'ts': timestamp .* is not a number"):
+    unix = event_spec.EventSpec(path="log.csv", user="user", item="item", timestamp="ts")
+    with pytest.raises(read_errors.DataFormatError, match=r"log\.csv:2: column 'ts': timestamp .* is not a number"):
         events.preflight(unix, str(tmp_path))
 
 
 def test_milliseconds_read_as_seconds_are_refused(tmp_path):
     write(tmp_path / "log.tsv", "u1\tA\t1700000000000\n")
-    spec = events.EventSpec(path="log.tsv", timestamp=2)
+    spec = event_spec.EventSpec(path="log.tsv", timestamp=2)
     _, bad, _ = read(spec, tmp_path)
     assert "milliseconds? (set timestamp_format unix_ms)" in bad[0][2]
-    good, _, _ = read(events.EventSpec(path="log.tsv", timestamp=2, timestamp_format="unix_ms"), tmp_path)
+    good, _, _ = read(event_spec.EventSpec(path="log.tsv", timestamp=2, timestamp_format="unix_ms"), tmp_path)
     assert (good[0].timestamp, good[0].millis) == (1700000000, 0)
 
 
@@ -101,7 +101,7 @@ def test_milliseconds_read_as_seconds_are_refused(tmp_path):
 ])
 def test_timestamps_keep_their_milliseconds(tmp_path, fmt, raw, expected):
     write(tmp_path / "log.tsv", f"u1\tA\t{raw}\n")
-    (event,), bad, _ = read(events.EventSpec(path="log.tsv", timestamp=2, timestamp_format=fmt), tmp_path)
+    (event,), bad, _ = read(event_spec.EventSpec(path="log.tsv", timestamp=2, timestamp_format=fmt), tmp_path)
     assert (event.timestamp, event.millis) == expected and not bad
 
 
@@ -111,7 +111,7 @@ def test_json_lines_gzip_event_types_and_file_order_without_timestamps(tmp_path)
     write(tmp_path / "a.jsonl", "".join(json.dumps(r) + "\n" for r in rows[:2]) + "not json\n")
     with gzip.open(tmp_path / "b.jsonl.gz", "wt") as f:
         f.write(json.dumps(rows[2]) + "\n")
-    spec = events.EventSpec(path="*.jsonl*", user="c", item="sku", event_type="e", keep_events="view,purchase")
+    spec = event_spec.EventSpec(path="*.jsonl*", user="c", item="sku", event_type="e", keep_events="view,purchase")
     good, bad, skipped = read(spec, tmp_path)
     assert [e.item for e in good] == ["B01", "B03"] and skipped == ["event_type"]
     assert bad[0][0] == 3 and "not a JSON object" in bad[0][2]
@@ -123,7 +123,7 @@ def test_parquet_events_are_read(tmp_path):
     import pyarrow.parquet as pq
     pq.write_table(pa.table({"user": ["u1", "u1", "u2"], "item": [1000000007, 20, 1000000007],
                              "ts": [1, 2, 3]}), tmp_path / "log.parquet")
-    spec = events.EventSpec(path="log.parquet", user="user", item="item", timestamp="ts")
+    spec = event_spec.EventSpec(path="log.parquet", user="user", item="item", timestamp="ts")
     good, _, _ = read(spec, tmp_path)
     assert [(e.user, e.item) for e in good] == [("u1", "1000000007"), ("u1", "20"), ("u2", "1000000007")]
 
@@ -133,20 +133,20 @@ def test_items_file_features_and_a_catalogue_matching_no_event(tmp_path):
     write(tmp_path / "items.csv", 'sku,name,cats,price\nA,"Mug, blue",home|kitchen,9.5\nB,Pan,kitchen,\n')
     items = {"path": "items.csv", "key": "sku", "title": "name",
              "categorical": {"cats": {"column": "cats", "separator": "|"}}, "numeric": {"price": "price"}}
-    spec = events.EventSpec.from_dict({"events": "log.csv", "user": "user", "item": "item", "items": items})
+    spec = event_spec.EventSpec.from_dict({"events": "log.csv", "user": "user", "item": "item", "items": items})
     table, problems, _, _ = events.read_items(spec.items, str(tmp_path))
     assert not problems
     assert table["A"] == events.ItemInfo("Mug, blue", {"cats": ("home", "kitchen")}, {"price": 9.5})
     assert table["B"].numeric == {}
     assert events.preflight(spec, str(tmp_path)).items == 2
     write(tmp_path / "items.csv", "sku,name,cats,price\nX,Other,misc,1\n")
-    with pytest.raises(events.DataFormatError, match="none of the item keys of the first 2 events"):
+    with pytest.raises(read_errors.DataFormatError, match="none of the item keys of the first 2 events"):
         events.preflight(spec, str(tmp_path))
 
 
 def test_lines_mixing_latin1_and_utf8_both_decode(tmp_path):
     (tmp_path / "log.csv").write_bytes("u1,Café\n".encode("latin-1") + "u1,Amélie\n".encode("utf-8"))
-    good, _, _ = read(events.EventSpec(path="log.csv", header="no", encoding="latin-1"), tmp_path)
+    good, _, _ = read(event_spec.EventSpec(path="log.csv", header="no", encoding="latin-1"), tmp_path)
     assert [e.item for e in good] == ["Café", "Amélie"]
 
 
@@ -156,29 +156,29 @@ def test_byte_ranges_read_every_line_exactly_once(tmp_path):
     size = os.path.getsize(tmp_path / "log.csv")
     for chunk in (1, 7, 64, 1000, size):
         got = [text for start in range(0, size, chunk)
-               for _, text in events.read_lines(str(tmp_path / "log.csv"), start, min(start + chunk, size))]
+               for _, text in file_io.read_lines(str(tmp_path / "log.csv"), start, min(start + chunk, size))]
         assert got == lines, chunk
-    offsets = [o for o, _ in events.read_lines(str(tmp_path / "log.csv"))]
-    assert events.line_numbers(str(tmp_path / "log.csv"), offsets[::97]) == {
+    offsets = [o for o, _ in file_io.read_lines(str(tmp_path / "log.csv"))]
+    assert file_io.line_numbers(str(tmp_path / "log.csv"), offsets[::97]) == {
         o: 1 + i * 97 for i, o in enumerate(offsets[::97])}
 
 
 def test_a_spec_round_trips_through_json_and_refuses_unknown_keys(tmp_path):
     spec = movielens.ML_100K.spec()
-    assert events.EventSpec.from_json(spec.to_json()) == spec
+    assert event_spec.EventSpec.from_json(spec.to_json()) == spec
     with pytest.raises(ValueError, match="unknown event spec keys: colour"):
-        events.EventSpec.from_dict({"events": "x.csv", "colour": "red"})
+        event_spec.EventSpec.from_dict({"events": "x.csv", "colour": "red"})
     with pytest.raises(ValueError, match="keep_events needs the event_type column"):
-        events.EventSpec(path="x.csv", keep_events=("buy",))
+        event_spec.EventSpec(path="x.csv", keep_events=("buy",))
     path = tmp_path / "spec.json"
     path.write_text(json.dumps({"events": "log.csv", "user": "customer"}))
-    assert events.load_spec(str(path), ["item=sku", "items.path=catalog.csv"]).items.path == "catalog.csv"
+    assert event_spec.load_spec(str(path), ["item=sku", "items.path=catalog.csv"]).items.path == "catalog.csv"
 
 
 def test_an_items_file_repeating_a_key_keeps_the_first_row_and_counts_the_others(tmp_path):
     write(tmp_path / "log.csv", "user,item\nu1,A\nu1,B\n")
     write(tmp_path / "items.csv", "sku,name\nA,First A\nB,Only B\nA,Second A\nA,Third A\n")
-    spec = events.EventSpec.from_dict({"events": "log.csv", "user": "user", "item": "item",
+    spec = event_spec.EventSpec.from_dict({"events": "log.csv", "user": "user", "item": "item",
                                        "items": {"path": "items.csv", "key": "sku", "title": "name"}})
     table, problems, duplicate_keys, duplicates = events.read_items(spec.items, str(tmp_path))
     assert table["A"].title == "First A" and table["B"].title == "Only B" and not problems
@@ -189,7 +189,7 @@ def test_an_items_file_repeating_a_key_keeps_the_first_row_and_counts_the_others
 
 def test_a_nul_byte_or_control_character_in_an_id_makes_a_bad_row(tmp_path):
     write(tmp_path / "log.csv", "user,item,ts\nu1,A,1\nu1,B\x00X,2\nu\x012,C,3\nu2,D,4\n")
-    good, bad, _ = read(events.EventSpec(path="log.csv", user="user", item="item", timestamp="ts"), tmp_path)
+    good, bad, _ = read(event_spec.EventSpec(path="log.csv", user="user", item="item", timestamp="ts"), tmp_path)
     assert [e.item for e in good] == ["A", "D"]
     assert [(line, column) for line, column, _ in bad] == [(3, "item"), (4, "user")]
     assert "contains the control character '\\x00'" in bad[0][2]
@@ -198,10 +198,10 @@ def test_a_nul_byte_or_control_character_in_an_id_makes_a_bad_row(tmp_path):
 def test_a_gzip_cut_short_is_named_when_read(tmp_path):
     data = gzip.compress(b"".join(b"u%d,I%d,%d\n" % (i % 7, i % 13, i) for i in range(5000)))
     (tmp_path / "log.csv.gz").write_bytes(data[:len(data) * 2 // 3])
-    spec = events.EventSpec(path="log.csv.gz", header="no", timestamp=2)
-    with pytest.raises(events.DataFormatError, match=r"log\.csv\.gz: the gzip file is truncated \(it ends after "):
+    spec = event_spec.EventSpec(path="log.csv.gz", header="no", timestamp=2)
+    with pytest.raises(read_errors.DataFormatError, match=r"log\.csv\.gz: the gzip file is truncated \(it ends after "):
         read(spec, tmp_path)
-    with pytest.raises(events.DataFormatError, match="truncated"):
+    with pytest.raises(read_errors.DataFormatError, match="truncated"):
         events.preflight(spec, str(tmp_path))
     (tmp_path / "log.csv.gz").write_bytes(data)
     assert events.preflight(spec, str(tmp_path)).bad_rows == 0

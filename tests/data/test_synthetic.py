@@ -86,13 +86,13 @@ def test_the_large_catalogue_shape_has_short_sessions_a_long_tail_and_successor_
 
 def test_a_shape_with_categories_is_a_plain_log_with_an_items_file_its_spec_reads(tmp_path):
     import dataclasses
-    from ondevice_rec.data import events
+    from ondevice_rec.data import event_spec
     small = dataclasses.replace(synthetic.SHAPES["short-sessions"],
                                 config=dataclasses.replace(synthetic.SHAPES["short-sessions"].config, users=50,
                                                            items=400, clusters=20))
     data = synthetic.generate(small.config)
     synthetic.write(data, str(tmp_path), small.fmt, categories=small.categories)
-    spec = events.load_spec(str(tmp_path / synthetic.SPEC_FILE))
+    spec = event_spec.load_spec(str(tmp_path / event_spec.SPEC_FILE))
     assert spec.timestamp is None and spec.items is not None
     header, *rows = (tmp_path / "events.csv").read_text().splitlines()
     assert header == "user,item" and len(rows) == len(data.user_id)

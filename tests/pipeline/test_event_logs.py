@@ -7,7 +7,7 @@ import os
 import pytest
 
 from ondevice_rec import cli
-from ondevice_rec.data import events, synthetic
+from ondevice_rec.data import event_spec, synthetic
 from ondevice_rec.modules.config import ModelConfig
 from ondevice_rec.pipeline import runner
 from ondevice_rec.pipeline.config import PipelineConfig
@@ -17,7 +17,7 @@ from ondevice_rec.pipeline.config import PipelineConfig
 def shop_run(tmp_path_factory):
     data = synthetic.generate(synthetic.SyntheticConfig(users=200, items=120, mean_ratings_per_user=25, seed=4))
     folder = synthetic.write(data, str(tmp_path_factory.mktemp("shop")), synthetic.ECOMMERCE)
-    spec = events.load_spec(os.path.join(folder, synthetic.SPEC_FILE))
+    spec = event_spec.load_spec(os.path.join(folder, event_spec.SPEC_FILE))
     catalogue = spec.items.files(folder)[0]  # one key listed twice: its first row is kept, the repeat counted
     with open(catalogue, encoding="utf-8") as f:
         lines = f.read().splitlines()

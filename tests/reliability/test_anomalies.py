@@ -54,11 +54,11 @@ def test_anomalies_stop_the_run_before_windowing_with_every_problem_listed(data_
 def test_the_curated_schema_follows_the_event_spec():
     """A log without rating or items file gives a schema without them (so such a log is valid)."""
     from ondevice_rec.components.event_example_gen.schema import curated_schema
-    from ondevice_rec.data import events, movielens
-    plain = {f.name for f in curated_schema(events.EventSpec(path="log.csv")).feature}
+    from ondevice_rec.data import event_spec, movielens
+    plain = {f.name for f in curated_schema(event_spec.EventSpec(path="log.csv")).feature}
     assert plain == {"user_id", "item_id", "timestamp"}
     for fmt in ("unix_ms", "iso8601"):  # their milliseconds order events within a second
-        spec = events.EventSpec(path="log.csv", timestamp="ts", timestamp_format=fmt)
+        spec = event_spec.EventSpec(path="log.csv", timestamp="ts", timestamp_format=fmt)
         millis = {f.name: f for f in curated_schema(spec).feature}["timestamp_millis"]
         assert (millis.int_domain.min, millis.int_domain.max, millis.presence.min_fraction) == (0, 999, 1.0)
     preset = {f.name: f for f in curated_schema(movielens.ML_1M.spec()).feature}
