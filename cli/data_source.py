@@ -78,6 +78,9 @@ def resolve(args, data_dir: Optional[str] = None, local: bool = True) -> DataSou
         raise ValueError(f"give {DATA_DIR} or {EVENTS}" + (f" or {DATASET}" if hasattr(args, "download") else ""))
     from ondevice_rec.data import event_spec
     spec = event_spec.folder_spec(folder) if local else None
+    if args.event_field and not local:
+        raise ValueError(f"{EVENT_FIELD} refines a spec: give {EVENTS} too (the data folder {folder!r} is the "
+                         "containers', not read here)")
     if args.event_field:
         from ondevice_rec.data import movielens
         base = spec or movielens.preset_spec(folder)

@@ -107,6 +107,21 @@ def test_an_event_spec_compiles_with_its_schema_under_the_pipeline_root(tmp_path
     assert "customer" in json.dumps(tasks["EventExampleGen"]["inputs"])  # the spec, in its custom_config
 
 
+def test_compile_takes_an_events_file_with_event_fields_as_run_does(tmp_path, capsys):
+    """The same data-source options as run: an events file named as the containers see it, described by
+    --event-field; an --event-field without --events is refused (the data folder is not read here)."""
+    path = str(tmp_path / "pipeline.yaml")
+    common = ["kubeflow", "compile", "--image", IMAGE, "--pipeline-root", str(tmp_path / "root"), "--data-dir",
+              "/data/shop", "--serving-dir", "/mnt/serving", "--output", path]
+    assert cli.main(common + ["--events", "events-*.csv", "--event-field", "user=customer",
+                              "--event-field", "item=sku"]) == 0
+    tasks = yaml.safe_load(open(path))["root"]["dag"]["tasks"]
+    config = json.dumps(tasks["EventExampleGen"]["inputs"])
+    assert "customer" in config and "events-*.csv" in config
+    assert cli.main(common + ["--event-field", "user=customer"]) == cli.EXIT_BAD_INPUT
+    assert "give --events too" in capsys.readouterr().err
+
+
 def test_flink_master_compiles_the_images_engine_without_asking_the_cluster(tmp_path):
     """The steps reach the cluster, not the compiling machine: nothing answers at the address here."""
     from ondevice_rec.pipeline import flink
