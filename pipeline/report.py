@@ -21,6 +21,7 @@ from typing import Dict, List, Optional
 
 from ondevice_rec.components.event_example_gen.component import EVENTS_SPLIT
 from ondevice_rec.components.tflite_pusher import publish
+from ondevice_rec.components.tflite_pusher.executor import BASELINE, CANDIDATE, read_evaluations
 from ondevice_rec.modules import features, ranking_metrics
 from ondevice_rec.modules.ranking_metrics import GATE, METRICS
 from ondevice_rec.pipeline import config, mlmd
@@ -86,22 +87,6 @@ def _date(seconds: float, with_time: bool = False) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC" if with_time else "%Y-%m-%d")
 
 
-def _metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
-    """TFMA's overall metrics of an evaluation, by model ("candidate"; "baseline" when one was compared)."""
-    import tensorflow_model_analysis as tfma
-    found: Dict[str, Dict[str, float]] = {}
-    for slice_metrics in tfma.load_metrics(evaluation_uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue
-        for entry in slice_metrics.metric_keys_and_values:
-            if entry.key.is_diff:  # the candidate-minus-baseline entries
-                continue
-            model = entry.key.model_name or "candidate"  # unnamed when no baseline was compared
-            if entry.value.HasField("double_value"):
-                found.setdefault(model, {})[entry.key.name] = entry.value.double_value.value
-    return found
-
-
 def _threshold(evaluator_execution, metric: str = GATE.name) -> Dict[str, float]:
     """The blessing rule the Evaluator ran with: the metric's value lower bound and change threshold."""
     text = evaluator_execution.custom_properties["eval_config"].string_value if evaluator_execution is not None \
@@ -132,10 +117,10 @@ def run_history(lineage: mlmd.Store) -> List[Dict[str, object]]:
         for node, key in ((Nodes.EVALUATOR, "eval"), (Nodes.TEST_EVALUATOR, "test")):
             evaluation = lineage.run_output(run_id, node, "evaluation")
             if evaluation is not None and os.path.isdir(evaluation.uri):
-                metrics = _metrics(evaluation.uri)
-                row[key] = {name: metrics.get("candidate", {}).get(name) for name in ranking_metrics.NAMES}
-                if key == "eval" and "baseline" in metrics:
-                    row["baseline"] = {name: metrics["baseline"].get(name) for name in ranking_metrics.NAMES}
+                metrics = read_evaluations(evaluation.uri)
+                row[key] = {name: metrics.get(CANDIDATE, {}).get(name) for name in ranking_metrics.NAMES}
+                if key == "eval" and BASELINE in metrics:
+                    row["baseline"] = {name: metrics[BASELINE].get(name) for name in ranking_metrics.NAMES}
         blessing = lineage.run_output(run_id, Nodes.EVALUATOR, "blessing")
         evaluator = lineage.run_execution(run_id, Nodes.EVALUATOR)
         if blessing is not None:

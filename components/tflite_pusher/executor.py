@@ -26,18 +26,28 @@ PUSHED_MODEL_KEY = "pushed_model"
 OPTIONS_KEY = "options"
 
 
-def read_evaluation(evaluation_uri: str) -> Dict[str, float]:
-    """Overall-slice metrics of a TFMA evaluation as ``{name: value}``."""
+CANDIDATE, BASELINE = "candidate", "baseline"  # TFMA's model names when a baseline was compared
+
+
+def read_evaluations(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
+    """The overall-slice metrics of a TFMA evaluation by model, ``{"candidate": {name: value}, "baseline": ...}``
+    (the candidate is unnamed when no baseline was compared); candidate-minus-baseline and sub-key entries left
+    out. The one reader of TFMA results (the pusher, the report, the tests)."""
     import tensorflow_model_analysis as tfma
-    values: Dict[str, float] = {}
+    found: Dict[str, Dict[str, float]] = {}
     for metrics in tfma.load_metrics(evaluation_uri):
         if metrics.slice_key.single_slice_keys:
             continue
         for item in metrics.metric_keys_and_values:
-            if item.key.model_name in ("", "candidate") and not item.key.HasField("sub_key"):
-                if item.value.HasField("double_value"):
-                    values[item.key.name] = item.value.double_value.value
-    return values
+            if item.key.is_diff or item.key.HasField("sub_key") or not item.value.HasField("double_value"):
+                continue
+            found.setdefault(item.key.model_name or CANDIDATE, {})[item.key.name] = item.value.double_value.value
+    return found
+
+
+def read_evaluation(evaluation_uri: str) -> Dict[str, float]:
+    """The candidate's overall metrics of a TFMA evaluation as ``{name: value}``."""
+    return read_evaluations(evaluation_uri).get(CANDIDATE, {})
 
 
 def record(pushed, outcome: release.Release) -> None:
