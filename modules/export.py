@@ -135,7 +135,8 @@ class RecommenderModule(tf.Module):
         # Scores over the vocabulary without the model's -1e9 padding mask; the padding index and the history
         # items are set just below the lowest score (by 1/64 of the score range) and the padding index is then
         # dropped. A narrow range keeps full-integer quantization exact enough (a -1e9 entry would take the
-        # whole int8 range), and a scatter of N entries is far cheaper than a [N, V] comparison (docs/results.md, "Figures behind code comments").
+        # whole int8 range), and a scatter of N entries is far cheaper than a [N, V] comparison (docs/results.md,
+        # "Figures behind code comments").
         scores = self.model.get_layer("scores").unmasked(query)[0]
         index = context[0]
         index = tf.where((index > 0) & (index < self._vocabulary_size), index, tf.zeros_like(index))
