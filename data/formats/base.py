@@ -4,7 +4,7 @@ found in a file (``Layout``). ``TextFormat`` is the base of the line-based forma
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .. import file_io
 from ..read_errors import Column, RowError
@@ -94,8 +94,8 @@ class TextFormat(TableFormat):
     """A line-based format: offsets are byte offsets of lines; a plain file is cut in byte ranges, a gzipped
     one is read whole by one worker."""
 
-    def row_of(self, text: str, table, path: str, layout: Layout) -> Row:
-        """One line's row, or RowError."""
+    def row_parser(self, table, path: str, layout: Layout) -> Callable[[str], Row]:
+        """The function from one line of ``path`` to its Row (or RowError), set up once per file piece."""
         raise NotImplementedError
 
     def ranges(self, path: str, chunk_bytes: int, chunk_rows: int) -> List[Tuple[int, Optional[int]]]:
@@ -105,13 +105,14 @@ class TextFormat(TableFormat):
         return [(s, min(s + chunk_bytes, size)) for s in range(0, max(size, 1), chunk_bytes)]
 
     def rows(self, table, path: str, layout: Layout, start: int = 0, end: Optional[int] = None) -> RowsOrErrors:
+        parse = self.row_parser(table, path, layout)
         for offset, text in file_io.read_lines(path, start, end, table.encoding):
             if offset == 0 and layout.has_header:
                 continue
             if not text.strip():
                 continue
             try:
-                yield offset, self.row_of(text, table, path, layout)
+                yield offset, parse(text)
             except RowError as e:
                 yield offset, e
 

@@ -33,13 +33,16 @@ class Delimited(TextFormat):
                numeric: Sequence[Column] = ()) -> Layout:
         return detect_layout(table, path, columns, numeric)
 
-    def row_of(self, text: str, table, path: str, layout: Layout) -> Row:
-        delimiter = table.delimiter_of(path)
-        values = split_fields(text, delimiter)
-        if table.fields is not None and len(values) != table.fields:
-            raise RowError(f"expected {table.fields} fields separated by {delimiter!r}, got {len(values)}: "
-                           f"{text[:80]!r}")
-        return Row(values, layout.header)
+    def row_parser(self, table, path: str, layout: Layout):
+        delimiter, fields, header = table.delimiter_of(path), table.fields, layout.header
+
+        def parse(text: str) -> Row:
+            values = split_fields(text, delimiter)
+            if fields is not None and len(values) != fields:
+                raise RowError(f"expected {fields} fields separated by {delimiter!r}, got {len(values)}: "
+                               f"{text[:80]!r}")
+            return Row(values, header)
+        return parse
 
 
 # MovieLens names its files .dat (``::``), .data (tabs), .item (``|``) and .txt: the delimiter check names the

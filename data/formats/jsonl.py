@@ -12,14 +12,18 @@ class JsonLines(TextFormat):
     name = "jsonl"
     extensions = (".jsonl", ".ndjson", ".json")
 
-    def row_of(self, text: str, table, path: str, layout: Layout) -> Row:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise RowError(f"not a JSON object: {e.msg}") from e
-        if not isinstance(value, dict):
-            raise RowError("not a JSON object")
-        return Row(value)
+    def row_parser(self, table, path: str, layout: Layout):
+        return _json_row
+
+
+def _json_row(text: str) -> Row:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RowError(f"not a JSON object: {e.msg}") from e
+    if not isinstance(value, dict):
+        raise RowError("not a JSON object")
+    return Row(value)
 
 
 JSONL = JsonLines()

@@ -58,11 +58,13 @@ class _KeyValueLines(TextFormat):
     name = "kv"
     extensions = (".kv",)
 
-    def row_of(self, text, table, path, layout):
-        try:
-            return Row(dict(part.split("=", 1) for part in text.split(";")))
-        except ValueError:
-            raise read_errors.RowError(f"not key=value pairs: {text[:40]!r}") from None
+    def row_parser(self, table, path, layout):
+        def parse(text):
+            try:
+                return Row(dict(part.split("=", 1) for part in text.split(";")))
+            except ValueError:
+                raise read_errors.RowError(f"not key=value pairs: {text[:40]!r}") from None
+        return parse
 
 
 def test_a_new_format_is_one_class_and_one_registry_line(tmp_path, monkeypatch):
