@@ -2,8 +2,9 @@
 
 Both start from an ML-1M-scale synthetic dataset written in the ml-1m layout: the reference reads
 ``ratings.dat`` with pandas and windows with numpy; the Beam side reads the events the event ExampleGen
-wrote (its real input in the pipeline; the ExampleGen's own time is reported separately). Both serialise the same tf.Examples and write the same gzipped TFRecord splits; the examples are compared one
-by one before any figure is reported.
+wrote (its real input in the pipeline; the ExampleGen's own time is reported separately). Both serialise the same tf.Examples and write the same gzipped TFRecord train / eval / test splits; the examples are compared
+one by one before any figure is reported. The Beam side also writes the ``items`` split (a record per training
+item), which the reference leaves out.
 """
 
 from __future__ import annotations
@@ -83,33 +84,23 @@ def reference_windowing(data_dir: str, options: windowing.WindowingOptions, outp
     """The same leave-last-out windowing in numpy, serialized with the component's own serializer and, when
     ``output_dir`` is given, written as the same gzipped TFRecord splits (the component's whole job)."""
     arrays = window_arrays(*read_ratings_fast(data_dir), options)
-    movies = movielens.read_movies(data_dir)
-    facts_of = {m: tuple([f"title\t{v.title}"] if v.title else []) + tuple(f"cat:genres\t{g}" for g in v.genres)
-                + ((f"num:year\t{float(v.year):g}",) if v.year else ()) for m, v in movies.items()}
-    year_of = {m: [float(v.year)] if v.year else [] for m, v in movies.items()}
     movie, split = arrays["movie"].tolist(), arrays["split"]
     keys = [str(m) for m in movie]
     context = [[keys[i - k] if k <= p else "" for k in range(1, options.history_length + 1)]
                for i, p in enumerate(arrays["position"].tolist())]
     users, ratings = [str(u) for u in arrays["user"].tolist()], arrays["context_rating"].tolist()
     lengths, stamps, starts = arrays["context_length"].tolist(), arrays["stamp"].tolist(), arrays["start"].tolist()
-    positions, timeline_lengths = arrays["position"].tolist(), arrays["timeline_length"].tolist()
+    timeline_lengths = arrays["timeline_length"].tolist()
     out: Dict[str, List[bytes]] = {s: [] for s in features.SPLITS}
     for i in np.flatnonzero(split >= 0).tolist():
         s = features.SPLITS[split[i]]
-        # Stride 1: the first train example (position 1) accounts for the training events 0 and 1, every later
-        # one for its own target (windowing.vocabulary_owners).
-        owned = ([starts[i], i] if positions[i] == 1 else [i]) if s == "train" else []
         example = {
             features.USER_ID: users[i], features.CONTEXT_ITEM: context[i], features.CONTEXT_RATING: ratings[i],
             features.CONTEXT_LENGTH: lengths[i], features.LABEL_ITEM: keys[i], features.LABEL_TIMESTAMP: stamps[i],
             features.LABEL_COLUMN: 0,
             # Stride 1: train targets at positions 1 .. length - 3 (the last two are eval and test).
             features.USER_TRAIN_EXAMPLES: timeline_lengths[i] - 3 if s == "train" else 0,
-            features.SEEN_ITEMS: keys[starts[i]:i] if s != "train" else [],
-            features.VOCAB_ITEMS: [keys[j] for j in owned],
-            features.ITEM_FACTS: [f"{keys[j]}\t{fact}" for j in owned for fact in facts_of.get(movie[j], ())],
-            features.VOCAB_NUMERIC_PREFIX + "year": [y for j in owned for y in year_of.get(movie[j], [])]}
+            features.SEEN_ITEMS: keys[starts[i]:i] if s != "train" else []}
         out[s].append(executor.to_tf_example(example))
     if output_dir:
         import tensorflow as tf

@@ -22,6 +22,10 @@ EVENT_MILLIS = "timestamp_millis"
 EVENT_TITLE = "title"
 CATEGORICAL_PREFIX = "cat_"
 NUMERIC_PREFIX = "num_"
+# ExampleGen's splits: every event, and a uniform sample of them (what StatisticsGen and ExampleValidator read;
+# the whole log when it is small: components/event_example_gen/executor.py, STATISTICS_SAMPLE_EVENTS).
+EVENTS_SPLIT = "events"
+SAMPLE_SPLIT = "sample"
 # Next to the events: line counts, bad-line samples (what ExampleGen read and what it skipped).
 INPUT_REPORT_FILE = "input_report.json"
 # Its counts, also recorded on ExampleGen's examples artifact (the run summary reads them there).
@@ -43,16 +47,20 @@ LABEL_COLUMN = "label_column"
 # Train examples: how many train examples their user has (eval / test: 0). The Trainer weighs a user's targets
 # by its inverse power (ModelConfig.user_balance), so that heavy users need not outweigh the rest.
 USER_TRAIN_EXAMPLES = "user_train_examples"
-WINDOWED_INT64_FEATURES = (CONTEXT_LENGTH, LABEL_TIMESTAMP, LABEL_COLUMN, USER_TRAIN_EXAMPLES)
+# The items split (HistoryWindowing -> Transform's analysis): one record per training item, with the windowed
+# examples' schema (fixed-length features padded). Its key in VOCAB_ITEMS weighted by VOCAB_WEIGHT (the item's
+# training events), its facts ("key\tkind\tvalue") in ITEM_FACTS and its numeric values: tf.Transform turns them
+# into the item vocabulary (counts = training events), the item feature table, the category vocabularies and the
+# numeric bucket boundaries. Empty in the train / eval / test examples.
+ITEMS_SPLIT = "items"
+VOCAB_ITEMS = "vocab_items"
+VOCAB_WEIGHT = "vocab_weight"
+ITEM_FACTS = "item_facts"
+VOCAB_NUMERIC_PREFIX = "vocab_num_"  # + name: the numeric feature's value of the item (for quantiles)
+WINDOWED_INT64_FEATURES = (CONTEXT_LENGTH, LABEL_TIMESTAMP, LABEL_COLUMN, USER_TRAIN_EXAMPLES, VOCAB_WEIGHT)
 # The windowed examples' layout; HistoryWindowing passes it as an execution parameter, so a pipeline root
 # windowed by an older layout is windowed again rather than read from the cache. Raise it with any change above.
-WINDOWED_FORMAT = 2
-# Train examples only (empty elsewhere): the training events this example accounts for (each training event
-# exactly once), and facts about their items ("key\tkind\tvalue"), which tf.Transform turns into the item
-# vocabulary (counts = training events), the item feature table and the category vocabularies.
-VOCAB_ITEMS = "vocab_items"
-ITEM_FACTS = "item_facts"
-VOCAB_NUMERIC_PREFIX = "vocab_num_"  # + name: the numeric feature's values of those items (for quantiles)
+WINDOWED_FORMAT = 3
 FACT_SEPARATOR = "\t"
 TITLE_FACT = "title"
 
@@ -67,7 +75,7 @@ CATEGORY_VOCABULARY_PREFIX = "category_"  # + feature name
 BOUNDARIES_VOCABULARY_PREFIX = "boundaries_"  # + feature name: the numeric feature's bucket boundaries
 NUMERIC_BUCKETS = 16
 
-SPLITS = ("train", "eval", "test")
+SPLITS = ("train", "eval", "test")  # the example splits (the windowed artifact also has ITEMS_SPLIT)
 
 
 def split_dir(artifact_uri: str, split: str) -> str:
@@ -133,6 +141,7 @@ def windowed_feature_spec(history_length: int, numeric_features=()):
         USER_TRAIN_EXAMPLES: tf.io.FixedLenFeature([], tf.int64),
         SEEN_ITEMS: tf.io.VarLenFeature(tf.string),
         VOCAB_ITEMS: tf.io.VarLenFeature(tf.string),
+        VOCAB_WEIGHT: tf.io.VarLenFeature(tf.int64),
         ITEM_FACTS: tf.io.VarLenFeature(tf.string),
     }
     for name in numeric_features:

@@ -1,9 +1,10 @@
-"""tf.Transform ``preprocessing_fn`` for the stock TFX Transform component (analyse: train split only).
+"""tf.Transform ``preprocessing_fn`` for the stock TFX Transform component (analyse: the ``items`` split only).
 
-Vocabularies and preprocessing computed from the training split:
+Vocabularies computed from the ``items`` split (one record per training item, weighted by its training events,
+``features.ITEMS_SPLIT``); every count below is a count of training events:
 
-* ``items``: the item vocabulary, by descending count of training events (``vocab_items`` lists each training
-  event once), cut by ``min_item_count`` and ``max_items``; ``items_counts`` is the same with counts.
+* ``items``: the item vocabulary, by descending count of training events, cut by ``min_item_count`` and
+  ``max_items``; ``items_counts`` is the same with counts.
 * ``item_facts``: (item, feature, value) facts of training items: titles, categorical values, numeric values.
 * ``category_NAME``: the values of each categorical item feature; ``boundaries_NAME``: the quantile bucket
   boundaries of each numeric item feature.
@@ -33,21 +34,32 @@ def preprocessing_fn(inputs, custom_config=None):
     settings = dict(custom_config or {})
     min_count = int(settings.get(MIN_ITEM_COUNT, 1))
     max_items = int(settings.get(MAX_ITEMS, 0)) or None
-    vocabulary = tft.vocabulary(inputs[features.VOCAB_ITEMS], top_k=max_items, frequency_threshold=min_count,
+    # Each items record's weight, spread over its values: its key, facts and numeric values count once per
+    # training event of the item (the same vocabularies and boundaries as listing every event).
+    record_weight = tf.cast(tf.sparse.reduce_sum(inputs[features.VOCAB_WEIGHT], axis=1), tf.float32)
+
+    def weights_of(sparse):
+        return tf.gather(record_weight, sparse.indices[:, 0])
+
+    keys = inputs[features.VOCAB_ITEMS]
+    vocabulary = tft.vocabulary(keys, top_k=max_items, frequency_threshold=min_count, weights=weights_of(keys),
                                 vocab_filename=features.ITEM_VOCABULARY)
-    tft.vocabulary(inputs[features.VOCAB_ITEMS], top_k=max_items, frequency_threshold=min_count,
+    tft.vocabulary(keys, top_k=max_items, frequency_threshold=min_count, weights=weights_of(keys),
                    vocab_filename=ITEM_COUNTS_VOCABULARY, store_frequency=True)
     facts = inputs[features.ITEM_FACTS]
-    tft.vocabulary(facts, vocab_filename=features.ITEM_FACTS_VOCABULARY)
+    fact_weights = weights_of(facts)
+    tft.vocabulary(facts, weights=fact_weights, vocab_filename=features.ITEM_FACTS_VOCABULARY)
     parts = tf.strings.split(facts.values, features.FACT_SEPARATOR, maxsplit=2)
     kinds, values = parts[:, 1:2].flat_values, parts[:, 2:3].flat_values
     for name in settings.get(CATEGORICAL_FEATURES, ()):
-        tft.vocabulary(tf.boolean_mask(values, tf.equal(kinds, f"cat:{name}")),
+        is_name = tf.equal(kinds, f"cat:{name}")
+        tft.vocabulary(tf.boolean_mask(values, is_name), weights=tf.boolean_mask(fact_weights, is_name),
                        vocab_filename=features.CATEGORY_VOCABULARY_PREFIX + name)
     for key in sorted(inputs):
         if key.startswith(features.VOCAB_NUMERIC_PREFIX):
             name = key[len(features.VOCAB_NUMERIC_PREFIX):]
-            boundaries = tft.quantiles(inputs[key].values, features.NUMERIC_BUCKETS, QUANTILE_EPSILON)
+            boundaries = tft.quantiles(inputs[key].values, features.NUMERIC_BUCKETS, QUANTILE_EPSILON,
+                                       weights=weights_of(inputs[key]))
             tft.vocabulary(tf.strings.as_string(tf.reshape(boundaries, [-1]), precision=9, scientific=True),
                            vocab_filename=features.BOUNDARIES_VOCABULARY_PREFIX + name)
     seen = inputs[features.SEEN_ITEMS]

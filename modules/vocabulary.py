@@ -140,7 +140,7 @@ class Vocabulary:
         counts = {}
         for line in lines(ITEM_COUNTS_VOCABULARY):
             count, _, key = line.partition(" ")
-            counts[key] = int(count)
+            counts[key] = int(float(count))  # a weighted vocabulary (the items split) writes "59.0 key"
         facts: Dict[str, dict] = {}
         for line in lines(features.ITEM_FACTS_VOCABULARY):
             key, kind, value = (line.split(features.FACT_SEPARATOR, 2) + ["", ""])[:3]

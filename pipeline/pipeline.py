@@ -74,7 +74,9 @@ def data_components(config: PipelineConfig, input_base=None):
     example_gen = EventExampleGen(input_base=input_base or config.data_dir, split_pattern=config.input_pattern,
                                   spec=config.events, max_bad_fraction=config.max_bad_fraction).with_id(
         Nodes.EXAMPLE_GEN)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
+    # On the events' uniform sample (the whole log when small: EventExampleGen's STATISTICS_SAMPLE_EVENTS).
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
+                                                  exclude_splits=[features.EVENTS_SPLIT]).with_id(
         Nodes.STATISTICS_GEN)
     schema_file = config.schema_file or schema_file_for(config.events, config.pipeline_root)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file).with_id(Nodes.SCHEMA_GEN)
@@ -87,7 +89,7 @@ def data_components(config: PipelineConfig, input_base=None):
     transform = tfx.components.Transform(
         examples=windowing.outputs["examples"], schema=windowing.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config=config.transform_settings(),
-        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(features.SPLITS)),
+        splits_config=tfx.proto.SplitsConfig(analyze=[features.ITEMS_SPLIT], transform=list(features.SPLITS)),
         # TF1-style graph: the same outputs, about a tenth faster on ML-1M-SAS (docs/results.md, "The data
         # stages on batches"); the Trainer reads only the vocabularies and the feature spec.
         disable_statistics=True, force_tf_compat_v1=True).with_id(Nodes.TRANSFORM)

@@ -19,7 +19,6 @@ import os
 import time
 from typing import Dict, List, Optional
 
-from ondevice_rec.components.event_example_gen.component import EVENTS_SPLIT
 from ondevice_rec.components.tflite_pusher import publish
 from ondevice_rec.components.tflite_pusher.executor import BASELINE, CANDIDATE, read_evaluations
 from ondevice_rec.modules import features, ranking_metrics
@@ -62,14 +61,14 @@ def _numeric_summary(name: str, feature) -> Dict[str, object]:
 
 
 def _statistics(lineage: mlmd.Store, events_artifact) -> Dict[str, object]:
-    """Events and numeric summaries (padding zeros excluded) from the StatisticsGen run on the ExampleGen
-    output."""
+    """Events (ExampleGen's count) and numeric summaries (padding zeros excluded) from the StatisticsGen run on
+    the ExampleGen output: over its ``sample`` split, a uniform sample of the events on a large log."""
     from tensorflow_data_validation.utils import stats_util
     for execution in lineage.consumers(events_artifact):
         statistics = lineage.outputs(execution.id).get("statistics")
         if statistics is None:
             continue
-        path = os.path.join(features.split_dir(statistics.uri, EVENTS_SPLIT), "FeatureStats.pb")
+        path = os.path.join(features.split_dir(statistics.uri, features.SAMPLE_SPLIT), "FeatureStats.pb")
         if not os.path.exists(path):
             continue
         dataset = stats_util.load_stats_binary(path).datasets[0]
@@ -78,7 +77,8 @@ def _statistics(lineage: mlmd.Store, events_artifact) -> Dict[str, object]:
             name = feature.path.step[0]
             if feature.HasField("num_stats") and summarised_feature(name):
                 numeric[name] = _numeric_summary(name, feature)
-        return {"events": dataset.num_examples, "numeric": numeric}
+        events = mlmd.artifact_properties(events_artifact).get("events", dataset.num_examples)
+        return {"events": events, "sampled_events": dataset.num_examples, "numeric": numeric}
     return {}
 
 
@@ -394,13 +394,15 @@ def render(report: dict) -> str:
                  ["split", windowing.get("split_mode", "?")],
                  ["examples train / eval / test", " / ".join(str(windowing.get(f"{s}_examples", "?"))
                                                             for s in ("train", "eval", "test"))]]
+    sampled = f" (a sample of {statistics['sampled_events']:,} events)" \
+        if statistics.get("sampled_events", statistics.get("events")) != statistics.get("events") else ""
     for name, stats in statistics.get("numeric", {}).items():
         zeros = f" ({stats['missing_as_zero']:,} events without a value left out)" if stats["missing_as_zero"] else ""
         if name == TIME_FEATURE and stats["max"] > 0:
             value = f"{_date(stats['min'])} / {_date(stats['mean'])} / {_date(stats['max'])}"
         else:
             value = f"{stats['min']:g} / {stats['mean']:.4g} / {stats['max']:g}"
-        data_rows.append([f"{summarised_feature(name) or name} min / mean / max{zeros}", value])
+        data_rows.append([f"{summarised_feature(name) or name} min / mean / max{zeros}{sampled}", value])
     lineage_rows = [["published version", report["version"]], ["pipeline run", report.get("run_id", "?")],
                     ["trained model", report.get("model_uri", "?")],
                     ["blessed", {1: "yes", 0: "no"}.get(blessing.get("blessed"), "?")],

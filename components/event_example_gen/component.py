@@ -9,13 +9,12 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 
 from ondevice_rec.components.event_example_gen import executor
 from ondevice_rec.data.events import EventSpec
-
-EVENTS_SPLIT = "events"
+from ondevice_rec.modules.features import EVENTS_SPLIT
 
 
 class EventExampleGen(FileBasedExampleGen):
-    """Emits one ``events`` split (one tf.Example per event); splitting into train/eval/test happens in
-    windowing.
+    """Emits an ``events`` split (one tf.Example per event) and its ``sample`` split (a uniform sample of the
+    events, for the statistics); splitting into train/eval/test happens in windowing.
 
     ``spec``: how to read the log (paths relative to each matched folder: the data folder, or each span's);
     None: the MovieLens layout detected in each folder. ``max_bad_fraction``: malformed lines are skipped and

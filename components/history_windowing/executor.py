@@ -1,8 +1,9 @@
 """Beam executor of HistoryWindowing.
 
 Events are grouped per user (one worker holds one user's timeline at a time), windowed with
-``windowing.window_timeline`` and written as gzipped TFRecords into ``Split-train``, ``Split-eval`` and
-``Split-test``, with string item keys. The schema of those examples goes to the ``schema`` output (the
+``windowing.window_user`` and written as gzipped TFRecords into ``Split-train``, ``Split-eval`` and
+``Split-test``, with string item keys; one record per training item (its training-event count and its facts)
+goes to ``Split-items``, the split Transform analyses. The schema of those examples goes to the ``schema`` output (the
 Transform component's input schema); counts and the resolved options to ``windowing_stats.json``.
 """
 
@@ -17,6 +18,7 @@ from typing import Any, Dict, List, Tuple
 import apache_beam as beam
 import pyarrow.compute as pc
 import tensorflow as tf
+from apache_beam.transforms.window import GlobalWindows
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifact_utils
 from tfx.utils import io_utils
@@ -213,33 +215,54 @@ class Summary(beam.CombineFn):
 
 
 _NO_FACTS = ((), ())
+COUNTS = "counts"
 
 
 class WindowUser(beam.DoFn):
-    """One user's timeline -> serialized examples on the ``train`` / ``eval`` / ``test`` outputs, plus a
-    ``summary`` output (counts for the statistics)."""
+    """One user's timeline -> serialized examples on the ``train`` / ``eval`` / ``test`` outputs, a ``summary``
+    output (counts for the statistics) and, per bundle, ``(item, training events)`` on ``counts`` (counted
+    in the worker: one element per item and bundle rather than one per training event)."""
 
-    def process(self, keyed_chunks, options: windowing.WindowingOptions, profile, item_facts):
+    def start_bundle(self):
+        self._counts = collections.Counter()
+
+    def process(self, keyed_chunks, options: windowing.WindowingOptions):
         user_id, chunks = keyed_chunks
         events = []
         for items, timestamps, ratings, millis in chunks:
-            for item, timestamp, rating, ms in zip(items, timestamps, ratings, millis):
-                facts, numeric = item_facts.get(item, _NO_FACTS)
-                events.append(windowing.Event(user_id, item, timestamp, rating, facts, numeric, ms))
+            events += [windowing.Event(user_id, item, timestamp, rating, ms)
+                       for item, timestamp, rating, ms in zip(items, timestamps, ratings, millis)]
+        windows = windowing.window_user(events, options)
         counts = collections.Counter()
-        for split, example in windowing.window_timeline(events, options, profile["numeric"]):
+        for split, example in windows.examples:
             counts[split] += 1
             serialized = to_tf_example(example)
             yield serialized if split == "train" else beam.pvalue.TaggedOutput(split, serialized)
-        kept = windowing.sort_timeline(events, options.min_rating)
-        duplicates = sum(e.rating >= options.min_rating for e in events) - len(kept)
+        self._counts.update(windows.counted_items)
+        duplicates = sum(e.rating >= options.min_rating for e in events) - windows.timeline_length
         yield beam.pvalue.TaggedOutput("summary", {
-            "examples": counts, "skipped": len(kept) < options.min_timeline_length, "duplicates": duplicates,
-            "training_events": len(windowing.training_positions(kept, options)) if counts["train"] else 0})
+            "examples": counts, "skipped": windows.timeline_length < options.min_timeline_length,
+            "duplicates": duplicates, "training_events": len(windows.counted_items)})
+
+    def finish_bundle(self):
+        for item, count in self._counts.items():
+            yield beam.pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value((item, count)))
+        self._counts = collections.Counter()
 
 
-def _write_outputs(summary, profile, options: windowing.WindowingOptions, output_dir: str) -> None:
+def vocabulary_records(joined, history_length: int):
+    """``(item, {"count": [...], "facts": [...]})`` -> the item's serialized ``items`` split record (none for an
+    item without training events)."""
+    item, grouped = joined
+    count = sum(grouped["count"])
+    if count:
+        facts, numeric = min(grouped["facts"], default=_NO_FACTS)
+        yield to_tf_example(windowing.vocabulary_record(item, count, facts, numeric, history_length))
+
+
+def _write_outputs(summary, profile, items: int, options: windowing.WindowingOptions, output_dir: str) -> None:
     stats = {"examples": {s: summary["examples"].get(s, 0) for s in features.SPLITS}, "users": summary["users"],
+             "vocabulary_items": items,
              "users_skipped": summary["users_skipped"], "duplicate_events": summary["duplicate_events"],
              "training_events": summary["training_events"], "numeric_features": profile["numeric"],
              "options": dataclasses.asdict(options)}
@@ -276,19 +299,22 @@ def WindowEventBatches(batches, options: windowing.WindowingOptions, output_dir:
     """
     decoded = batches | "Decode" >> beam.ParDo(DecodeEventBatch()).with_outputs(FACTS, PROFILE, main="events")
     timelines = decoded.events | "GroupByUser" >> beam.GroupByKey()
-    item_facts = decoded[FACTS] | "FirstFactsPerItem" >> beam.CombinePerKey(min)
     profile = decoded[PROFILE] | "MergeProfiles" >> beam.CombineGlobally(Profile())
     resolved = profile | "ResolveOptions" >> beam.Map(resolve_options, options)
-    windowed = timelines | "Window" >> beam.ParDo(
-        WindowUser(), beam.pvalue.AsSingleton(resolved), beam.pvalue.AsSingleton(profile),
-        beam.pvalue.AsDict(item_facts)
-    ).with_outputs("eval", "test", "summary", main="train")
+    windowed = timelines | "Window" >> beam.ParDo(WindowUser(), beam.pvalue.AsSingleton(resolved)).with_outputs(
+        "eval", "test", "summary", COUNTS, main="train")
     for split in features.SPLITS:
         _ = windowed[split] | f"Write[{split}]" >> beam.io.WriteToTFRecord(
             os.path.join(features.split_dir(output_dir, split), "data_tfrecord"), file_name_suffix=".gz")
+    items = ({"count": windowed[COUNTS], "facts": decoded[FACTS]}
+             | "JoinCountsAndFacts" >> beam.CoGroupByKey()
+             | "VocabularyRecords" >> beam.FlatMap(vocabulary_records, options.history_length))
+    _ = items | f"Write[{features.ITEMS_SPLIT}]" >> beam.io.WriteToTFRecord(
+        os.path.join(features.split_dir(output_dir, features.ITEMS_SPLIT), "data_tfrecord"), file_name_suffix=".gz")
     _ = (windowed["summary"]
          | "Summarize" >> beam.CombineGlobally(Summary())
          | "WriteStats" >> beam.Map(_write_outputs, beam.pvalue.AsSingleton(profile),
+                                    beam.pvalue.AsSingleton(items | "CountItems" >> beam.combiners.Count.Globally()),
                                     beam.pvalue.AsSingleton(resolved), output_dir))
 
 
@@ -332,10 +358,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             check_anomalies(anomalies)
         options = windowing.WindowingOptions.from_json(exec_properties[OPTIONS_KEY])
         events_artifact = artifact_utils.get_single_instance(input_dict[EVENTS_KEY])
-        split = standard_artifact_utils.decode_split_names(events_artifact.split_names)[0]
-        pattern = io_utils.all_files_pattern(standard_artifact_utils.get_split_uri([events_artifact], split))
+        pattern = io_utils.all_files_pattern(standard_artifact_utils.get_split_uri([events_artifact],
+                                                                                    features.EVENTS_SPLIT))
         output = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
-        output.split_names = standard_artifact_utils.encode_split_names(list(features.SPLITS))
+        output.split_names = standard_artifact_utils.encode_split_names(
+            list(features.SPLITS) + [features.ITEMS_SPLIT])
 
         files = sorted(tf.io.gfile.glob(pattern))
         if not files:
@@ -355,6 +382,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         output.set_int_custom_property("users_skipped", int(stats["users_skipped"]))
         output.set_int_custom_property("duplicate_events", int(stats["duplicate_events"]))
         output.set_int_custom_property("training_events", int(stats["training_events"]))
+        output.set_int_custom_property("vocabulary_items", int(stats["vocabulary_items"]))
         schema = artifact_utils.get_single_instance(output_dict[SCHEMA_KEY])
         io_utils.write_pbtxt_file(os.path.join(schema.uri, SCHEMA_FILE),
                                   windowed_schema(options.history_length, stats["numeric_features"]))

@@ -20,9 +20,11 @@ targets. Eval and test examples use all earlier events as context, as a deployed
 Padding: context lists are right-padded (``PADDING_KEY``; rating 0.0) after the ``context_length`` real
 entries, which are ordered most recent first.
 
-Vocabulary accounting: every training event (``training_events``) is listed in ``vocab_items`` of exactly one
-train example (the first whose window holds it), with its item's facts in ``item_facts``, so that
-tf.Transform, analysing the train split only, counts each training event once.
+Vocabulary accounting: the training events (``training_events``: a user's events before every eval / test
+target, for users with a train example) are counted per item, and each counted item becomes one record of the
+``items`` split (``vocabulary_record``): its key weighted by that count, and its facts. tf.Transform analyses
+that split only, so the vocabularies count each training event once while each item's facts are read once, not
+once per event.
 """
 
 from __future__ import annotations
@@ -45,9 +47,6 @@ class Event:
     item: str
     timestamp: int
     rating: float = 0.0
-    # The item's facts for the vocabulary ("kind\tvalue": title, cat:NAME, num:NAME) and numeric values.
-    facts: Tuple[str, ...] = ()
-    numeric: Tuple[Tuple[str, float], ...] = ()
     millis: int = 0  # past the second (unix_ms and ISO-8601 logs), before the tie-break
 
 
@@ -134,12 +133,11 @@ class _Columns:
         self.ratings = [float(e.rating) for e in timeline]
         self.timeline, self.n = timeline, options.history_length
 
-    def example(self, position: int, with_seen: bool, owned: Sequence[int] = (),
-                numeric_features: Sequence[str] = (), user_train_examples: int = 0) -> dict:
+    def example(self, position: int, with_seen: bool, user_train_examples: int = 0) -> dict:
         n, start = self.n, max(0, position - self.n)
         missing = n - (position - start)
         target = self.timeline[position]
-        example = {
+        return {
             features.USER_ID: target.user_id,
             features.CONTEXT_ITEM: self.items[start:position][::-1] + [features.PADDING_KEY] * missing,
             features.CONTEXT_RATING: self.ratings[start:position][::-1] + [0.0] * missing,
@@ -149,14 +147,7 @@ class _Columns:
             features.LABEL_COLUMN: 0,
             features.USER_TRAIN_EXAMPLES: 0 if with_seen else user_train_examples,
             features.SEEN_ITEMS: self.items[:position] if with_seen else [],
-            features.VOCAB_ITEMS: [self.items[p] for p in owned],
-            features.ITEM_FACTS: [f"{self.items[p]}{features.FACT_SEPARATOR}{fact}"
-                                  for p in owned for fact in self.timeline[p].facts],
         }
-        for name in numeric_features:
-            example[features.VOCAB_NUMERIC_PREFIX + name] = [
-                value for p in owned for feature, value in self.timeline[p].numeric if feature == name]
-        return example
 
 
 def assign_splits(timeline: Sequence[Event], options: WindowingOptions) -> List[Tuple[int, str]]:
@@ -181,19 +172,54 @@ def assign_splits(timeline: Sequence[Event], options: WindowingOptions) -> List[
     return [(p, s) for p, s in labelled if s != "train" or p in kept_set]
 
 
-def window_timeline(events: Iterable[Event], options: WindowingOptions, numeric_features: Sequence[str] = ()
-                    ) -> Iterator[Tuple[str, dict]]:
-    """Yields ``(split, example)`` for one user's events (any order)."""
+@dataclasses.dataclass
+class UserWindows:
+    """One user's windowing: ``(split, example)`` pairs, the items its training events count for the
+    vocabulary (``training_events``: none when the user has no train example), and its kept timeline length."""
+
+    examples: List[Tuple[str, dict]]
+    counted_items: List[str]
+    timeline_length: int
+
+
+def window_user(events: Iterable[Event], options: WindowingOptions) -> UserWindows:
+    """One user's events (any order) -> ``UserWindows``."""
     timeline = sort_timeline(events, options.min_rating)
     positions = assign_splits(timeline, options)
     if not positions:
-        return
+        return UserWindows([], [], len(timeline))
     columns = _Columns(timeline, options)
-    owners = vocabulary_owners(positions, len(training_positions(timeline, options)), options.history_length)
     train_examples = sum(split == "train" for _, split in positions)
-    for position, split in positions:
-        yield split, columns.example(position, split != "train", owners.get(position, ()), numeric_features,
-                                     train_examples)
+    examples = [(split, columns.example(position, split != "train", train_examples))
+                for position, split in positions]
+    counted = [timeline[p].item for p in training_positions(timeline, options)] if train_examples else []
+    return UserWindows(examples, counted, len(timeline))
+
+
+def window_timeline(events: Iterable[Event], options: WindowingOptions) -> Iterator[Tuple[str, dict]]:
+    """Yields ``(split, example)`` for one user's events (any order)."""
+    yield from window_user(events, options).examples
+
+
+def vocabulary_record(item: str, count: int, facts: Sequence[str], numeric: Sequence[Tuple[str, float]],
+                      history_length: int) -> dict:
+    """The ``items`` split's record of one training item: its key weighted by its training events, its facts
+    ("key\tkind\tvalue") and numeric values; the windowed examples' fixed-length features padded (the split
+    shares their schema, and is analysed, never transformed)."""
+    return {
+        features.USER_ID: features.PADDING_KEY,
+        features.CONTEXT_ITEM: [features.PADDING_KEY] * history_length,
+        features.CONTEXT_RATING: [0.0] * history_length,
+        features.CONTEXT_LENGTH: 0,
+        features.LABEL_ITEM: features.PADDING_KEY,
+        features.LABEL_TIMESTAMP: 0,
+        features.LABEL_COLUMN: 0,
+        features.USER_TRAIN_EXAMPLES: 0,
+        features.VOCAB_ITEMS: [item],
+        features.VOCAB_WEIGHT: [count],
+        features.ITEM_FACTS: [f"{item}{features.FACT_SEPARATOR}{fact}" for fact in facts],
+        **{features.VOCAB_NUMERIC_PREFIX + name: [value] for name, value in numeric},
+    }
 
 
 def training_positions(timeline: Sequence[Event], options: WindowingOptions) -> List[int]:
@@ -203,23 +229,6 @@ def training_positions(timeline: Sequence[Event], options: WindowingOptions) -> 
     if options.split == LEAVE_LAST_OUT:
         return list(range(len(timeline) - 2))
     return [p for p, e in enumerate(timeline) if e.timestamp < options.eval_start]
-
-
-def vocabulary_owners(positions: Sequence[Tuple[int, str]], training_count: int, history_length: int
-                      ) -> dict:
-    """``{train target position: [training event positions]}``: each of the first ``training_count`` events
-    goes to the first train example whose window (context and target) holds it; any left over (a stride or a
-    cap skipped their windows) to the last train example. No train example: nothing is counted."""
-    train = [p for p, s in positions if s == "train"]
-    owners, next_free = {}, 0
-    for p in train:
-        end = min(p + 1, training_count)
-        if end > next_free:
-            owners[p] = list(range(max(next_free, 0), end))
-            next_free = end
-    if train and next_free < training_count:
-        owners.setdefault(train[-1], []).extend(range(next_free, training_count))
-    return owners
 
 
 def training_events(events: Iterable[Event], options: WindowingOptions) -> List[Event]:

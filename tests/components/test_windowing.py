@@ -1,5 +1,6 @@
 """History windowing on hand-built timelines, and the Beam transform against the plain-Python reference."""
 
+import collections
 import dataclasses
 import json
 import os
@@ -19,30 +20,26 @@ E = windowing.Event
 def test_hand_built_timeline_gives_exact_examples():
     # Given out of order, with a timestamp tie between items "30" and "20", which the tie-break hash orders.
     first, second = sorted(["30", "20"], key=lambda item: windowing.tie_break("u1", item))
-    facts = {"10": ("title\tTen", "cat:genres\tDrama"), "30": ("title\tThirty",)}
-    events = [E("u1", "50", 500, 4.0), E("u1", "10", 100, 5.0, facts["10"], (("year", 1990.0),)),
-              E("u1", "30", 200, 3.0, facts["30"]), E("u1", "20", 200, 2.0), E("u1", "40", 400, 1.0)]
+    events = [E("u1", "50", 500, 4.0), E("u1", "10", 100, 5.0), E("u1", "30", 200, 3.0), E("u1", "20", 200, 2.0),
+              E("u1", "40", 400, 1.0)]
     options = windowing.WindowingOptions(history_length=3)
-    got = list(windowing.window_timeline(events, options, ("year",)))
+    windows = windowing.window_user(events, options)
+    got = windows.examples
     # Sorted timeline: 10 (t100), first, second (t200), 40 (t400), 50 (t500).
     assert [(split, ex[features.LABEL_ITEM]) for split, ex in got] == [
         ("train", first), ("train", second), ("eval", "40"), ("test", "50")]
+    assert list(windowing.window_timeline(events, options)) == got
     first_train, second_train, eval_example, test_example = (ex for _, ex in got)
-    # The training events (all but the last two) are each accounted for once, by the first train example
-    # that holds them: 10 and `first` by the first, `second` by the second; facts travel with them.
     assert first_train == {
         features.USER_ID: "u1", features.CONTEXT_ITEM: ["10", "", ""], features.CONTEXT_RATING: [5.0, 0.0, 0.0],
         features.CONTEXT_LENGTH: 1, features.LABEL_ITEM: first, features.LABEL_TIMESTAMP: 200,
-        features.LABEL_COLUMN: 0, features.USER_TRAIN_EXAMPLES: 2, features.SEEN_ITEMS: [],
-        features.VOCAB_ITEMS: ["10", first],
-        features.ITEM_FACTS: [f"10\t{f}" for f in facts["10"]] + [f"{first}\t{f}" for f in facts.get(first, ())],
-        features.VOCAB_NUMERIC_PREFIX + "year": [1990.0]}
+        features.LABEL_COLUMN: 0, features.USER_TRAIN_EXAMPLES: 2, features.SEEN_ITEMS: []}
+    # The vocabulary counts the training events (all but the last two), each once.
+    assert windows.counted_items == ["10", first, second] and windows.timeline_length == 5
     assert second_train[features.CONTEXT_ITEM] == [first, "10", ""]
-    assert second_train[features.VOCAB_ITEMS] == [second]
     assert eval_example[features.CONTEXT_ITEM] == [second, first, "10"]
     assert eval_example[features.CONTEXT_RATING][2] == 5.0
     assert eval_example[features.SEEN_ITEMS] == ["10", first, second]
-    assert eval_example[features.VOCAB_ITEMS] == [] and test_example[features.VOCAB_ITEMS] == []
     assert second_train[features.USER_TRAIN_EXAMPLES] == 2  # the user's train examples, on each of them
     assert eval_example[features.USER_TRAIN_EXAMPLES] == test_example[features.USER_TRAIN_EXAMPLES] == 0
     # History longer than N: the N most recent, most recent first; seen items keep the whole history.
@@ -51,13 +48,26 @@ def test_hand_built_timeline_gives_exact_examples():
     assert test_example[features.SEEN_ITEMS] == ["10", first, second, "40"]
 
 
+def test_an_items_record_carries_the_item_once_weighted_by_its_training_events():
+    record = windowing.vocabulary_record("10", 7, ("title\tTen", "cat:genres\tDrama"), (("year", 1990.0),), 3)
+    assert record[features.VOCAB_ITEMS] == ["10"] and record[features.VOCAB_WEIGHT] == [7]
+    assert record[features.ITEM_FACTS] == ["10\ttitle\tTen", "10\tcat:genres\tDrama"]
+    assert record[features.VOCAB_NUMERIC_PREFIX + "year"] == [1990.0]
+    # It parses with the windowed examples' feature spec (the split shares their schema).
+    parsed = tf.io.parse_single_example(executor.to_tf_example(record),
+                                        features.windowed_feature_spec(3, ("year",)))
+    assert parsed[features.CONTEXT_ITEM].numpy().tolist() == [b"", b"", b""]
+    assert tf.sparse.to_dense(parsed[features.VOCAB_WEIGHT]).numpy().tolist() == [7]
+
+
 def test_every_training_event_is_counted_once_whatever_the_stride():
     events = [E("u", str(m), m) for m in range(1, 30)]
     for stride in (1, 2, 7, 30):
         options = windowing.WindowingOptions(history_length=4, stride=stride)
-        counted = [k for s, ex in windowing.window_timeline(events, options) if s == "train"
-                   for k in ex[features.VOCAB_ITEMS]]
+        counted = windowing.window_user(events, options).counted_items
         assert counted == [e.item for e in windowing.training_events(events, options)], stride
+    # A user without a train example counts nothing.
+    assert windowing.window_user(events[:3], windowing.WindowingOptions(history_length=4)).counted_items == []
 
 
 def test_same_second_ratings_are_not_ordered_by_movie_id():
@@ -116,7 +126,8 @@ def test_no_training_label_is_later_than_its_users_eval_or_test_target(small_dat
                else _temporal_options(small_data))
     counts = {"train": 0, "eval": 0, "test": 0}
     for user, events in _timelines(small_data).items():
-        examples = list(windowing.window_timeline(events, options))
+        windows = windowing.window_user(events, options)
+        examples = windows.examples
         held_out = [ex for s, ex in examples if s != "train"]
         for s, ex in examples:
             counts[s] += 1
@@ -125,7 +136,7 @@ def test_no_training_label_is_later_than_its_users_eval_or_test_target(small_dat
         train_labels = {ex[features.LABEL_ITEM] for s, ex in examples if s == "train"}
         assert not train_labels & {h[features.LABEL_ITEM] for h in held_out}
         # The vocabulary never counts a held-out target (an item is rated once per user here).
-        counted = {k for s, ex in examples for k in ex[features.VOCAB_ITEMS]}
+        counted = set(windows.counted_items)
         assert not counted & {h[features.LABEL_ITEM] for h in held_out}
         if split == "temporal":
             for s, ex in examples:
@@ -215,10 +226,16 @@ def test_beam_transform_matches_the_reference(tmp_path, small_data, split):
     for s in features.SPLITS:
         assert sorted(_read_split(out, s), key=key) == sorted(expected[s], key=key), s
     assert all(len(v) > 0 for v in expected.values())
+    # The items split: one record per counted item, weighted by its training events (no item facts here).
+    counted = collections.Counter(k for events_ in by_user.values()
+                                  for k in windowing.window_user(events_, expected_options).counted_items)
+    items = {r.features.feature[features.VOCAB_ITEMS].bytes_list.value[0].decode():
+             r.features.feature[features.VOCAB_WEIGHT].int64_list.value[0] for r in _read_split(out, "items")}
+    assert items == dict(counted) and sum(items.values()) > 1000
     with open(os.path.join(out, executor.STATS_FILE)) as f:
         stats = json.load(f)
     assert stats["examples"] == {s: len(v) for s, v in expected.items()}
-    assert stats["users"] == len(by_user)
+    assert stats["users"] == len(by_user) and stats["vocabulary_items"] == len(counted)
     assert stats["training_events"] == sum(len(windowing.training_events(e, expected_options))
                                            for e in by_user.values() if len(e) >= 4)
     assert stats["options"]["test_start"] == expected_options.test_start
@@ -237,7 +254,7 @@ def test_multi_worker_beam_gives_identical_output(tmp_path, small_data):
             _ = (pipeline | beam.Create(list(_serialized_events(small_data)))
                  | executor.WindowEvents(options, out))  # pylint: disable=no-value-for-parameter
         outputs[mode] = {s: sorted(e.SerializeToString(deterministic=True) for e in _read_split(out, s))
-                         for s in features.SPLITS}
+                         for s in features.SPLITS + (features.ITEMS_SPLIT,)}
     assert outputs["in_memory"] == outputs["multi_processing"]
 
 

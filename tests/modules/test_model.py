@@ -33,14 +33,11 @@ def test_every_registered_encoder_is_trained_and_converted_here():
 
 
 def events_of(data):
-    """Synthetic ratings as windowing Events with string keys and their items' facts (as ExampleGen and
-    windowing's parser give them)."""
+    """Synthetic ratings as windowing Events with string keys (as ExampleGen and windowing's parser give them)."""
     by_user = {}
     for u, m, t, r in zip(data.user_id.tolist(), data.movie_id.tolist(), data.timestamp.tolist(),
                           data.rating.tolist()):
-        movie = data.movies[m]
-        facts = tuple(f"cat:genres\t{g}" for g in movie.genres) + (f"num:year\t{movie.year:g}",)
-        by_user.setdefault(u, []).append(windowing.Event(str(u), str(m), t, r, facts, (("year", movie.year),)))
+        by_user.setdefault(u, []).append(windowing.Event(str(u), str(m), t, r))
     return by_user
 
 
@@ -84,7 +81,7 @@ def indexed_splits(data, history_length: int):
     index = vocab.key_to_index()
     splits = {s: [] for s in features.SPLITS}
     for events in by_user.values():
-        for split, example in windowing.window_timeline(events, options, ("year",)):
+        for split, example in windowing.window_timeline(events, options):
             splits[split].append(indexed(example, index) | {"windowed": to_tf_example(example)})
     return vocab, splits
 
