@@ -61,6 +61,36 @@ def test_popularity_baseline_skips_seen_and_unrated_items():
     assert result["ndcg@10"] == pytest.approx((1.0 + 1 / math.log2(4)) / 4)
 
 
+def test_markov_scores_add_each_transition_count_weighted_by_the_history_position():
+    """The table of consecutive pairs against a plain count of them: each history item's followers get their
+    count / (position + 1); padding and unknown items break chains; seen and untrained items are masked."""
+    rng = np.random.default_rng(1)
+    popular = list(range(1, 30))
+    sequences = [rng.choice(range(0, 34), 12).tolist() for _ in range(40)]  # 0: an unknown item; 30-33 untrained
+    examples = [{"seen_index": rng.choice(popular, 4, replace=False).tolist(),
+                 "context_index": rng.choice(range(0, 36), 3).tolist() + [0], "label_index": 1}
+                for _ in range(25)]
+    pairs = {}
+    for sequence in sequences:
+        for a, b in zip(sequence[:-1], sequence[1:]):
+            if a and b:
+                pairs[(a, b)] = pairs.get((a, b), 0) + 1
+    table = baselines.count_transitions(sequences)
+    assert {(int(a), int(b)): int(c) for a, b, c in zip(*table.following(np.arange(40)))} == \
+        {(a, b): c for (a, b), c in pairs.items()}
+    scores = baselines.markov_scores(popular, sequences, examples, 3, num_ids=34)
+    for i, example in enumerate(examples):
+        expected = np.zeros(34)
+        for k, previous in enumerate(example["context_index"][:3]):
+            for (a, b), count in pairs.items():
+                if a == previous:
+                    expected[b] += count / (k + 1)
+        for item in range(1, 30):
+            if item not in example["seen_index"]:
+                assert scores[i, item] == pytest.approx(expected[item], abs=2e-3)  # + the popularity back-off
+        assert (scores[i, example["seen_index"]] == MASKED).all() and (scores[i, [0, 30, 31, 32, 33]] == MASKED).all()
+
+
 def test_baselines_and_scored_records_rank_in_chunks_with_the_metrics_of_the_whole_matrix(monkeypatch):
     """Baselines and the published model's scoring rank a chunk at a time (a 44K x 48K score matrix is
     8.4 GB): the metrics are those of the whole matrix."""
