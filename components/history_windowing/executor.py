@@ -3,8 +3,8 @@
 Events are grouped per user (one worker holds one user's timeline at a time), windowed with
 ``windowing.window_user`` and written as gzipped TFRecords into ``Split-train``, ``Split-eval`` and
 ``Split-test``, with string item keys; one record per training item (its training-event count and its facts)
-goes to ``Split-items``, the split Transform analyses. The schema of those examples goes to the ``schema`` output (the
-Transform component's input schema); counts and the resolved options to ``windowing_stats.json``.
+goes to ``Split-items``, the split Transform analyses. The schema of those examples goes to the ``schema``
+output (the Transform component's input schema); counts and the resolved options to ``windowing_stats.json``.
 """
 
 from __future__ import annotations
@@ -293,9 +293,10 @@ def WindowEventBatches(batches, options: windowing.WindowingOptions, output_dir:
     """Lists of serialized event tf.Examples -> examples per split and ``windowing_stats.json`` under
     ``output_dir``.
 
-    Each batch is decoded at once and its events grouped by user; each item's facts travel once (a side input by
-    item), not with every event; everything global (temporal cuts, feature names, counts) is computed per batch
-    or per user and merged, so a worker holds one user's timeline at a time.
+    Each batch is decoded at once and its events grouped by user; each item's facts travel once per worker, not
+    with every event, and meet the item's training-event count (counted per bundle) in the ``items`` split;
+    everything global (temporal cuts, feature names, counts) is computed per batch or per user and merged, so a
+    worker holds one user's timeline at a time and no worker holds the catalogue.
     """
     decoded = batches | "Decode" >> beam.ParDo(DecodeEventBatch()).with_outputs(FACTS, PROFILE, main="events")
     timelines = decoded.events | "GroupByUser" >> beam.GroupByKey()
