@@ -26,6 +26,27 @@ def interpreter(model_path_or_bytes, num_threads: int = 1):
     return Interpreter(model_path=model_path_or_bytes, num_threads=num_threads)
 
 
+class SignatureCall:
+    """One signature of a LiteRT interpreter called the way an app calls it: tensors allocated once, then per
+    call the inputs copied in, ``invoke`` and the outputs copied out (Python's SignatureRunner re-allocates on
+    every call, ~0.3 ms here). Works on any signature of a file holding several (each its own subgraph)."""
+
+    def __init__(self, interpreter, signature: str):
+        self._wrapper = interpreter._interpreter  # pylint: disable=protected-access
+        tensors = interpreter._get_full_signature_list()[signature]  # pylint: disable=protected-access
+        self._subgraph = self._wrapper.GetSubgraphIndexFromSignature(signature)
+        self._wrapper.AllocateTensors(self._subgraph)
+        self._inputs = dict(tensors["inputs"])
+        self._outputs = dict(tensors["outputs"])
+
+    def __call__(self, **feed) -> Dict[str, np.ndarray]:
+        wrapper, subgraph = self._wrapper, self._subgraph
+        for name, index in self._inputs.items():
+            wrapper.SetTensor(index, feed[name], subgraph)
+        wrapper.Invoke(subgraph)
+        return {name: wrapper.GetTensor(index, subgraph) for name, index in self._outputs.items()}
+
+
 class TFLiteRecommender:
     """The LiteRT interpreter on one signature; takes a history ordered most recent first."""
 

@@ -1,4 +1,5 @@
-"""``benchmark windowing | quality | latency | beam-runners | scale``: figures as a printed table and a JSON file."""
+"""``benchmark windowing | quality | latency | beam-runners | scale | personal``: figures as a printed table and a
+JSON file."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ EXAMPLES = """  ondevice-rec benchmark windowing --ratings 1000000
   ondevice-rec benchmark latency --all      # every encoder x quantisation, 3,952-movie catalogue, N=10
   ondevice-rec benchmark windowing --ratings 1000000 --beam-arg=--direct_running_mode=in_memory
   ondevice-rec benchmark beam-runners --data-dir ../shared/data/ml-100k --taskmanagers 1,2
-  ondevice-rec benchmark scale --sizes 1M,5M --engines direct,flink --work-dir /tmp/scale"""
+  ondevice-rec benchmark scale --sizes 1M,5M --engines direct,flink --work-dir /tmp/scale
+  ondevice-rec benchmark personal --output-dir out --users ../shared/data/ml-1m-sas/complete_users.txt"""
 
 
 def register(commands) -> None:
@@ -111,6 +113,21 @@ def register(commands) -> None:
                          "%(default)s, the 2020 solution's two published models; '' to skip)")
 
 
+    bp = sub("personal", "the per-user state on the published TFLite model: each test user's history replayed "
+                         "through update_state, recall@10 / NDCG@10 with and without the state, the update's "
+                         "latency", cmd_personal)
+    bp.add_argument("--output-dir", required=True, help="the output folder of an `ondevice-rec run` whose model "
+                                                        "has a per-user state")
+    bp.add_argument("--version", default="latest", help="published version (default: %(default)s)")
+    bp.add_argument("--users", default=None, metavar="FILE",
+                    help="also score the users listed in FILE, one key a line")
+    bp.add_argument("--split", default="test", choices=("eval", "test"), help="default: %(default)s")
+    bp.add_argument("--gradient", action="store_true",
+                    help="also measure the other kind of update on the same model: gradient steps of its loss on "
+                         "a user vector (the rate chosen on the eval split; in TensorFlow, on the model's weights)")
+    add_output_file(bp, "the JSON results", default="benchmarks/results/personal.json")
+
+
 def _quiet() -> None:
     import absl.logging
     absl.logging.set_verbosity(absl.logging.WARNING)
@@ -184,6 +201,24 @@ def cmd_scale(args) -> int:
     _quiet()
     scale.run(sizes, work_dir=args.work_dir, engines=csv(args.engines), taskmanagers=args.taskmanagers,
               seed=args.seed, out_json=args.output)
+    print(f"written to {args.output}")
+    return EXIT_OK
+
+
+def cmd_personal(args) -> int:
+    import json
+    import os
+    from ondevice_rec.benchmarks import personal
+    _quiet()
+    result = personal.run(args.output_dir, args.version, args.users, args.split)
+    print(personal.table(result))
+    if args.gradient:
+        result["gradient"] = personal.run_gradient(args.output_dir, args.version)
+        print(personal.gradient_table(result["gradient"]))
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump({**result, "command": "benchmark personal", "output_dir": os.path.abspath(args.output_dir),
+                   "users_file": args.users}, f, indent=2)
     print(f"written to {args.output}")
     return EXIT_OK
 

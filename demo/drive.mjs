@@ -1,7 +1,9 @@
 // Drives the demo page in headless Chromium (playwright-core, Debian's /usr/bin/chromium) for the tests:
 //   node demo/drive.mjs URL SCREENSHOT TITLE [TITLE ...]
 // Searches for each title, picks it, waits for the re-ranking and prints one JSON object: the recommendation
-// ids (and scores, per-tap milliseconds) before the first pick and after every pick.
+// ids (and scores, per-tap milliseconds) before the first pick and after every pick. With a per-user state it
+// then turns "personalised" off and on, reloads the page (the history and state come back from localStorage)
+// and clicks "Forget me", reading the list and the stored state after each.
 import {chromium} from "playwright-core";
 
 const [url, screenshot, ...titles] = process.argv.slice(2);
@@ -34,7 +36,29 @@ try {
     });
   }
   await page.screenshot({path: screenshot, fullPage: true});
-  console.log(JSON.stringify({steps, requests}));
+  const stored = async () => page.evaluate(() => localStorage.getItem("ondevice-rec"));
+  const rerank = async (action) => {
+    const updates = Number(await page.getAttribute("#recommendations", "data-updates"));
+    await action();
+    await page.waitForFunction((n) => Number(document.querySelector("#recommendations").dataset.updates) > n,
+                               updates, {timeout: 30000});
+    return read();
+  };
+  const personal = {enabled: !(await page.isDisabled("#personal"))};
+  if (personal.enabled) {
+    personal.brought = Number(await page.getAttribute("#personal-effect", "data-brought"));
+    personal.stored = JSON.parse(await stored());
+    personal.off = await rerank(() => page.uncheck("#personal"));
+    personal.on = await rerank(() => page.check("#personal"));
+    await page.reload();
+    await page.waitForSelector('#status[data-ready="1"]', {timeout: 60000});
+    personal.reloaded = {history: await page.$$eval("#history li", (items) => items.map((li) => li.dataset.id)),
+                         recommendations: await read()};
+    personal.forgotten = {recommendations: await rerank(() => page.click("#clear"))};
+    personal.forgotten.history = await page.$$eval("#history li", (items) => items.map((li) => li.dataset.id));
+    personal.forgotten.stored = await stored();
+  }
+  console.log(JSON.stringify({steps, requests, personal}));
 } finally {
   await browser.close();
 }

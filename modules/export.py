@@ -13,6 +13,12 @@
   (vocabulary indices, never 0 or a history item) and ``top_scores`` float32[K]; ``vocabulary.json`` maps
   indices to keys. K is capped at the number of items minus N. Batch is fixed at 1 so every encoder converts
   to builtin TFLite ops.
+* With a per-user state (``ModelConfig.personal_history`` > 0, ``modules/personal.py``): ``update_state``
+  (``user_state`` float32[d + 1], ``item_index`` int32 -> ``user_state``) folds one picked item into the state
+  the app keeps, and ``recommend_personal`` is ``recommend`` with a ``user_state`` input (a zero state: exactly
+  ``recommend``'s output). ``serving_default`` and ``serving_validated`` then fold each example's earlier items
+  (``features.EARLIER_ITEM``) into the state, so the Evaluators score the model as a phone with the user's
+  history runs it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from .config import ModelConfig
 # The signature, tensor and folder names live in ``features`` (TF-free); re-exported for the exporter's users.
 from .features import (ASSETS_EXTRA, MASKED_SCORE, RECOMMEND_SIGNATURE, SCORES, SERVING_SIGNATURE,  # noqa: F401
                        TOP_IDS, TOP_SCORES, VALIDATED_SIGNATURE)
-from .model import exclude, exclude_seen, successor_layer
+from .model import exclude, exclude_seen, personal_state_layer, personal_view, successor_layer
+from .personal import state_size
 from .vocabulary import Vocabulary
 
 MODEL_CONFIG_FILE = "model_config.json"
@@ -80,12 +87,21 @@ class RecommenderModule(tf.Module):
         # Never ask for more results than there are items outside any history, so that no padding or
         # history item can reach the top K.
         self._top_k = max(1, min(config.top_k, vocab.size - 1 - config.history_length))
-        self._query_model = keras.Model(model.inputs, model.get_layer("scores").input)
+        view = personal_view(model)
+        self._personal = personal_state_layer(model)
+        self._state_size = state_size(config.embedding_dim)
+        if view is None:
+            self._query_model, self._state_term = keras.Model(model.inputs, model.get_layer("scores").input), None
+        else:
+            self._query_model, self._state_term = view
+            if not float(self._personal.strength.numpy()):
+                self._state_term = None  # the eval split chose no state (personal.STRENGTHS): no state signatures
         self._network_model = keras.Model(model.inputs, model.get_layer("scores").output)  # without the table
         self._inputs = [features.CONTEXT_INDEX] + ([features.CONTEXT_RATING] if config.use_ratings else [])
-        spec = features.windowed_feature_spec(config.history_length)
+        spec = features.windowed_feature_spec(config.history_length, earlier_length=config.personal_history)
         self._feature_spec = {k: spec[k] for k in (features.CONTEXT_ITEM, features.CONTEXT_RATING,
-                                                   features.SEEN_ITEMS, features.LABEL_ITEM)}
+                                                   features.SEEN_ITEMS, features.LABEL_ITEM,
+                                                   features.EARLIER_ITEM) if k in spec}
         self._key_to_index = KeyLookup(vocab.keys())
 
     @property
@@ -115,6 +131,8 @@ class RecommenderModule(tf.Module):
         inputs = {features.CONTEXT_INDEX: context}
         if features.CONTEXT_RATING in self._inputs:
             inputs[features.CONTEXT_RATING] = parsed[features.CONTEXT_RATING]
+        if features.EARLIER_ITEM in parsed:
+            inputs[features.EARLIER_INDEX] = self._key_to_index(parsed[features.EARLIER_ITEM])
         # History and seen items are masked (as the Trainer validates); unknown items are index 0, masked
         # already. Context items are always excluded, even where seen_items is empty (train examples).
         seen = self._key_to_index(tf.sparse.to_dense(parsed[features.SEEN_ITEMS], default_value=""))
@@ -125,8 +143,23 @@ class RecommenderModule(tf.Module):
         others = exclude(scores, label[:, tf.newaxis])
         return {SCORES: tf.concat([label_score[:, tf.newaxis], others], axis=1)}
 
+    @property
+    def personal(self) -> bool:
+        return self._state_term is not None
+
     @tf.function
     def recommend(self, context_index, context_rating=None):
+        return self._recommend(context_index, context_rating, None)
+
+    @tf.function
+    def recommend_personal(self, context_index, user_state, context_rating=None):
+        return self._recommend(context_index, context_rating, user_state)
+
+    @tf.function
+    def update_state(self, user_state, item_index):
+        return {features.USER_STATE: self._personal.update(user_state, item_index)}
+
+    def _recommend(self, context_index, context_rating, user_state):
         context = tf.reshape(context_index, [1, self._history_length])
         inputs = {features.CONTEXT_INDEX: context}
         if context_rating is not None:
@@ -137,7 +170,15 @@ class RecommenderModule(tf.Module):
         # dropped. A narrow range keeps full-integer quantization exact enough (a -1e9 entry would take the
         # whole int8 range), and a scatter of N entries is far cheaper than a [N, V] comparison (docs/results.md,
         # "Figures behind code comments").
-        scores = self.model.get_layer("scores").unmasked(query)[0]
+        scores_layer = self.model.get_layer("scores")
+        scores = scores_layer.unmasked(query)[0]
+        if user_state is not None:
+            # The state's term scored on its own and added to the scores, not to the query: the same sum as the
+            # trained model's (query + term) . labels, and for a zero state an exact + 0, so recommend_personal
+            # then returns recommend's output bit for bit (added to the query, the converter's fusions differed
+            # in the last bit).
+            term = self._state_term(tf.reshape(user_state, [1, self._state_size]), training=False)
+            scores += tf.matmul(term, scores_layer.label_weights(), transpose_b=True)[0]
         index = context[0]
         index = tf.where((index > 0) & (index < self._vocabulary_size), index, tf.zeros_like(index))
         successors = successor_layer(self.model)
@@ -159,12 +200,18 @@ def export_saved_model(model: keras.Model, vocab: Vocabulary, config: ModelConfi
     specs = [tf.TensorSpec([config.history_length], tf.int32, name=features.CONTEXT_INDEX)]
     if config.use_ratings:
         specs.append(tf.TensorSpec([config.history_length], tf.float32, name=features.CONTEXT_RATING))
-    recommend = module.recommend.get_concrete_function(*specs)
-    tf.saved_model.save(module, export_dir, signatures={
+    signatures = {
         SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
         VALIDATED_SIGNATURE: module.serve_validated.get_concrete_function(),
-        RECOMMEND_SIGNATURE: recommend,
-    })
+        RECOMMEND_SIGNATURE: module.recommend.get_concrete_function(*specs),
+    }
+    if module.personal:
+        state = tf.TensorSpec([state_size(config.embedding_dim)], tf.float32, name=features.USER_STATE)
+        signatures[features.RECOMMEND_PERSONAL_SIGNATURE] = module.recommend_personal.get_concrete_function(
+            specs[0], state, *specs[1:])
+        signatures[features.UPDATE_STATE_SIGNATURE] = module.update_state.get_concrete_function(
+            state, tf.TensorSpec([], tf.int32, name=features.ITEM_INDEX))
+    tf.saved_model.save(module, export_dir, signatures=signatures)
     extra = os.path.join(export_dir, ASSETS_EXTRA)
     vocab.save(extra)
     warm_start.save_weights(model, extra)  # a later span's Trainer can start from these
@@ -173,6 +220,12 @@ def export_saved_model(model: keras.Model, vocab: Vocabulary, config: ModelConfi
     with tf.io.gfile.GFile(os.path.join(extra, DERIVED_FILE), "w") as f:
         f.write(json.dumps(getattr(model, "training_summary", {}).get("derived", {}), indent=2, sort_keys=True))
     return export_dir
+
+
+def has_personal_state(export_dir: str) -> bool:
+    """Whether the exported model carries the per-user state's signatures (a model trained with one whose eval
+    split chose strength 0 does not)."""
+    return features.UPDATE_STATE_SIGNATURE in tf.saved_model.load(export_dir).signatures
 
 
 def load_derived_settings(export_dir: str) -> dict:

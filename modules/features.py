@@ -40,6 +40,10 @@ CONTEXT_LENGTH = "context_length"
 LABEL_ITEM = "label_item"
 LABEL_TIMESTAMP = "label_timestamp"
 SEEN_ITEMS = "seen_items"  # eval / test: the user's whole history (excluded when ranking)
+# Every split, when the model keeps a per-user state (ModelConfig.personal_history > 0): the items older than
+# the context, most recent first, at most personal_history of them, padded with PADDING_KEY. The model folds
+# them into the state the phone would hold when the context was its most recent history.
+EARLIER_ITEM = "earlier_item"
 # Always 0: TFMA's label. Each model's serving_default maps the keys with its own vocabulary and puts the
 # label's score in column 0 of its output, so a candidate and a baseline trained on different vocabularies
 # (another span) are scored on the same examples.
@@ -60,7 +64,7 @@ VOCAB_NUMERIC_PREFIX = "vocab_num_"  # + name: the numeric feature's value of th
 WINDOWED_INT64_FEATURES = (CONTEXT_LENGTH, LABEL_TIMESTAMP, LABEL_COLUMN, USER_TRAIN_EXAMPLES, VOCAB_WEIGHT)
 # The windowed examples' layout; HistoryWindowing passes it as an execution parameter, so a pipeline root
 # windowed by an older layout is windowed again rather than read from the cache. Raise it with any change above.
-WINDOWED_FORMAT = 3
+WINDOWED_FORMAT = 4
 FACT_SEPARATOR = "\t"
 TITLE_FACT = "title"
 
@@ -68,6 +72,7 @@ TITLE_FACT = "title"
 CONTEXT_INDEX = "context_index"
 LABEL_INDEX = "label_index"
 SEEN_INDEX = "seen_index"
+EARLIER_INDEX = "earlier_index"
 # tf.Transform vocabulary names (files in the transform graph's assets).
 ITEM_VOCABULARY = "items"
 ITEM_FACTS_VOCABULARY = "item_facts"
@@ -110,6 +115,13 @@ SERVING_SIGNATURE = "serving_default"  # serialized examples -> scores over ids 
 # scores it, so that a candidate does not judge itself on the events its table was counted from.
 VALIDATED_SIGNATURE = "serving_validated"
 RECOMMEND_SIGNATURE = "recommend"  # the on-device function
+# The per-user state (ModelConfig.personal_history > 0; modules/personal.py): ``update_state`` folds one picked
+# item into the state, ``recommend_personal`` is ``recommend`` reading the state too (a zero state: the same as
+# ``recommend``).
+RECOMMEND_PERSONAL_SIGNATURE = "recommend_personal"
+UPDATE_STATE_SIGNATURE = "update_state"
+USER_STATE = "user_state"  # float32[d + 1]: input of both signatures, and update_state's output
+ITEM_INDEX = "item_index"  # int32 scalar: update_state's picked item (vocabulary index; 0 changes nothing)
 TOP_IDS = "top_ids"
 TOP_SCORES = "top_scores"
 SCORES = "scores"  # serving_default's output and TFMA's prediction key
@@ -127,8 +139,9 @@ MASKED_SCORE = -1e9
 MASKED_BELOW = -1e8
 
 
-def windowed_feature_spec(history_length: int, numeric_features=()):
-    """tf.io feature spec of a windowed example (TensorFlow imported lazily)."""
+def windowed_feature_spec(history_length: int, numeric_features=(), earlier_length: int = 0):
+    """tf.io feature spec of a windowed example (TensorFlow imported lazily); ``earlier_length``: the length of
+    ``EARLIER_ITEM`` (0: absent)."""
     import tensorflow as tf
     spec = {
         USER_ID: tf.io.FixedLenFeature([], tf.string),
@@ -146,16 +159,21 @@ def windowed_feature_spec(history_length: int, numeric_features=()):
     }
     for name in numeric_features:
         spec[VOCAB_NUMERIC_PREFIX + name] = tf.io.VarLenFeature(tf.float32)
+    if earlier_length:
+        spec[EARLIER_ITEM] = tf.io.FixedLenFeature([earlier_length], tf.string)
     return spec
 
 
-def transformed_feature_spec(history_length: int):
+def transformed_feature_spec(history_length: int, earlier_length: int = 0):
     """tf.io feature spec of a transformed example (what the Trainer and the Evaluator read)."""
     import tensorflow as tf
-    return {
+    spec = {
         CONTEXT_INDEX: tf.io.FixedLenFeature([history_length], tf.int64),
         CONTEXT_RATING: tf.io.FixedLenFeature([history_length], tf.float32),
         LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64),
         SEEN_INDEX: tf.io.VarLenFeature(tf.int64),
         USER_TRAIN_EXAMPLES: tf.io.FixedLenFeature([], tf.int64),
     }
+    if earlier_length:
+        spec[EARLIER_INDEX] = tf.io.FixedLenFeature([earlier_length], tf.int64)
+    return spec

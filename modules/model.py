@@ -21,7 +21,7 @@ position (loss_positions="all", as SASRec), with full softmax cross-entropy or s
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -31,11 +31,13 @@ from . import encoders, features
 from .config import ModelConfig
 from .features import MASKED_SCORE
 from .layers import ConstantLookup, DotProductScores, GenreMean, SuccessorScores
+from .personal import PersonalState, StateSummary, state_size
 from .vocabulary import Vocabulary
 
 # Validation input (not a model input): each example's already-seen items as vocabulary indices, 0-padded.
 SEEN_INDEX = features.SEEN_INDEX
 SUCCESSOR_SCORES = "successor_scores"  # the layer of the successor table's scores (absent when off)
+PERSONAL_STATE = "personal_state"  # the layer of the per-user state (absent when off)
 VALUES_PER_CATEGORY = 3  # values of one categorical feature an item contributes (its first three)
 
 
@@ -45,6 +47,9 @@ def model_inputs(config: ModelConfig) -> Dict[str, keras.Input]:
     if config.use_ratings:
         inputs[features.CONTEXT_RATING] = keras.Input(shape=(config.history_length,), dtype=tf.float32,
                                                       name=features.CONTEXT_RATING)
+    if config.personal_history:
+        inputs[features.EARLIER_INDEX] = keras.Input(shape=(config.personal_history,), dtype=tf.int32,
+                                                     name=features.EARLIER_INDEX)
     return inputs
 
 
@@ -53,6 +58,30 @@ class Recommender(NamedTuple):
 
     model: keras.Model  # inputs -> scores [B, V] (query at the most recent position)
     sequence: keras.Model  # inputs -> (queries [B, N, d], item index [B, N] oldest first)
+    # The device's view of a model with a per-user state (modules/personal.py; None without one): the context
+    # inputs -> the query at the most recent position without the state [B, d], and a user state [B, d + 1] ->
+    # what the state adds to that query [B, d] (zero for a zero state). Also ``model.personal_view``.
+    device_query: Optional[keras.Model] = None
+    state_term: Optional[keras.Model] = None
+
+
+class _Untracked:
+    """Holds a model on another model without Keras tracking it as a sub-layer (its weights are the model's)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def personal_view(model: keras.Model) -> Optional[Tuple[keras.Model, keras.Model]]:
+    """``(device_query, state_term)`` of a model with a per-user state (``Recommender``), or None without one."""
+    holder = getattr(model, "personal_view", None)
+    return holder.value if holder is not None else None
+
+
+def personal_state_layer(model: keras.Model) -> Optional[PersonalState]:
+    """The model's ``PersonalState`` layer, or None (a model without a per-user state)."""
+    names = {layer.name for layer in model.layers}
+    return model.get_layer(PERSONAL_STATE) if PERSONAL_STATE in names else None
 
 
 def build_recommender(config: ModelConfig, vocab: Vocabulary,
@@ -110,10 +139,26 @@ def build_recommender(config: ModelConfig, vocab: Vocabulary,
         return t
 
     last = keras.layers.Lambda(lambda t: t[:, -1, :], name="most_recent_position")(encoded)
+    queries, last_query, views = query(encoded), query(last), (None, None)
+    if config.personal_history:
+        # The query reads the user's state through a projection without bias: a zero state adds exactly 0.
+        personal = PersonalState(item_embedding, vocab.size, config.personal_decay, config.personal_dropout,
+                                 name=PERSONAL_STATE)
+        projection = keras.layers.Dense(d, use_bias=False, name="personal_projection")
+        summaries = personal([inputs[features.EARLIER_INDEX], index])  # [B, N, d]
+        queries = keras.layers.Add(name="personal_queries")([queries, projection(summaries)])
+        recent_summary = keras.layers.Lambda(lambda t: t[:, -1, :], name="personal_most_recent")(summaries)
+        context_inputs = {k: v for k, v in inputs.items() if k != features.EARLIER_INDEX}
+        device_query = keras.Model(context_inputs, last_query, name=f"{config.encoder}_device_query")
+        last_query = keras.layers.Add(name="personal_query")([last_query, projection(recent_summary)])
+        state = keras.Input(shape=(state_size(d),), dtype=tf.float32, name=features.USER_STATE)
+        state_term = keras.Model(state, projection(StateSummary(personal, name="personal_summary")(state)),
+                                 name="personal_state_term")
+        views = (device_query, state_term)
     with_labels = config.label_categories and label_table is not None
     scores = DotProductScores(vocab.size, d, label_table if with_labels else None,
                               len(vocab.categories[categorical[0]]) if with_labels else 0,
-                              item_embedding if config.tie_embeddings else None, name="scores")(query(last))
+                              item_embedding if config.tie_embeddings else None, name="scores")(last_query)
     if config.successors:
         if successor_table is None:
             successor_table = np.zeros((vocab.size, config.successors), np.int32)
@@ -125,8 +170,9 @@ def build_recommender(config: ModelConfig, vocab: Vocabulary,
                                            name=SUCCESSOR_SCORES)
         scores = keras.layers.Add(name="scores_with_successors")([scores, successor_scores(index)])
     model = keras.Model(inputs, scores, name=f"{config.encoder}_recommender")
-    sequence = keras.Model(inputs, [query(encoded), index], name=f"{config.encoder}_sequence_queries")
-    return Recommender(model, sequence)
+    sequence = keras.Model(inputs, [queries, index], name=f"{config.encoder}_sequence_queries")
+    model.personal_view = _Untracked(views if config.personal_history else None)
+    return Recommender(model, sequence, *views)
 
 
 def build_model(config: ModelConfig, vocab: Vocabulary, successor_table: Optional[np.ndarray] = None

@@ -10,7 +10,8 @@ Vocabularies computed from the ``items`` split (one record per training item, we
   boundaries of each numeric item feature.
 
 Outputs are vocabulary indices, 0 being padding or unknown (index = vocabulary position + 1): the context,
-the label and the already-seen items, plus the context ratings. No TFX import (Trainer module rule).
+the label, the already-seen items and (when windowed for a per-user state) the earlier items, plus the
+context ratings. No TFX import (Trainer module rule).
 """
 
 from __future__ import annotations
@@ -63,10 +64,13 @@ def preprocessing_fn(inputs, custom_config=None):
             tft.vocabulary(tf.strings.as_string(tf.reshape(boundaries, [-1]), precision=9, scientific=True),
                            vocab_filename=features.BOUNDARIES_VOCABULARY_PREFIX + name)
     seen = inputs[features.SEEN_ITEMS]
-    return {
+    outputs = {
         features.USER_TRAIN_EXAMPLES: inputs[features.USER_TRAIN_EXAMPLES],
         features.CONTEXT_INDEX: _to_index(inputs[features.CONTEXT_ITEM], vocabulary),
         features.CONTEXT_RATING: inputs[features.CONTEXT_RATING],
         features.LABEL_INDEX: _to_index(inputs[features.LABEL_ITEM], vocabulary),
         features.SEEN_INDEX: tf.SparseTensor(seen.indices, _to_index(seen.values, vocabulary), seen.dense_shape),
     }
+    if features.EARLIER_ITEM in inputs:  # windowed for a model with a per-user state
+        outputs[features.EARLIER_INDEX] = _to_index(inputs[features.EARLIER_ITEM], vocabulary)
+    return outputs

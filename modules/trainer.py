@@ -32,6 +32,12 @@ def check_history_length(transformed_spec, config: ModelConfig) -> None:
         raise ValueError(f"the examples hold histories of {windowed} items but the model is configured for "
                          f"history_length={config.history_length}; window the events with the model's history "
                          "length (PipelineConfig sets both from ModelConfig)")
+    earlier = transformed_spec.get(features.EARLIER_INDEX)
+    earlier = int(earlier.shape[0]) if earlier is not None else 0
+    if earlier != config.personal_history:
+        raise ValueError(f"the examples hold {earlier} earlier items each but the model is configured for "
+                         f"personal_history={config.personal_history}; window the events with the model's "
+                         "personal_history (PipelineConfig sets both from ModelConfig)")
 
 
 # Examples shuffled per epoch; a split up to this size is shuffled whole, and read in a canonical order first.
@@ -71,11 +77,14 @@ def make_dataset(file_patterns, config: ModelConfig, shuffle: bool, batch_size: 
     wanted = {features.CONTEXT_INDEX, features.LABEL_INDEX}
     if config.use_ratings:
         wanted.add(features.CONTEXT_RATING)
+    if config.personal_history:
+        wanted.add(features.EARLIER_INDEX)
     if validation:
         wanted.add(features.SEEN_INDEX)
     elif config.user_balance:
         wanted.add(features.USER_TRAIN_EXAMPLES)
-    spec = {k: v for k, v in features.transformed_feature_spec(config.history_length).items() if k in wanted}
+    spec = {k: v for k, v in features.transformed_feature_spec(config.history_length, config.personal_history
+                                                               ).items() if k in wanted}
 
     def parse(serialized):
         parsed = tf.io.parse_example(serialized, spec)
@@ -83,6 +92,8 @@ def make_dataset(file_patterns, config: ModelConfig, shuffle: bool, batch_size: 
         inputs = {features.CONTEXT_INDEX: tf.cast(parsed[features.CONTEXT_INDEX], tf.int32)}
         if config.use_ratings:
             inputs[features.CONTEXT_RATING] = parsed[features.CONTEXT_RATING]
+        if features.EARLIER_INDEX in parsed:
+            inputs[features.EARLIER_INDEX] = tf.cast(parsed[features.EARLIER_INDEX], tf.int32)
         if features.USER_TRAIN_EXAMPLES in parsed:
             inputs[features.USER_TRAIN_EXAMPLES] = tf.cast(parsed[features.USER_TRAIN_EXAMPLES], tf.float32)
         if validation:
@@ -113,9 +124,10 @@ def train(config: ModelConfig, vocab: Vocabulary, train_patterns, eval_patterns,
     # same in every process. Unset, it depended on what ran before in the process: the executed Kubeflow
     # spec's model and an in-process local run's differed (top-10 overlap 0.61) when another test had set it.
     keras.utils.set_random_seed(config.seed)
-    return fit(config, vocab, make_dataset(train_patterns, config, shuffle=True),
-               make_dataset(eval_patterns, config, shuffle=False, validation=True), log_dir, base_model_dir,
-               held_out_data=make_dataset(eval_patterns, config, shuffle=False))
+    reads = config.derive_from_data(vocab.size - 1, vocab.training_events)[0]  # e.g. the earlier items, or not
+    return fit(config, vocab, make_dataset(train_patterns, reads, shuffle=True),
+               make_dataset(eval_patterns, reads, shuffle=False, validation=True), log_dir, base_model_dir,
+               held_out_data=make_dataset(eval_patterns, reads, shuffle=False))
 
 
 def transform_output_path(fn_args) -> str:

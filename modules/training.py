@@ -11,9 +11,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from . import features, successors, warm_start
+from . import features, personal, successors, warm_start
 from .config import ModelConfig
-from .model import SEEN_INDEX, Recommender, build_recommender, exclude_seen, successor_layer
+from .model import SEEN_INDEX, Recommender, build_recommender, exclude_seen, personal_state_layer, successor_layer
 from . import ranking_metrics
 from .ranking_metrics import GATE
 from .vocabulary import Vocabulary
@@ -322,6 +322,9 @@ def fit(config: ModelConfig, vocab: Vocabulary, train_data: tf.data.Dataset, eva
     fitted.fit(train_data.repeat() if steps else train_data, epochs=config.epochs, steps_per_epoch=steps,
                validation_data=eval_data, callbacks=callbacks, verbose=0)
     history, curve = fitted.history, dict(fitted.history.history)
+    if config.personal_history:
+        derived["per-user state"] = choose_personal_strength(fitted, eval_data)
+        log.info("per-user state: %s", derived["per-user state"])
     if table is not None:
         derived["successor table"] = choose_successor_strength(fitted, eval_data, table)
         if held_out_data is not None:
@@ -348,15 +351,27 @@ def training_pairs(train_data: tf.data.Dataset, config: ModelConfig) -> Tuple[np
             np.concatenate([b[1] for b in batches] or [np.zeros(0, np.int64)]))
 
 
-def choose_successor_strength(fitted: keras.Model, eval_data: tf.data.Dataset, table: np.ndarray) -> str:
-    """Sets the successor table's strength to the one of ``successors.STRENGTHS`` with the best eval
-    recall@10 (the trained network's weights fixed); returns what it holds and what was chosen, and why."""
-    layer = successor_layer(fitted.model)
+def choose_strength(fitted: keras.Model, eval_data: tf.data.Dataset, layer, strengths) -> str:
+    """Sets ``layer``'s strength (``set_strength``) to the one of ``strengths`` with the best eval recall@10 (the
+    trained network's weights fixed; ties: the weaker); returns what was chosen and every strength's recall."""
     recall = {}
-    for strength in successors.STRENGTHS:
+    for strength in strengths:
         layer.set_strength(strength)
         recall[strength] = float(fitted.evaluate(eval_data, verbose=0, return_dict=True)[GATE.name])
-    best = max(recall, key=lambda s: (recall[s], -s))  # ties: the weaker table
+    best = max(recall, key=lambda s: (recall[s], -s))
     layer.set_strength(best)
-    return (f"{int(np.count_nonzero(table[:, 0])):,} items with up to {table.shape[1]} successors; strength "
-            f"{best:g} (eval {GATE.name} " + ", ".join(f"{s:g}: {r:.4f}" for s, r in recall.items()) + ")")
+    return (f"strength {best:g}{' (off)' if not best else ''} (eval {GATE.name} "
+            + ", ".join(f"{s:g}: {r:.4f}" for s, r in recall.items()) + ")")
+
+
+def choose_successor_strength(fitted: keras.Model, eval_data: tf.data.Dataset, table: np.ndarray) -> str:
+    """The successor table's strength, of ``successors.STRENGTHS``; returns what the table holds and the
+    choice."""
+    chosen = choose_strength(fitted, eval_data, successor_layer(fitted.model), successors.STRENGTHS)
+    return f"{int(np.count_nonzero(table[:, 0])):,} items with up to {table.shape[1]} successors; {chosen}"
+
+
+def choose_personal_strength(fitted: keras.Model, eval_data: tf.data.Dataset) -> str:
+    """The per-user state's strength, of ``personal.STRENGTHS`` (the successor table's still 0); at 0 the model
+    is exported without the state's signatures."""
+    return choose_strength(fitted, eval_data, personal_state_layer(fitted.model), personal.STRENGTHS)

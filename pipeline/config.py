@@ -106,11 +106,16 @@ class PipelineConfig:
             raise ValueError("min_item_count must be >= 1 and max_items >= 0")
         if self.windowing is None:
             self.windowing = WindowingOptions(history_length=self.model.history_length,
+                                              earlier_length=self.model.personal_history,
                                               stride=self.model.default_train_stride())
         if self.windowing.history_length != self.model.history_length:
             raise ValueError(f"windowing.history_length {self.windowing.history_length} differs from "
                              f"model.history_length {self.model.history_length}: the model reads the histories the "
                              "windowing writes (PipelineConfig.from_options sets both from the model)")
+        if self.windowing.earlier_length != self.model.personal_history:
+            raise ValueError(f"windowing.earlier_length {self.windowing.earlier_length} differs from "
+                             f"model.personal_history {self.model.personal_history} (PipelineConfig.from_options "
+                             "sets both from the model)")
         if (self.model.loss_once_per_target and self.model.loss_at_every_position()
                 and self.windowing.stride != self.model.default_train_stride()):
             # The Trainer skips the positions an earlier window also holds, counted from the default stride.
@@ -145,7 +150,7 @@ class PipelineConfig:
 
         model = ModelConfig.preset(preset, **given(ModelConfig)).with_overrides(hparams)
         windowing = given(WindowingOptions)
-        windowing.update(history_length=model.history_length,
+        windowing.update(history_length=model.history_length, earlier_length=model.personal_history,
                          stride=windowing.get("stride") or model.default_train_stride())
         events = settings.get("events")
         if events is not None and events.min_rating is not None and "min_rating" not in windowing:

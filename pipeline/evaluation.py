@@ -53,11 +53,8 @@ def score_records(serve, records: List[bytes], users: Optional[set] = None,
     return result
 
 
-def evaluate_published(output_dir: str, version: str = publish.LATEST, users_file: Optional[str] = None,
-                       split: str = "test", batch_size: int = 1024) -> Dict[str, Dict[str, float]]:
-    """``{"all": metrics, "subset": metrics}`` (the subset only with ``users_file``): every registered metric
-    and the number of users, on ``split`` of the run that trained ``version`` in ``output_dir``."""
-    import tensorflow as tf
+def published_run(output_dir: str, version: str = publish.LATEST):
+    """``(version folder, its metadata, the windowed examples artifact of the run that trained it)``."""
     version_dir = os.path.join(output_dir, SERVING_FOLDER, version)
     if not os.path.isdir(version_dir):
         raise FileNotFoundError(f"no published version {version!r} in {os.path.join(output_dir, SERVING_FOLDER)}")
@@ -67,6 +64,15 @@ def evaluate_published(output_dir: str, version: str = publish.LATEST, users_fil
     if windowed is None:
         raise FileNotFoundError(f"the run {metadata['pipeline_run_id']} that trained version {version} has no "
                                 "windowed examples in this output's MLMD store")
+    return version_dir, metadata, windowed
+
+
+def evaluate_published(output_dir: str, version: str = publish.LATEST, users_file: Optional[str] = None,
+                       split: str = "test", batch_size: int = 1024) -> Dict[str, Dict[str, float]]:
+    """``{"all": metrics, "subset": metrics}`` (the subset only with ``users_file``): every registered metric
+    and the number of users, on ``split`` of the run that trained ``version`` in ``output_dir``."""
+    import tensorflow as tf
+    _, metadata, windowed = published_run(output_dir, version)
     wanted = read_users(users_file) if users_file else None
     serve = tf.saved_model.load(os.path.join(metadata["model_uri"], SERVING_FORMAT)).signatures[
         features.SERVING_SIGNATURE]

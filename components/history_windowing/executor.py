@@ -250,14 +250,15 @@ class WindowUser(beam.DoFn):
         self._counts = collections.Counter()
 
 
-def vocabulary_records(joined, history_length: int):
+def vocabulary_records(joined, history_length: int, earlier_length: int = 0):
     """``(item, {"count": [...], "facts": [...]})`` -> the item's serialized ``items`` split record (none for an
     item without training events)."""
     item, grouped = joined
     count = sum(grouped["count"])
     if count:
         facts, numeric = min(grouped["facts"], default=_NO_FACTS)
-        yield to_tf_example(windowing.vocabulary_record(item, count, facts, numeric, history_length))
+        yield to_tf_example(windowing.vocabulary_record(item, count, facts, numeric, history_length,
+                                                        earlier_length))
 
 
 def _write_outputs(summary, profile, items: int, options: windowing.WindowingOptions, output_dir: str) -> None:
@@ -309,7 +310,8 @@ def WindowEventBatches(batches, options: windowing.WindowingOptions, output_dir:
             os.path.join(features.split_dir(output_dir, split), "data_tfrecord"), file_name_suffix=".gz")
     items = ({"count": windowed[COUNTS], "facts": decoded[FACTS]}
              | "JoinCountsAndFacts" >> beam.CoGroupByKey()
-             | "VocabularyRecords" >> beam.FlatMap(vocabulary_records, options.history_length))
+             | "VocabularyRecords" >> beam.FlatMap(vocabulary_records, options.history_length,
+                                                                    options.earlier_length))
     _ = items | f"Write[{features.ITEMS_SPLIT}]" >> beam.io.WriteToTFRecord(
         os.path.join(features.split_dir(output_dir, features.ITEMS_SPLIT), "data_tfrecord"), file_name_suffix=".gz")
     _ = (windowed["summary"]
@@ -319,10 +321,11 @@ def WindowEventBatches(batches, options: windowing.WindowingOptions, output_dir:
                                     beam.pvalue.AsSingleton(resolved), output_dir))
 
 
-def windowed_schema(history_length: int, numeric_features):
+def windowed_schema(history_length: int, numeric_features, earlier_length: int = 0):
     """The schema (``schema_pb2.Schema``) of the windowed examples."""
     from tensorflow_transform.tf_metadata import schema_utils
-    return schema_utils.schema_from_feature_spec(features.windowed_feature_spec(history_length, numeric_features))
+    return schema_utils.schema_from_feature_spec(features.windowed_feature_spec(history_length, numeric_features,
+                                                                                   earlier_length))
 
 
 class DataAnomaliesError(ValueError):
@@ -386,7 +389,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         output.set_int_custom_property("vocabulary_items", int(stats["vocabulary_items"]))
         schema = artifact_utils.get_single_instance(output_dict[SCHEMA_KEY])
         io_utils.write_pbtxt_file(os.path.join(schema.uri, SCHEMA_FILE),
-                                  windowed_schema(options.history_length, stats["numeric_features"]))
+                                  windowed_schema(options.history_length, stats["numeric_features"],
+                                                  options.earlier_length))
         output.set_int_custom_property("history_length", options.history_length)
         output.set_string_custom_property("split_mode", options.split)
         resolved = stats["options"]

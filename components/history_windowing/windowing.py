@@ -60,12 +60,14 @@ def minimum_timeline_length(split: str) -> int:
 class WindowingOptions(JsonFields):
     """How events become examples. Crosses the TFX boundary as one JSON execution parameter (``to_json``).
 
-    ``history_length`` is not a knob of its own: ``PipelineConfig`` sets it from ``ModelConfig.history_length``.
+    ``history_length`` and ``earlier_length`` are not knobs of their own: ``PipelineConfig`` sets them from
+    ``ModelConfig.history_length`` and ``ModelConfig.personal_history``.
     """
 
     KIND = "windowing options"
 
     history_length: int = setting(10, "", flag=False)
+    earlier_length: int = setting(0, "", flag=False)  # EARLIER_ITEM's length (0: not written)
     split: str = setting(LEAVE_LAST_OUT, "leave-last-out: each user's last event is test, the one before eval; "
                                          "temporal: a global time cut", SPLIT_MODES)
     # Users with fewer (kept) events give no examples; None: the split's minimum (minimum_timeline_length).
@@ -89,6 +91,8 @@ class WindowingOptions(JsonFields):
             raise ValueError(f"split must be one of {', '.join(SPLIT_MODES)}, got {self.split!r}")
         if not 1 <= self.history_length <= MAX_HISTORY_LENGTH:
             raise ValueError(f"history_length must be within 1..{MAX_HISTORY_LENGTH}, got {self.history_length}")
+        if self.earlier_length < 0:
+            raise ValueError(f"earlier_length must be >= 0, got {self.earlier_length}")
         minimum = minimum_timeline_length(self.split)
         if self.min_timeline_length is None:
             object.__setattr__(self, "min_timeline_length", minimum)
@@ -131,7 +135,7 @@ class _Columns:
     def __init__(self, timeline: Sequence[Event], options: WindowingOptions):
         self.items = [e.item for e in timeline]
         self.ratings = [float(e.rating) for e in timeline]
-        self.timeline, self.n = timeline, options.history_length
+        self.timeline, self.n, self.m = timeline, options.history_length, options.earlier_length
 
     def example(self, position: int, with_seen: bool, user_train_examples: int = 0) -> dict:
         n, start = self.n, max(0, position - self.n)
@@ -147,7 +151,15 @@ class _Columns:
             features.LABEL_COLUMN: 0,
             features.USER_TRAIN_EXAMPLES: 0 if with_seen else user_train_examples,
             features.SEEN_ITEMS: self.items[:position] if with_seen else [],
+            **self.earlier(start),
         }
+
+    def earlier(self, start: int) -> dict:
+        """``EARLIER_ITEM``: the items before ``start`` (the context's oldest), most recent first, padded."""
+        if not self.m:
+            return {}
+        older = self.items[max(0, start - self.m):start][::-1]
+        return {features.EARLIER_ITEM: older + [features.PADDING_KEY] * (self.m - len(older))}
 
 
 def assign_splits(timeline: Sequence[Event], options: WindowingOptions) -> List[Tuple[int, str]]:
@@ -202,7 +214,7 @@ def window_timeline(events: Iterable[Event], options: WindowingOptions) -> Itera
 
 
 def vocabulary_record(item: str, count: int, facts: Sequence[str], numeric: Sequence[Tuple[str, float]],
-                      history_length: int) -> dict:
+                      history_length: int, earlier_length: int = 0) -> dict:
     """The ``items`` split's record of one training item: its key weighted by its training events, its facts
     ("key\tkind\tvalue") and numeric values; the windowed examples' fixed-length features padded (the split
     shares their schema, and is analysed, never transformed)."""
@@ -219,6 +231,7 @@ def vocabulary_record(item: str, count: int, facts: Sequence[str], numeric: Sequ
         features.VOCAB_WEIGHT: [count],
         features.ITEM_FACTS: [f"{item}{features.FACT_SEPARATOR}{fact}" for fact in facts],
         **{features.VOCAB_NUMERIC_PREFIX + name: [value] for name, value in numeric},
+        **({features.EARLIER_ITEM: [features.PADDING_KEY] * earlier_length} if earlier_length else {}),
     }
 
 

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from ondevice_rec.components.tflite_pusher import quantization as quantization_modes
 
 
-def convert_to_tflite(saved_model_dir: str, signature: str, quantization: str = quantization_modes.FLOAT,
+def convert_to_tflite(saved_model_dir: str, signature: Union[str, Sequence[str]],
+                      quantization: str = quantization_modes.FLOAT,
                       representative_inputs: Optional[List[Dict[str, np.ndarray]]] = None,
                       compact_model: bool = True) -> bytes:
-    """Converts one signature with builtin ops only (conversion fails if a Flex op would be needed).
+    """Converts one signature, or several into one file (their constants stored once), with builtin ops only
+    (conversion fails if a Flex op would be needed).
 
     ``quantization``: a mode of ``quantization.MODES``; a calibrated one (int8) needs
-    ``representative_inputs``.
+    ``representative_inputs``: input dicts of the (first) signature, or with several signatures
+    ``(signature, input dict)`` pairs.
     ``compact_model``: apply ``compact`` (same results, smaller file).
     """
     import tensorflow as tf
     mode = quantization_modes.get(quantization)
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature])
+    signatures = [signature] if isinstance(signature, str) else list(signature)
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=signatures)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     mode.configure(converter, tf)
     if mode.calibrated:
@@ -29,7 +33,10 @@ def convert_to_tflite(saved_model_dir: str, signature: str, quantization: str = 
 
         def representative():
             for feed in representative_inputs:
-                yield {name: np.asarray(value) for name, value in feed.items()}
+                if isinstance(feed, tuple):
+                    yield feed[0], {name: np.asarray(value) for name, value in feed[1].items()}
+                else:
+                    yield {name: np.asarray(value) for name, value in feed.items()}
         converter.representative_dataset = representative
     model = converter.convert()
     return compact(model) if compact_model else model
@@ -51,12 +58,18 @@ def compact(model: bytes) -> bytes:
     from tensorflow.lite.tools import flatbuffer_utils
 
     flat = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    # Tensors of every subgraph by buffer: a file of several signatures stores a shared constant once, so a
+    # buffer may only be emptied when no other tensor reads it.
+    readers: Dict[int, int] = {}
+    for graph in flat.subgraphs:
+        for tensor in graph.tensors:
+            readers[tensor.buffer] = readers.get(tensor.buffer, 0) + 1
     for graph in flat.subgraphs:
         keep = set(graph.inputs) | set(graph.outputs)
         for index, tensor in enumerate(graph.tensors):
             if index not in keep:
                 tensor.name = None
-        _share_tied_tables(flat, graph, schema)
+        _share_tied_tables(flat, graph, schema, readers)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(flat))
 
 
@@ -68,7 +81,7 @@ def _per_tensor_params(tensor):
     return float(q.scale[0]), int(q.zeroPoint[0])
 
 
-def _share_tied_tables(flat, graph, schema) -> None:
+def _share_tied_tables(flat, graph, schema, readers: Dict[int, int]) -> None:
     def opcode(op):
         code = flat.operatorCodes[op.opcodeIndex]
         return max(code.builtinCode, code.deprecatedBuiltinCode)
@@ -121,7 +134,10 @@ def _share_tied_tables(flat, graph, schema) -> None:
             agree = np.abs(label_values - values) <= tolerance
             beyond = np.where(codes <= -128, label_values <= values + tolerance, label_values >= values - tolerance)
             if np.all(np.where(inside, agree, beyond)):
-                flat.buffers[graph.tensors[table].buffer].data = None
+                buffer = graph.tensors[table].buffer
+                readers[buffer] -= 1
+                if not readers[buffer]:  # another signature's lookup may read the same stored table
+                    flat.buffers[buffer].data = None
                 op.inputs[0] = weight
                 output.quantization.scale = np.array([label_scale], np.float32)
                 output.quantization.zeroPoint = np.array([label_zero], np.int64)

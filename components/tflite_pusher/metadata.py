@@ -28,7 +28,36 @@ def schema() -> dict:
     properties["inputs"]["items"]["properties"]["name"]["enum"] = [features.CONTEXT_INDEX,
                                                                    features.CONTEXT_RATING]
     properties["outputs"]["items"]["properties"]["name"]["enum"] = [features.TOP_IDS, features.TOP_SCORES]
+    state = properties["personal_state"]["properties"]
+    state["input"]["const"] = features.USER_STATE
+    state["update_signature"]["const"] = features.UPDATE_STATE_SIGNATURE
+    state["recommend_signature"]["const"] = features.RECOMMEND_PERSONAL_SIGNATURE
+    state["update_inputs"]["items"]["enum"] = [features.USER_STATE, features.ITEM_INDEX]
     return document
+
+
+def personal_state(config) -> Dict[str, Any]:
+    """The ``personal_state`` entry: what an app needs to keep, update and forget the per-user state
+    (``modules/personal.py``)."""
+    from ondevice_rec.modules.personal import state_size
+    size = state_size(config.embedding_dim)
+    return {
+        "input": features.USER_STATE, "dtype": "float32", "shape": [size], "bytes": 4 * size,
+        "initial_value": "zeros",
+        "update_signature": features.UPDATE_STATE_SIGNATURE,
+        "update_inputs": [features.USER_STATE, features.ITEM_INDEX],
+        "recommend_signature": features.RECOMMEND_PERSONAL_SIGNATURE,
+        "when_to_update": (f"after every item the user picks, in time order: {features.USER_STATE} = "
+                           f"{features.UPDATE_STATE_SIGNATURE}({features.USER_STATE}, {features.ITEM_INDEX}); "
+                           f"then {features.RECOMMEND_PERSONAL_SIGNATURE} reads it beside the history. An index "
+                           f"outside the vocabulary ({features.PADDING_ID}) leaves it unchanged"),
+        "forget": (f"set it to zeros (or delete it): {features.RECOMMEND_PERSONAL_SIGNATURE} with a zero state "
+                   f"returns exactly {features.RECOMMEND_SIGNATURE}'s output"),
+        "decay": config.personal_decay,
+        "layout": (f"{config.embedding_dim} decayed sums of the picked items' embeddings, then their weight "
+                   f"(sums = {config.personal_decay:g} * sums + embedding[item], weight = {config.personal_decay:g} "
+                   "* weight + 1); kept on the device only, never sent"),
+    }
 
 
 def validate(document: dict) -> None:
@@ -38,8 +67,10 @@ def validate(document: dict) -> None:
 
 
 def build(config, vocab, quantization_mode: str, top_k: int, tflite_bytes: int, parity: Dict[str, float],
-          dataset: str, run_id: str, model_uri: str, quantization_reason: str = "") -> Dict[str, Any]:
-    """The metadata document of a converted model (``config``: its ModelConfig, ``vocab``: its Vocabulary)."""
+          dataset: str, run_id: str, model_uri: str, quantization_reason: str = "",
+          personal: bool = False) -> Dict[str, Any]:
+    """The metadata document of a converted model (``config``: its ModelConfig, ``vocab``: its Vocabulary;
+    ``personal``: the model carries the per-user state's signatures)."""
     n = config.history_length
     inputs = [{"name": features.CONTEXT_INDEX, "dtype": "int32", "shape": [n], "values": "vocabulary_index",
                "padding_value": features.PADDING_ID, "order": "most_recent_first"}]
@@ -70,4 +101,5 @@ def build(config, vocab, quantization_mode: str, top_k: int, tflite_bytes: int, 
         "model_uri": model_uri,
         "tflite_bytes": tflite_bytes,
         "parity": parity,
+        **({"personal_state": personal_state(config)} if personal else {}),
     }

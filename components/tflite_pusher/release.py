@@ -11,6 +11,8 @@ import os
 import random
 from typing import Callable, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from ondevice_rec.components.tflite_pusher import checks, conversion, metadata, publish, quantization
 from ondevice_rec.components.tflite_pusher.options import PublishOptions
 from ondevice_rec.modules import features, ranking_metrics
@@ -47,8 +49,8 @@ def eval_report(metrics: Dict[str, float]) -> Dict[str, float]:
 
 
 def sample_histories(examples_uri: str, split: str, count: int, seed: int = 0) -> List[dict]:
-    """Up to ``count`` contexts (indices and ratings, plus the ``label_index``) from ``split`` of the
-    transformed examples (deterministic)."""
+    """Up to ``count`` contexts (indices and ratings, plus the ``label_index`` and, when windowed for a per-user
+    state, the ``earlier_index``) from ``split`` of the transformed examples (deterministic)."""
     import tensorflow as tf
     histories = []
     for record in features.read_split(examples_uri, split):
@@ -56,6 +58,8 @@ def sample_histories(examples_uri: str, split: str, count: int, seed: int = 0) -
         histories.append({features.CONTEXT_INDEX: list(feature[features.CONTEXT_INDEX].int64_list.value),
                           features.CONTEXT_RATING: list(feature[features.CONTEXT_RATING].float_list.value),
                           features.LABEL_INDEX: int(feature[features.LABEL_INDEX].int64_list.value[0])})
+        if features.EARLIER_INDEX in feature:
+            histories[-1][features.EARLIER_INDEX] = list(feature[features.EARLIER_INDEX].int64_list.value)
     random.Random(seed).shuffle(histories)
     return histories[:count]
 
@@ -106,6 +110,25 @@ def _write_copies(directory: str, files: Dict[str, bytes]) -> None:
             f.write(content)
 
 
+def personal_calibration(float_model: bytes, histories: List[dict], feeds: List[dict]) -> List[tuple]:
+    """Calibration inputs of every signature of a model with a per-user state: ``(signature, inputs)`` pairs,
+    the states those of the held-out histories replayed through the float model's ``update_state``."""
+    from ondevice_rec.serving import TFLiteRecommender
+    update = TFLiteRecommender(float_model).interpreter.get_signature_runner(features.UPDATE_STATE_SIGNATURE)
+    size = int(update.get_input_details()[features.USER_STATE]["shape"][0])
+    pairs = []
+    for history, feed in zip(histories, feeds):
+        state = np.zeros(size, np.float32)
+        pairs.append((features.UPDATE_STATE_SIGNATURE, {features.USER_STATE: state, features.ITEM_INDEX: np.int32(0)}))
+        for item in checks.replay_order(history):
+            pairs.append((features.UPDATE_STATE_SIGNATURE,
+                          {features.USER_STATE: state, features.ITEM_INDEX: np.int32(item)}))
+            state = update(user_state=state, item_index=np.int32(item))[features.USER_STATE]
+        pairs.append((features.RECOMMEND_SIGNATURE, feed))
+        pairs.append((features.RECOMMEND_PERSONAL_SIGNATURE, {**feed, features.USER_STATE: state}))
+    return pairs
+
+
 def _build_files(model_uri: str, options: PublishOptions, histories: List[dict], report: Dict[str, float],
                  run_id: str) -> Tuple[Dict[str, bytes], Dict[str, str]]:
     """The files to publish and the settings derived from the data (``{setting: why}``)."""
@@ -120,22 +143,36 @@ def _build_files(model_uri: str, options: PublishOptions, histories: List[dict],
         name, why = quantization.FLOAT, f"float32: auto chose {name}, but no held-out histories to check it on"
     mode = quantization.get(name)
     signature = features.RECOMMEND_SIGNATURE
+    # With a per-user state the file holds its two signatures beside recommend (their constants stored once).
+    personal = export.has_personal_state(saved_model_dir)
+    signatures = [signature] + ([features.RECOMMEND_PERSONAL_SIGNATURE, features.UPDATE_STATE_SIGNATURE]
+                                if personal else [])
     inputs = [{k: v for k, v in h.items() if k != features.LABEL_INDEX} for h in histories]
     labels = [h[features.LABEL_INDEX] for h in histories]
     if mode.name != quantization.FLOAT and not histories:
         raise checks.ParityError("a quantized model needs held-out histories to be checked against float")
 
-    float_model = conversion.convert_to_tflite(saved_model_dir, signature)
+    float_model = conversion.convert_to_tflite(saved_model_dir, signatures)
     tflite_model = float_model
     if mode.name != quantization.FLOAT:
         lite = TFLiteRecommender(float_model, signature)
         calibration = [lite.inputs(h[features.CONTEXT_INDEX], h.get(features.CONTEXT_RATING))
                        for h in inputs[:CALIBRATION_HISTORIES]]
-        tflite_model = conversion.convert_to_tflite(saved_model_dir, signature, mode.name, calibration)
+        if personal:
+            calibration = personal_calibration(float_model, inputs[:CALIBRATION_HISTORIES], calibration)
+        tflite_model = conversion.convert_to_tflite(saved_model_dir, signatures, mode.name, calibration)
     parity: Dict[str, float] = {}
     if histories:
         parity = checks.check_parity(float_model, saved_model_dir, inputs[:options.parity_samples], signature,
                                      options.min_top10_overlap)
+        if personal:  # the float file's state signatures, then the published file's if it is quantized
+            sample = (inputs[:options.parity_samples], labels[:options.parity_samples])
+            parity.update(checks.check_personal_state(float_model, saved_model_dir, *sample,
+                                                      options.min_top10_overlap))
+            if tflite_model is not float_model:
+                quantized = checks.check_personal_state(tflite_model, saved_model_dir, *sample,
+                                                        options.min_top10_overlap, quantized=True)
+                parity.update({f"quantized_{name}": value for name, value in quantized.items()})
         if mode.name != quantization.FLOAT:
             try:
                 parity.update(checks.check_quantized_recall(float_model, tflite_model, signature, inputs, labels,
@@ -148,7 +185,7 @@ def _build_files(model_uri: str, options: PublishOptions, histories: List[dict],
                 why = f"float32: auto chose {name}, but {e}"
     top_k = int(TFLiteRecommender(tflite_model, signature).runner.get_output_details()[features.TOP_IDS]["shape"][0])
     document = metadata.build(config, vocab, mode.name, top_k, len(tflite_model), parity, options.dataset,
-                              run_id, model_uri, quantization_reason=why)
+                              run_id, model_uri, quantization_reason=why, personal=personal)
     metadata.validate(document)
     derived = {**export.load_derived_settings(saved_model_dir), "quantization": why}
     return {

@@ -190,3 +190,39 @@ def test_a_folder_of_datasets_expands_to_the_datasets_in_it_and_each_reads_its_o
     assert quality.expand_datasets([str(tmp_path / "notes")]) == [str(tmp_path / "notes")]  # read: it says why
     assert anchors.best("amazon-toys").recall_at_10 == max(a.recall_at_10 for a in anchors.published("amazon-toys"))
     assert anchors.best("no-such-set") is None
+
+
+@pytest.mark.slow
+def test_the_personal_benchmark_replays_the_published_model_as_the_evaluator_scores_it(two_runs, tmp_path, capsys):
+    """`benchmark personal`: the replay on the published .tflite scores what the test Evaluator published (the
+    app's seen-item filter ranks as the Evaluator's masking); with the state, every user's picks went through
+    update_state, each call timed; the JSON holds both columns."""
+    from ondevice_rec import cli
+    from ondevice_rec.benchmarks import personal
+    config, _, _ = two_runs
+    version = os.path.join(config.serving_dir, "latest")
+    with open(os.path.join(version, "eval.json")) as f:
+        published = json.load(f)
+    with open(os.path.join(version, "metadata.json")) as f:
+        stateful = "personal_state" in json.load(f)
+    out = tmp_path / "personal.json"
+    assert cli.main(["benchmark", "personal", "--output-dir", config.output_dir, "--output", str(out)]) == 0
+    result = json.loads(out.read_text())["all"]
+    assert result["examples"] == published["num_eval_users"]
+    # The Evaluator's serving_default folds each user's earlier items into the state (all of them here: the
+    # synthetic users have fewer than personal_history); TFLite and the SavedModel may part on a near-tie.
+    scored = result[personal.PERSONAL if stateful else personal.PLAIN]["recall@10"]
+    assert scored == pytest.approx(published["recall@10"], abs=2.5 / published["num_eval_users"])
+    if stateful:
+        assert result["picks"] > result["examples"] and result["update_p50_us"] > 0
+        assert set(result[personal.PERSONAL]) == set(result[personal.PLAIN])
+    assert "recall@10 without" in capsys.readouterr().out
+
+
+def test_the_label_rank_skips_seen_items_and_misses_beyond_the_list():
+    import numpy as np
+    from ondevice_rec.benchmarks.personal import rank_in
+    top = np.array([5, 3, 9, 7])
+    assert rank_in(top, 9, seen=set()) == 2
+    assert rank_in(top, 9, seen={3}) == 1  # a seen item above it does not count
+    assert rank_in(top, 8, seen=set()) == 4 and rank_in(top, 0, seen=set()) == 4  # absent, or unknown: a miss

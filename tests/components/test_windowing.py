@@ -48,6 +48,28 @@ def test_hand_built_timeline_gives_exact_examples():
     assert test_example[features.SEEN_ITEMS] == ["10", first, second, "40"]
 
 
+def test_every_example_carries_the_items_older_than_its_context_for_the_per_user_state():
+    """``earlier_item``: the ``earlier_length`` items before the context, most recent first, padded; with the
+    context they are the picks the phone's state holds when the target comes."""
+    events = [E("u1", str(i), 100 * i, 4.0) for i in range(1, 9)]  # items 1..8 in time order
+    options = windowing.WindowingOptions(history_length=2, earlier_length=3)
+    examples = [ex for _, ex in windowing.window_user(events, options).examples]
+    by_label = {ex[features.LABEL_ITEM]: ex for ex in examples}
+    assert by_label["8"][features.CONTEXT_ITEM] == ["7", "6"]
+    assert by_label["8"][features.EARLIER_ITEM] == ["5", "4", "3"]  # capped at 3: "2" and "1" fall off
+    assert by_label["4"][features.EARLIER_ITEM] == ["1", "", ""]
+    assert by_label["2"][features.EARLIER_ITEM] == ["", "", ""]  # nothing older than its context
+    assert all(len(ex[features.EARLIER_ITEM]) == 3 for ex in examples)
+    # Without a per-user state the feature is not written at all.
+    plain = windowing.window_user(events, windowing.WindowingOptions(history_length=2)).examples
+    assert not any(features.EARLIER_ITEM in ex for _, ex in plain)
+    record = windowing.vocabulary_record("1", 1, (), (), 2, 3)
+    assert record[features.EARLIER_ITEM] == ["", "", ""]  # the items split shares the schema
+    spec = features.windowed_feature_spec(2, earlier_length=3)
+    parsed = tf.io.parse_single_example(executor.to_tf_example(by_label["8"]), spec)
+    assert [k.decode() for k in parsed[features.EARLIER_ITEM].numpy()] == ["5", "4", "3"]
+
+
 def test_an_items_record_carries_the_item_once_weighted_by_its_training_events():
     record = windowing.vocabulary_record("10", 7, ("title\tTen", "cat:genres\tDrama"), (("year", 1990.0),), 3)
     assert record[features.VOCAB_ITEMS] == ["10"] and record[features.VOCAB_WEIGHT] == [7]

@@ -101,7 +101,8 @@ def trained(request, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("examples"))
     write_splits(split_examples, root)
     settings = {"learning_rate": 0.01, **ENCODER_SETTINGS[request.param]}
-    config = ModelConfig(encoder=request.param, history_length=5, epochs=8, batch_size=128, top_k=20, **settings)
+    config = ModelConfig(personal_history=0,
+                         encoder=request.param, history_length=5, epochs=8, batch_size=128, top_k=20, **settings)
     config = config.derive_from_data(vocab.size - 1)[0]  # the embedding size, as the export records it
     model = trainer.train(config, vocab, [os.path.join(root, "Split-train", "*")],
                           [os.path.join(root, "Split-eval", "*")])
@@ -202,7 +203,8 @@ def test_sampled_softmax_with_log_q_trains_a_model_that_beats_popularity(tmp_pat
     """Sampled-softmax training (for huge catalogues) still learns the sequential structure."""
     data = synthetic.generate(synthetic.SyntheticConfig(users=300, items=150, mean_ratings_per_user=30, seed=11))
     vocab, examples = indexed_splits(data, 5)
-    config = ModelConfig(history_length=5, epochs=8, batch_size=128, learning_rate=0.01, softmax="sampled",
+    config = ModelConfig(personal_history=0,
+                         history_length=5, epochs=8, batch_size=128, learning_rate=0.01, softmax="sampled",
                          num_sampled=40, use_item_categories=False, use_item_numbers=False)
 
     def dataset(split):
@@ -229,7 +231,7 @@ def test_queries_are_causal_and_serving_uses_the_most_recent_position(encoder):
                              {str(m): {"title": f"m{m}", "categorical": {"genres": ["A" if m % 2 else "B"]},
                                        "numeric": {"year": 1990}} for m in range(1, 31)},
                              boundaries={"year": [1980.0, 2000.0]})
-    config = ModelConfig(encoder=encoder, history_length=6, embedding_dim=8, transformer_heads=2,
+    config = ModelConfig(personal_history=0, encoder=encoder, history_length=6, embedding_dim=8, transformer_heads=2,
                          **{k: v for k, v in ENCODER_SETTINGS[encoder].items() if k != "learning_rate"})
     recommender = model_lib.build_recommender(config, vocab)
     history = np.array([[4, 9, 2, 17, 0, 0]], np.int32)  # most recent first: oldest-first is [0 0 17 2 9 4]
@@ -257,8 +259,9 @@ def test_the_sasrec_form_of_the_transformer_scales_the_embeddings_and_narrows_th
     vocab = vocabulary.build({str(m): 10 + m for m in range(1, 31)})
     base = dict(encoder="transformer", history_length=6, embedding_dim=8, use_item_categories=False,
                 use_item_numbers=False, dropout=0.0)
-    ours = model_lib.build_recommender(ModelConfig(**base), vocab)
-    sasrec = model_lib.build_recommender(ModelConfig(**base, transformer_heads=1, transformer_ffn_width=1,
+    ours = model_lib.build_recommender(ModelConfig(personal_history=0, **base), vocab)
+    sasrec = model_lib.build_recommender(ModelConfig(personal_history=0,
+                                                     **base, transformer_heads=1, transformer_ffn_width=1,
                                                      transformer_scale_embeddings=True), vocab)
     assert tuple(ours.model.get_layer("ffn_0_in").kernel.shape) == (8, 16)
     assert tuple(sasrec.model.get_layer("ffn_1_in").kernel.shape) == (8, 8)
@@ -273,7 +276,7 @@ def test_the_sasrec_form_of_the_transformer_scales_the_embeddings_and_narrows_th
     np.testing.assert_allclose(queries.numpy()[0, :5], changed_queries.numpy()[0, :5], atol=1e-6)
     assert not np.allclose(queries.numpy()[0, 5], changed_queries.numpy()[0, 5], atol=1e-6)
     with pytest.raises(ValueError, match="transformer_ffn_width"):
-        ModelConfig(transformer_ffn_width=0)
+        ModelConfig(personal_history=0, transformer_ffn_width=0)
 
 
 def test_quantized_models_are_builtin_only_smaller_and_keep_recall(trained):
@@ -424,7 +427,8 @@ def test_validation_recall_excludes_seen_items_as_the_evaluator_does(tmp_path):
     """Early stopping watches the Evaluator's recall: history and seen items are not ranked, and targets
     the model cannot rank (index 0: unknown) are dropped from validation."""
     vocab = vocabulary.build({"10": 50, "20": 40, "30": 30, "40": 20})  # indices 1..4 = items 10, 20, 30, 40
-    config = ModelConfig(encoder="bow", history_length=2, use_item_categories=False, use_item_numbers=False)
+    config = ModelConfig(personal_history=0,
+                         encoder="bow", history_length=2, use_item_categories=False, use_item_numbers=False)
     examples = [  # label 2 (item 20): index 1 outranks it (bias) unless 1 is in the history or seen
         {features.CONTEXT_INDEX: [3, 0], features.LABEL_INDEX: 2, features.SEEN_INDEX: [3, 1]},
         {features.CONTEXT_INDEX: [1, 3], features.LABEL_INDEX: 2, features.SEEN_INDEX: [1, 3]},
@@ -448,7 +452,7 @@ def test_validation_recall_excludes_seen_items_as_the_evaluator_does(tmp_path):
             if f[features.LABEL_INDEX].int64_list.value[0] > 0]
     assert [x[model_lib.SEEN_INDEX].numpy().tolist() for x, _ in capped] == [[s + [0] * (2 - len(s)) for s in kept]]
     with pytest.raises(ValueError, match="validation_users"):
-        ModelConfig(validation_users=-1)
+        ModelConfig(personal_history=0, validation_users=-1)
 
     recommender = model_lib.build_recommender(config, vocab)
     for layer in (recommender.model.get_layer("scores"), recommender.model.get_layer("context_embedding")):

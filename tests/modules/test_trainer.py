@@ -50,8 +50,8 @@ def test_fit_with_weight_average_keeps_the_averaged_weights_of_the_best_epoch(tm
 
     weights = {}
     for decay in (0.0, 0.9):
-        config = ModelConfig(encoder="bow", history_length=3, embedding_dim=8, use_item_categories=False, use_item_numbers=False,
-                             epochs=3, early_stopping_patience=5, learning_rate=0.05, weight_average_decay=decay)
+        config = ModelConfig(personal_history=0, encoder="bow", history_length=3, embedding_dim=8,
+                             use_item_categories=False, use_item_numbers=False, epochs=3, early_stopping_patience=5, learning_rate=0.05, weight_average_decay=decay)
         model = training.fit(config, vocab, data(), data())
         weights[decay] = model.get_layer("context_embedding").get_weights()[0]
         assert max(model.history.history["val_recall@10"]) > 0.5  # it learned the rule either way
@@ -139,7 +139,12 @@ def test_the_trainer_refuses_examples_windowed_with_another_history_length(tmp_p
     with pytest.raises(ValueError, match="hold histories of 5 items but the model is configured for "
                                          "history_length=10"):
         trainer.check_history_length(spec, ModelConfig(history_length=10))
-    trainer.check_history_length(spec, ModelConfig(history_length=5))  # the same N passes
+    trainer.check_history_length(spec, ModelConfig(personal_history=0, history_length=5))  # the same N passes
+    # The per-user state's earlier items too: examples windowed without them, a model that folds 100.
+    with pytest.raises(ValueError, match="hold 0 earlier items each but the model is configured for "
+                                         "personal_history=100"):
+        trainer.check_history_length(spec, ModelConfig(history_length=5))
+    trainer.check_history_length(features.transformed_feature_spec(5, 100), ModelConfig(history_length=5))
 
 
 class _Scripted(keras.callbacks.Callback):
@@ -218,7 +223,8 @@ def test_loss_once_per_target_keeps_the_positions_no_earlier_window_holds():
     labels = np.array([5, 3], np.int32)
     got = {}
     for once in (False, True):
-        config = ModelConfig(encoder="lstm", history_length=4, embedding_dim=8, use_item_categories=False,
+        config = ModelConfig(personal_history=0,
+                             encoder="lstm", history_length=4, embedding_dim=8, use_item_categories=False,
                              use_item_numbers=False, loss_once_per_target=once)
         assert config.default_train_stride() == 2
         trainer_model = training.RecommenderTrainer(model_lib.build_recommender(config, vocab), config)
@@ -240,7 +246,8 @@ def test_user_balance_weighs_each_target_by_its_users_train_examples():
     labels = np.array([5, 3, 7], np.int32)
     examples = np.array([4.0, 1.0, 4.0], np.float32)  # windows 0 and 2: a user with 4 train windows
     for balance, expected in ((1.0, [0.25, 0.25, 1.0, 1.0, 0.25, 0.25]), (0.5, [0.5, 0.5, 1.0, 1.0, 0.5, 0.5])):
-        config = ModelConfig(encoder="lstm", history_length=4, embedding_dim=8, use_item_categories=False,
+        config = ModelConfig(personal_history=0,
+                             encoder="lstm", history_length=4, embedding_dim=8, use_item_categories=False,
                              use_item_numbers=False, user_balance=balance)
         trainer_model = training.RecommenderTrainer(model_lib.build_recommender(config, vocab), config)
         _, targets, weights = trainer_model._queries_and_targets(
@@ -267,7 +274,7 @@ def test_the_training_dataset_reads_the_users_train_examples_only_when_balancing
             f[features.USER_TRAIN_EXAMPLES].int64_list.value.append(user_examples)
             writer.write(example.SerializeToString())
     for balance, wanted in ((0.0, None), (1.0, [3.0, 1.0])):
-        config = ModelConfig(history_length=4, user_balance=balance)
+        config = ModelConfig(personal_history=0, history_length=4, user_balance=balance)
         inputs, _ = next(iter(make_dataset([path], config, shuffle=False)))
         got = inputs.get(features.USER_TRAIN_EXAMPLES)
         assert (got is None) if wanted is None else got.numpy().tolist() == wanted
@@ -293,7 +300,7 @@ def test_history_dropout_deletes_items_and_closes_up_the_rest():
     share_deleted = 1.0 - np.count_nonzero(got) / np.count_nonzero(context)
     assert 0.25 < share_deleted < 0.35
     vocab = vocabulary.build({str(m): 10 for m in range(1, 21)})
-    once = ModelConfig(encoder="lstm", history_length=4, embedding_dim=8, use_item_categories=False,
+    once = ModelConfig(personal_history=0, encoder="lstm", history_length=4, embedding_dim=8, use_item_categories=False,
                        use_item_numbers=False, history_dropout=0.5)
     trainer_model = training.RecommenderTrainer(model_lib.build_recommender(once, vocab), once)
     full = np.tile(np.array([[4, 3, 2, 1]], np.int32), (200, 1))
@@ -318,7 +325,8 @@ def test_the_exported_successor_table_also_counts_the_held_out_examples_latest_t
     def data(pair):
         return tf.data.Dataset.from_tensor_slices(pair).batch(32)
 
-    config = ModelConfig(encoder="bow", history_length=3, embedding_dim=8, use_item_categories=False,
+    config = ModelConfig(personal_history=0,
+                         encoder="bow", history_length=3, embedding_dim=8, use_item_categories=False,
                          use_item_numbers=False, epochs=1, successors=2)
     model = training.fit(config, vocab, data(({features.CONTEXT_INDEX: ids}, labels)), data(held_out),
                          held_out_data=data(held_out))
@@ -359,7 +367,7 @@ def test_the_examples_are_read_in_one_order_whatever_the_shards_and_feature_enco
 
     direct, flink = write(tmp_path / "a", 1, False), write(tmp_path / "b", 3, True)
     assert example(1, False) != example(1, True)  # the encodings differ byte for byte
-    config = ModelConfig(history_length=4, batch_size=8)
+    config = ModelConfig(personal_history=0, history_length=4, batch_size=8)
     orders = []
     for shuffle in (False, True):
         labels = [sum((y.numpy().tolist() for _, y in make_dataset(p, config, shuffle=shuffle)), [])
