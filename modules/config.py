@@ -38,10 +38,9 @@ TABLE_MIN_EMBEDDING_DIM = 16
 DENSE_EVENTS_PER_ITEM = 100
 LOSS_POSITION_MODES = ("all", "last", "auto")
 # The per-user state is kept where the log has at least this many training events an item (else the model is
-# trained and published without it, the windowing's earlier items unread): it gained 7-8 % recall@10 on ML-1M-SAS
-# (291 events an item) and ML-100K (59), +0.5 % on the short-session synthetic log (19) and cost 3 % on the
-# large-catalogue one (6.5), where histories are hardly longer than the context (docs/results.md, "The per-user
-# state"). Events an item is what the Trainer knows; it stands in for the events a user.
+# trained and published without it, the windowing's earlier items unread): it helped the two dense MovieLens logs
+# and cost recall on a large-catalogue log of short histories (docs/results.md, "The per-user state"). Events an
+# item is what the Trainer knows; it stands in for the events a user.
 PERSONAL_MIN_EVENTS_PER_ITEM = 40
 
 
@@ -167,9 +166,8 @@ class ModelConfig(JsonFields):
     # each example's `personal_history` items older than its context (0: no state, no extra signatures);
     # `personal_decay` is the state's decay per pick (the weight left beyond the cap: decay^(history + N)).
     # A training window's state is zeroed with probability `personal_dropout`, so the model also learns to
-    # recommend without one (a new user, "forget me", an app that keeps no state). 100 / 0.98 / 0.25 against
-    # 50 / 0.95 / 0.5 on ML-1M-SAS: +7.8 % against +5.6 % recall@10 with the state (docs/results.md, "The
-    # per-user state").
+    # recommend without one (a new user, "forget me", an app that keeps no state). The three values measured
+    # best of two settings on ML-1M-SAS (docs/results.md, "The per-user state").
     personal_history: int = setting(100, "older items a training example folds into the per-user state "
                                          "(0 = no per-user state)")
     personal_decay: float = 0.98
